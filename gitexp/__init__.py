@@ -1,0 +1,3 @@
+"""gitexp: Git-native experiment versioning for machine learning."""
+
+__version__ = "0.1.0"

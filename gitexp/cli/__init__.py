@@ -1,0 +1,86 @@
+"""The command line: a thin layer that parses, calls one core function, renders.
+
+Commands are imported only when invoked, so `gitexp run` never pays for the
+imports of `gitexp list`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from gitexp import __version__
+from gitexp.errors import GitexpError
+
+COMMANDS = {
+    "run": ("gitexp.cli.run", "Run a command and record it as an experiment."),
+    "list": ("gitexp.cli.list_runs", "List runs: name, when, status, duration, params, metrics."),
+    "show": ("gitexp.cli.show", "Show everything recorded about one run."),
+    "demo": ("gitexp.cli.demo", "Try gitexp on a built-in example in a throw-away repo."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(COMMANDS[cmd_name][0])
+        return module.command  # type: ignore[no-any-return]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gitexp")
+def cli() -> None:
+    """gitexp: every training run recorded as a git commit on refs/experiments/*."""
+
+
+def warn(message: str) -> None:
+    click.echo(f"gitexp: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `gitexp` and `git-exp`: turns gitexp's errors into one line and an exit code."""
+    try:
+        result: Any = cli.main(args=argv, prog_name="gitexp", standalone_mode=False)
+    except GitexpError as exc:
+        click.echo(f"gitexp: error: {exc.message}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("gitexp: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("gitexp: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+    except Exception as exc:
+        if os.environ.get("GITEXP_DEBUG"):
+            raise
+        click.echo(
+            f"gitexp: internal error: {type(exc).__name__}: {exc} "
+            "(please report it; set GITEXP_DEBUG=1 to see the traceback)",
+            err=True,
+        )
+        return 3
+    return result if isinstance(result, int) else 0
+
+
+def run_main() -> None:
+    sys.exit(main())

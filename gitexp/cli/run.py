@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gitexp.cli import warn
+
+
+@click.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    help="""Run COMMAND and record it as a run on refs/experiments/NAME.
+
+\b
+The run's commit holds the code as `git add -A` would stage it, the
+effective params, the final metrics, the environment and the output.
+gitexp exits with COMMAND's exit code.
+
+\b
+Examples:
+  gitexp run -- python train.py
+  gitexp run -n lr-small -m "halve the lr" -S lr=0.005 -- python train.py
+""",
+)
+@click.option("-n", "--name", help="Name of the run (default: an automatic unique name).")
+@click.option("-m", "--message", "note", default="", help="A note saying what this run tries.")
+@click.option("-S", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a param (dotted keys nest; value parsed as YAML). Repeatable.")
+@click.option("-t", "--tag", "tags", multiple=True, help="Tag the run. Repeatable.")
+@click.option("--parent", metavar="RUN", help="The run this one improves upon (default: the workspace's current run).")
+@click.option("--no-parent", is_flag=True, help="Start a new root: no parent run.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def command(name: str | None, note: str, overrides: tuple[str, ...], tags: tuple[str, ...], parent: str | None, no_parent: bool, command: tuple[str, ...]) -> int:
+    from gitexp.recorder import RunRequest, record_run
+    from gitexp.render import duration
+
+    if parent is not None and no_parent:
+        raise click.UsageError("--parent and --no-parent cannot be used together")
+    request = RunRequest(
+        command=list(command),
+        cwd=Path.cwd(),
+        name=name,
+        note=note,
+        overrides=overrides,
+        parent=parent,
+        no_parent=no_parent,
+        tags=tags,
+    )
+    result = record_run(request, notify=warn)
+    run = result.run
+    warn(
+        f"recorded {run.name} ({run.status}, exit code {run.exit_code}, {duration(run.duration)}) "
+        f"as refs/experiments/{run.name} [{run.commit[:10]}]"
+    )
+    return result.exit_code

@@ -1,0 +1,159 @@
+"""The on-disk record format (version 1): names, files and the commit message.
+
+This module is the code twin of docs/format.md. It is pure: no git, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gitexp.errors import UnsupportedFormat
+from gitexp.model import RunSummary
+
+FORMAT_VERSION = 1
+REF_PREFIX = "refs/experiments/"
+RECORD_DIR = ".gitexp"
+CONFIG_FILE = ".gitexp.yaml"
+
+# Files inside RECORD_DIR in a run's tree.
+RUN_FILE = "run.json"
+PARAMS_FILE = "params.json"
+METRICS_FILE = "metrics.json"
+ENV_FILE = "env.json"
+STDOUT_FILE = "stdout.log"
+STDERR_FILE = "stderr.log"
+
+STATUSES = ("completed", "failed", "interrupted")
+
+# Commit message trailers, in the order they are written.
+T_FORMAT = "Gitexp-Format"
+T_RUN = "Gitexp-Run"
+T_STATUS = "Gitexp-Status"
+T_EXIT = "Gitexp-Exit-Code"
+T_STARTED = "Gitexp-Started"
+T_DURATION = "Gitexp-Duration"
+T_USER = "Gitexp-User"
+T_BASE = "Gitexp-Base"
+T_BRANCH = "Gitexp-Base-Branch"
+T_PARENT = "Gitexp-Parent-Run"
+T_TAGS = "Gitexp-Tags"
+T_PARAMS = "Gitexp-Params"
+T_METRICS = "Gitexp-Metrics"
+
+SUBJECT_MAX = 72
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON of a record file: sorted keys, 2-space indent, final newline."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=True, default=str) + "\n"
+
+
+def compact_json(value: Any) -> str:
+    """One-line JSON for a trailer value (never contains a newline)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=True, default=str)
+
+
+def build_message(subject: str, note: str, trailers: list[tuple[str, str]]) -> str:
+    subject = " ".join(subject.split())
+    if len(subject) > SUBJECT_MAX:
+        subject = subject[: SUBJECT_MAX - 3] + "..."
+    parts = [subject]
+    note = note.strip()
+    if note:
+        parts.append(note)
+    parts.append("\n".join(f"{key}: {value}" for key, value in trailers))
+    return "\n\n".join(parts) + "\n"
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    """The Gitexp-* trailers of a run commit message (last paragraph only)."""
+    block = message.rstrip("\n").rsplit("\n\n", 1)[-1]
+    trailers: dict[str, str] = {}
+    for line in block.split("\n"):
+        key, sep, value = line.partition(": ")
+        if sep and key.startswith("Gitexp-"):
+            trailers[key] = value
+    return trailers
+
+
+def parse_note(message: str) -> str:
+    """The free-text note between the subject and the trailers ('' if none)."""
+    paragraphs = message.rstrip("\n").split("\n\n")
+    return "\n\n".join(paragraphs[1:-1]).strip()
+
+
+def run_trailers(run: RunSummary) -> list[tuple[str, str]]:
+    """The trailers of a run commit: a summary cheap to read without opening the tree."""
+    trailers = [
+        (T_FORMAT, str(FORMAT_VERSION)),
+        (T_RUN, run.name),
+        (T_STATUS, run.status),
+        (T_EXIT, "none" if run.exit_code is None else str(run.exit_code)),
+        (T_STARTED, run.started),
+        (T_DURATION, "none" if run.duration is None else f"{run.duration:.3f}"),
+        (T_USER, " ".join(run.user.split())),
+        (T_BASE, run.base or "none"),
+    ]
+    if run.base_branch:
+        trailers.append((T_BRANCH, run.base_branch))
+    if run.parent:
+        trailers.append((T_PARENT, run.parent))
+    if run.tags:
+        trailers.append((T_TAGS, compact_json(list(run.tags))))
+    trailers.append((T_PARAMS, compact_json(run.params)))
+    trailers.append((T_METRICS, compact_json(run.metrics)))
+    return trailers
+
+
+def summary_from_message(name: str, commit: str, message: str) -> RunSummary:
+    """Read a run's summary back from its commit message (tolerant of missing trailers)."""
+    t = parse_trailers(message)
+    version = t.get(T_FORMAT, str(FORMAT_VERSION))
+    if not version.isdigit() or int(version) > FORMAT_VERSION:
+        raise UnsupportedFormat(f"run {name!r}", version)
+    return RunSummary(
+        name=name,
+        commit=commit,
+        status=t.get(T_STATUS, "unknown"),
+        exit_code=_int_or_none(t.get(T_EXIT)),
+        started=t.get(T_STARTED, ""),
+        duration=_float_or_none(t.get(T_DURATION)),
+        user=t.get(T_USER, ""),
+        base=_none(t.get(T_BASE)),
+        base_branch=t.get(T_BRANCH),
+        parent=t.get(T_PARENT),
+        tags=tuple(_json(t.get(T_TAGS), [])),
+        params=_json(t.get(T_PARAMS), {}),
+        metrics=_json(t.get(T_METRICS), {}),
+        note=parse_note(message),
+        subject=message.split("\n", 1)[0],
+    )
+
+
+def _none(value: str | None) -> str | None:
+    return None if value in (None, "", "none") else value
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "none") else None  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+def _float_or_none(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "none") else None  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+def _json(value: str | None, default: Any) -> Any:
+    if value is None:
+        return default
+    try:
+        result = json.loads(value)
+    except ValueError:
+        return default
+    return result if isinstance(result, type(default)) else default

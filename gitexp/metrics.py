@@ -1,0 +1,80 @@
+"""Final metrics: read from the metrics file(s) a command wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gitexp.params import flatten
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a metrics file looked like before the command started."""
+
+    mtime_ns: int | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class Metrics:
+    values: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+def before(root: Path, paths: tuple[str, ...]) -> dict[str, FileState]:
+    states = {}
+    for rel in paths:
+        try:
+            st = os.stat(root / rel)
+            states[rel] = FileState(st.st_mtime_ns, st.st_size)
+        except OSError:
+            states[rel] = FileState(None, None)
+    return states
+
+
+def read(root: Path, states: dict[str, FileState]) -> Metrics:
+    """Flattened metrics from the files the command wrote or changed.
+
+    A file left exactly as it was before the run is stale (an earlier run's
+    result) and is not recorded. A malformed file is reported, never fatal: the
+    run has happened and must be recorded.
+    """
+    values: dict[str, Any] = {}
+    warnings: list[str] = []
+    for rel, was in states.items():
+        full = root / rel
+        try:
+            st = os.stat(full)
+        except OSError:
+            continue
+        if (st.st_mtime_ns, st.st_size) == (was.mtime_ns, was.size):
+            warnings.append(f"{rel} was not updated by this run; its values were not recorded as metrics")
+            continue
+        try:
+            data = _parse(rel, full.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            warnings.append(f"{rel} could not be read as metrics ({' '.join(str(exc).split())}); not recorded")
+            continue
+        values.update(flatten(data))
+    return Metrics(values, tuple(warnings))
+
+
+def _parse(rel: str, text: str) -> dict[str, Any]:
+    if rel.endswith((".yaml", ".yml")):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc)) from exc
+    else:
+        data = json.loads(text) if text.strip() else {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError("the top level must be a mapping of names to values")
+    return data

@@ -1,0 +1,61 @@
+"""Pure data: what a run is, as read back from its commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run as its commit message trailers describe it (cheap to read)."""
+
+    name: str
+    commit: str
+    status: str
+    exit_code: int | None
+    started: str
+    duration: float | None
+    user: str
+    base: str | None
+    base_branch: str | None
+    parent: str | None
+    tags: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    subject: str = ""
+
+    @property
+    def started_at(self) -> datetime:
+        return datetime.fromisoformat(self.started)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "commit": self.commit,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "started": self.started,
+            "duration": self.duration,
+            "user": self.user,
+            "base": self.base,
+            "base_branch": self.base_branch,
+            "parent": self.parent,
+            "tags": list(self.tags),
+            "note": self.note,
+            "params": self.params,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The code state of a workspace, written as a git tree (record dir not yet added)."""
+
+    tree: str
+    base: str | None
+    base_branch: str | None
+    dirty: bool
+    skipped: tuple[str, ...] = ()

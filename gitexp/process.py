@@ -1,0 +1,221 @@
+"""Run the user's command: stream its output live, keep a copy, handle signals.
+
+When our stdout/stderr is a terminal the child gets a pseudo-terminal for it,
+so colours and progress bars behave exactly as without gitexp.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from gitexp.errors import CommandNotExecutable, CommandNotFound
+
+LINGER_SECONDS = 2.0  # how long to keep reading output held open by a background grandchild
+ESCALATION = (  # after an interrupt: (seconds since it, signal sent to the command if still alive)
+    (1.0, signal.SIGINT),
+    (11.0, signal.SIGTERM),
+    (16.0, signal.SIGKILL),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    interrupted: bool
+
+
+def execute(argv: list[str], cwd: Path, env: dict[str, str], stdout_log: Path, stderr_log: Path) -> Outcome:
+    """Run argv to completion; return its exit code (128+N when killed by signal N)."""
+    check_command(argv[0], cwd, env)
+    out_r, out_w = _channel(sys.stdout)
+    err_r, err_w = _channel(sys.stderr)
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out_w, stderr=err_w)
+    except FileNotFoundError as exc:
+        _close(out_r, out_w, err_r, err_w)
+        raise CommandNotFound(argv[0]) from exc
+    except PermissionError as exc:
+        _close(out_r, out_w, err_r, err_w)
+        raise CommandNotExecutable(argv[0], "permission denied") from exc
+    except OSError as exc:
+        _close(out_r, out_w, err_r, err_w)
+        raise CommandNotExecutable(argv[0], exc.strerror or str(exc)) from exc
+    _close(out_w, err_w)
+    pump = _Pump([(out_r, _fileno(sys.stdout), stdout_log), (err_r, _fileno(sys.stderr), stderr_log)])
+    pump.start()
+    guard = _SignalGuard(proc)
+    try:
+        returncode = proc.wait()
+    finally:
+        guard.restore()
+        pump.finish()
+    exit_code = 128 - returncode if returncode < 0 else returncode
+    return Outcome(exit_code=exit_code, interrupted=guard.interrupted)
+
+
+def check_command(program: str, cwd: Path, env: dict[str, str]) -> None:
+    """Raise CommandNotFound unless program can be found as the command would be."""
+    if os.sep in program:
+        path = Path(cwd, program)
+        if not path.exists():
+            raise CommandNotFound(program)
+        return
+    if shutil.which(program, path=env.get("PATH")) is None:
+        raise CommandNotFound(program)
+
+
+def _channel(stream: object) -> tuple[int, int]:
+    """(read end for us, write end for the child): a pty when we write to a terminal."""
+    fd = _fileno(stream)
+    if fd is not None and os.isatty(fd):
+        import pty
+
+        master, slave = pty.openpty()
+        try:
+            import fcntl
+            import termios
+
+            termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(fd))
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+        except OSError:
+            pass  # a terminal that will not tell its settings: the pty's defaults will do
+        return master, slave
+    return os.pipe()
+
+
+def _fileno(stream: object) -> int | None:
+    try:
+        return stream.fileno()  # type: ignore[attr-defined, no-any-return]
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class _Pump:
+    """Copies the child's output to our terminal and to log files, in one thread."""
+
+    def __init__(self, channels: list[tuple[int, int | None, Path]]) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        self._channels = channels
+        self._thread = threading.Thread(target=self._run, name="gitexp-output", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self) -> None:
+        os.write(self._wake_w, b"x")
+        self._thread.join()
+        _close(self._wake_r, self._wake_w)
+
+    def _run(self) -> None:
+        logs = {src: open(log, "wb") for src, _, log in self._channels}
+        dests = {src: dst for src, dst, _ in self._channels}
+        open_fds = set(dests)
+        deadline: float | None = None
+        try:
+            while open_fds:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready, _, _ = select.select([*open_fds, self._wake_r], [], [], timeout)
+                if not ready:
+                    break  # lingering grandchildren: stop reading, the command is done
+                for fd in ready:
+                    if fd == self._wake_r:
+                        os.read(fd, 16)
+                        deadline = time.monotonic() + LINGER_SECONDS
+                        continue
+                    data = _read(fd)
+                    if not data:
+                        open_fds.discard(fd)
+                        continue
+                    logs[fd].write(data)
+                    dst = dests[fd]
+                    if dst is not None and not _write_all(dst, data):
+                        dests[fd] = None  # our output was closed (e.g. piped to head): keep logging
+        finally:
+            for fd, log in logs.items():
+                log.close()
+                _close(fd)
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError as exc:
+        if exc.errno == errno.EIO:  # pty: the child side closed
+            return b""
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        return False
+    return True
+
+
+class _SignalGuard:
+    """While the command runs: Ctrl-C and SIGTERM stop it (gently, then firmly), never us."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        self.interrupted = False
+        self._count = 0
+        self._timers: list[threading.Timer] = []
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = True
+        self._count += 1
+        if signum != signal.SIGINT:
+            # SIGTERM/SIGHUP come to us alone (a scheduler, a closed terminal): pass it on.
+            self._send(signal.SIGTERM)
+            self._schedule([(10.0, signal.SIGKILL)])
+        elif self._count == 1:
+            # A terminal's Ctrl-C reaches the command too; give it a moment to stop by itself.
+            self._schedule(list(ESCALATION))
+        else:
+            self._send(signal.SIGTERM if self._count == 2 else signal.SIGKILL)
+
+    def _schedule(self, steps: list[tuple[float, int]]) -> None:
+        for delay, sig in steps:
+            timer = threading.Timer(delay, self._send, args=(sig,))
+            timer.daemon = True
+            timer.start()
+            self._timers.append(timer)
+
+    def _send(self, sig: int) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    def restore(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,247 @@
+"""`gitexp run`: record one run of a command as a commit on refs/experiments/<name>."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gitexp import config as config_mod
+from gitexp import environment, names, process
+from gitexp import format as fmt
+from gitexp import metrics as metrics_mod
+from gitexp import params as params_mod
+from gitexp.environment import login
+from gitexp.errors import GitexpError, RunNameTaken
+from gitexp.model import RunSummary, Snapshot
+from gitexp.store import Store
+from gitexp.workspace import ParamsBusy, ParamsGuard, Pointer, read_pointer, write_pointer
+
+ENV_RUN_NAME = "GITEXP_RUN_NAME"
+ENV_RUN_DIR = "GITEXP_RUN_DIR"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    command: list[str]
+    cwd: Path = field(default_factory=Path.cwd)
+    name: str | None = None
+    note: str = ""
+    overrides: tuple[str, ...] = ()
+    parent: str | None = None
+    no_parent: bool = False
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: RunSummary
+    exit_code: int
+
+
+class ParamsInUse(GitexpError):
+    def __init__(self, pid: int) -> None:
+        super().__init__(
+            f"another gitexp run (pid {pid}) has rewritten the params files of this workspace with its -S values; "
+            "wait for it to finish, or run without -S"
+        )
+
+
+Notify = Callable[[str], None]
+
+
+def record_run(request: RunRequest, notify: Notify = lambda _msg: None) -> RunResult:
+    """Run request.command and record it; everything checkable is checked before it starts."""
+    if not request.command:
+        raise GitexpError("no command given (usage: gitexp run [OPTIONS] -- COMMAND [ARGS]...)")
+    store = Store.discover(request.cwd)
+    root = store.root
+    guard = ParamsGuard(store.state_dir, root)
+    for path in guard.recover():
+        notify(f"restored {path}, left rewritten by a gitexp run that was killed")
+    config = config_mod.load(root)
+    for warning in config.warnings:
+        notify(warning)
+
+    name = _choose_name(store, request.name)
+    process.check_command(request.command[0], request.cwd, dict(os.environ))
+    overrides = [params_mod.parse_override(text) for text in request.overrides]
+    files = params_mod.load_files(root, config.params, required=config.params_explicit)
+    changed = {path: params_mod.serialize(path, data) for path, data in params_mod.apply_overrides(files, overrides).items()}
+    effective = params_mod.merged([_with(f, changed) for f in files])
+    parent = _choose_parent(store, request, notify)
+
+    snap = store.snapshot(replace=changed)
+    for path in snap.skipped:
+        notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
+    metric_states = metrics_mod.before(root, config.metrics)
+    scratch = Path(tempfile.mkdtemp(prefix=f"run-{name}-", dir=_scratch_root(store)))
+    env = dict(os.environ)
+    env[ENV_RUN_NAME] = name
+    env[ENV_RUN_DIR] = str(scratch)
+    try:
+        try:
+            guard.apply(changed, {f.path: f.original for f in files if f.path in changed})
+        except ParamsBusy as exc:
+            raise ParamsInUse(exc.pid) from exc
+        try:
+            env_record: dict[str, Any] = {}
+            env_thread = threading.Thread(target=lambda: env_record.update(_capture_env(request.command, env)), daemon=True)
+            env_thread.start()
+            notify(f"run {name}: {' '.join(request.command)}")
+            started = datetime.now(timezone.utc).astimezone()
+            t0 = time.monotonic()
+            outcome = process.execute(request.command, request.cwd, env, scratch / fmt.STDOUT_FILE, scratch / fmt.STDERR_FILE)
+            duration = time.monotonic() - t0
+            ended = datetime.now(timezone.utc).astimezone()
+        finally:
+            for path in guard.restore():
+                notify(f"{path} was edited during the run; your edit was kept")
+        metrics = metrics_mod.read(root, metric_states)
+        for warning in metrics.warnings:
+            notify(warning)
+        env_thread.join()
+        env_record["git"] = {"base": snap.base, "branch": snap.base_branch, "dirty": snap.dirty}
+        status = "interrupted" if outcome.interrupted else ("completed" if outcome.exit_code == 0 else "failed")
+        user, email = store.identity()
+        summary = RunSummary(
+            name=name,
+            commit="",
+            status=status,
+            exit_code=outcome.exit_code,
+            started=started.isoformat(timespec="milliseconds"),
+            duration=round(duration, 3),
+            user=f"{user} <{email}>",
+            base=snap.base,
+            base_branch=snap.base_branch,
+            parent=parent.commit if parent else None,
+            tags=tuple(dict.fromkeys(request.tags)),
+            params=params_mod.flatten(effective),
+            metrics=metrics.values,
+            note=request.note.strip(),
+        )
+        record = _record_files(request, summary, ended, effective, env_record, parent, config, root)
+        record[fmt.STDOUT_FILE] = scratch / fmt.STDOUT_FILE
+        record[fmt.STDERR_FILE] = scratch / fmt.STDERR_FILE
+        commit, name = _write(store, summary, snap, parent, record, request.command, started, ended, notify)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    write_pointer(store.state_dir, snap.base_branch, Pointer(name, commit))
+    return RunResult(replace(summary, name=name, commit=commit), outcome.exit_code)
+
+
+def _choose_name(store: Store, requested: str | None) -> str:
+    if requested is None:
+        return names.generate(store.run_exists)
+    names.validate(requested)
+    if store.run_exists(requested):
+        raise RunNameTaken(requested)
+    return requested
+
+
+def _choose_parent(store: Store, request: RunRequest, notify: Notify) -> Pointer | None:
+    if request.no_parent:
+        return None
+    if request.parent is not None:
+        from gitexp.query import resolve
+
+        run = resolve(store, request.parent)
+        return Pointer(run.name, run.commit)
+    _, branch = store.head()
+    pointer = read_pointer(store.state_dir, branch)
+    if pointer is None:
+        return None
+    if store.run_commit(pointer.name) != pointer.commit:
+        notify(f"the workspace's last run {pointer.name!r} no longer exists; this run starts a new root")
+        return None
+    return pointer
+
+
+def _with(f: params_mod.ParamsFile, changed: dict[str, bytes]) -> params_mod.ParamsFile:
+    if f.path not in changed:
+        return f
+    return params_mod.ParamsFile(f.path, True, f.original, params_mod._parse(f.path, changed[f.path]))
+
+
+def _scratch_root(store: Store) -> Path:
+    path = store.state_dir / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _capture_env(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+    return environment.capture(argv, env)
+
+
+def _record_files(
+    request: RunRequest,
+    run: RunSummary,
+    ended: datetime,
+    effective: dict[str, Any],
+    env_record: dict[str, Any],
+    parent: Pointer | None,
+    config: config_mod.Config,
+    root: Path,
+) -> dict[str, bytes | Path]:
+    cwd = os.path.relpath(request.cwd.resolve(), root.resolve())
+    meta = {
+        "format": fmt.FORMAT_VERSION,
+        "name": run.name,
+        "command": list(request.command),
+        "cwd": "" if cwd == "." else cwd.replace(os.sep, "/"),
+        "status": run.status,
+        "exit_code": run.exit_code,
+        "started": run.started,
+        "ended": ended.isoformat(timespec="milliseconds"),
+        "duration": run.duration,
+        "user": run.user,
+        "os_user": login(),
+        "host": socket.gethostname(),
+        "note": run.note,
+        "tags": list(run.tags),
+        "base": run.base,
+        "base_branch": run.base_branch,
+        "parent_run": {"name": parent.name, "commit": parent.commit} if parent else None,
+        "params_files": [p for p in config.params if (root / p).exists()],
+        "overrides": list(request.overrides),
+        "metrics_files": list(config.metrics),
+    }
+    return {
+        fmt.RUN_FILE: fmt.to_json(meta).encode(),
+        fmt.PARAMS_FILE: fmt.to_json(effective).encode(),
+        fmt.METRICS_FILE: fmt.to_json(run.metrics).encode(),
+        fmt.ENV_FILE: fmt.to_json(env_record).encode(),
+    }
+
+
+def _write(
+    store: Store,
+    run: RunSummary,
+    snap: Snapshot,
+    parent: Pointer | None,
+    record: dict[str, bytes | Path],
+    command: list[str],
+    started: datetime,
+    ended: datetime,
+    notify: Notify,
+) -> tuple[str, str]:
+    """Write the commit and ref; if the name was taken meanwhile, keep the run under a new name."""
+    name = run.name
+    for attempt in range(2, 100):
+        subject = f"{name}: {run.status} ({' '.join(command)})"
+        message = fmt.build_message(subject, run.note, fmt.run_trailers(replace(run, name=name)))
+        try:
+            return store.write_run(name, snap, parent.commit if parent else None, record, message, started, ended), name
+        except RunNameTaken:
+            new = f"{run.name}-{attempt}"
+            notify(f"the name {name!r} was taken while the command ran; the run is recorded as {new!r}")
+            name = new
+    raise RunNameTaken(name)

@@ -1,0 +1,173 @@
+"""The storage layer: the only code that talks to git (through pygit2).
+
+It turns pygit2's errors into gitexp's own and knows where run commits, refs
+and gitexp's local state live.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import FileMode
+
+from gitexp import format as fmt
+from gitexp.environment import login
+from gitexp.errors import NotARepository, RunNameTaken, StorageError
+from gitexp.model import RunSummary, Snapshot
+from gitexp.store import snapshot as _snapshot
+
+
+class Store:
+    """One git repository as gitexp sees it."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        if repo.is_bare or repo.workdir is None:
+            raise NotARepository(f"{repo.path} (a bare repository has no workspace to run in)")
+        self.repo = repo
+        self.root = Path(repo.workdir)
+        # Per-workspace state (pointer, scratch files) lives in this worktree's git dir.
+        self.state_dir = Path(repo.path) / "gitexp"
+
+    @classmethod
+    def discover(cls, start: str | os.PathLike[str] = ".") -> Store:
+        start = os.path.abspath(start)
+        try:
+            path = pygit2.discover_repository(start)
+        except pygit2.GitError as exc:
+            raise NotARepository(start) from exc
+        if path is None:
+            raise NotARepository(start)
+        try:
+            return cls(pygit2.Repository(path))
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot open the git repository at {path}: {exc}") from exc
+
+    # -- workspace ---------------------------------------------------------
+
+    def snapshot(self, replace: dict[str, bytes] | None = None) -> Snapshot:
+        try:
+            return _snapshot.take(self.repo, replace)
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot snapshot the workspace: {exc}") from exc
+
+    def head(self) -> tuple[str | None, str | None]:
+        return _snapshot.head(self.repo)
+
+    def identity(self) -> tuple[str, str]:
+        """The user's git identity, or one made from the login and host name."""
+        try:
+            sig = self.repo.default_signature
+            return sig.name, sig.email
+        except (KeyError, pygit2.GitError):
+            user = login()
+            return user, f"{user}@{socket.gethostname() or 'localhost'}"
+
+    # -- runs --------------------------------------------------------------
+
+    def run_exists(self, name: str) -> bool:
+        return fmt.REF_PREFIX + name in self.repo.references
+
+    def run_commit(self, name: str) -> str | None:
+        ref = self.repo.references.get(fmt.REF_PREFIX + name)
+        return str(ref.target) if ref is not None else None
+
+    def write_run(
+        self,
+        name: str,
+        snap: Snapshot,
+        parent_run: str | None,
+        files: dict[str, bytes | Path],
+        message: str,
+        started: datetime,
+        ended: datetime,
+    ) -> str:
+        """Write the run commit and create its ref; refuse to replace an existing run."""
+        repo = self.repo
+        try:
+            record = repo.TreeBuilder()
+            for fname in sorted(files):
+                data = files[fname]
+                blob = repo.create_blob_fromdisk(str(data)) if isinstance(data, Path) else repo.create_blob(data)
+                record.insert(fname, blob, FileMode.BLOB)
+            root = repo.TreeBuilder(repo[snap.tree])  # type: ignore[arg-type]
+            root.insert(fmt.RECORD_DIR, record.write(), FileMode.TREE)
+            tree = root.write()
+            parents = [pygit2.Oid(hex=p) for p in dict.fromkeys(x for x in (snap.base, parent_run) if x)]
+            user, email = self.identity()
+            author = pygit2.Signature(user, email, int(started.timestamp()), _offset(started))
+            committer = pygit2.Signature(user, email, int(ended.timestamp()), _offset(ended))
+            oid = repo.create_commit(None, author, committer, message, tree, parents)
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot write the run commit: {exc}") from exc
+        try:
+            repo.references.create(fmt.REF_PREFIX + name, oid, force=False)
+        except pygit2.AlreadyExistsError as exc:
+            raise RunNameTaken(name) from exc
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot create {fmt.REF_PREFIX}{name}: {exc}") from exc
+        return str(oid)
+
+    def run_refs(self) -> Iterator[tuple[str, str]]:
+        """(name, commit id) of every run ref."""
+        prefix = fmt.REF_PREFIX
+        for ref in self.repo.references.iterator():
+            if ref.name.startswith(prefix):
+                target = ref.target
+                if isinstance(target, pygit2.Oid):
+                    yield ref.name[len(prefix) :], str(target)
+
+    def summaries(self) -> list[RunSummary]:
+        return [self.summary(name, commit) for name, commit in self.run_refs()]
+
+    def summary(self, name: str, commit: str) -> RunSummary:
+        obj = self.repo.get(commit)
+        if not isinstance(obj, pygit2.Commit):
+            raise StorageError(f"{fmt.REF_PREFIX}{name} does not point to a commit (run 'git fsck')")
+        return fmt.summary_from_message(name, commit, obj.message)
+
+    def read_record(self, commit: str, filename: str) -> bytes | None:
+        try:
+            obj = self.repo[commit].peel(pygit2.Commit)
+            entry = obj.tree[f"{fmt.RECORD_DIR}/{filename}"]
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return entry.data if isinstance(entry, pygit2.Blob) else None
+
+    def commits_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        prefix = prefix.lower()
+        return [(n, c) for n, c in self.run_refs() if c.startswith(prefix)]
+
+    def log_oneline(self, commit: str, limit: int) -> list[str]:
+        """`git log --oneline` of commit: short id and subject, newest first."""
+        walker = self.repo.walk(pygit2.Oid(hex=commit), pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+        lines = []
+        for c in walker:
+            lines.append(f"{c.short_id} {c.message.splitlines()[0] if c.message else ''}")
+            if len(lines) >= limit:
+                break
+        return lines
+
+    # -- demo support --------------------------------------------------------
+
+    @staticmethod
+    def init_repository(path: Path) -> Store:
+        return Store(pygit2.init_repository(str(path), initial_head="main"))
+
+    def commit_workspace(self, message: str, signature: tuple[str, str]) -> str:
+        """Stage everything and commit on the current branch (for repos gitexp made itself)."""
+        index = self.repo.index
+        index.add_all()
+        index.write()
+        sig = pygit2.Signature(*signature)
+        parents = [] if self.repo.head_is_unborn else [self.repo.head.target]
+        return str(self.repo.create_commit("HEAD", sig, sig, message, index.write_tree(), parents))
+
+
+def _offset(when: datetime) -> int:
+    delta = when.utcoffset()
+    return int(delta.total_seconds() // 60) if delta is not None else 0

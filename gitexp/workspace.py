@@ -1,0 +1,165 @@
+"""Per-workspace state kept in the git dir (never in the work tree, never pushed).
+
+- current.json: the current run of each branch, like HEAD for experiments.
+- params-backup.json: the original bytes of params files that -S rewrote for the
+  length of a run, so they are restored even after gitexp itself was killed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+DETACHED = "(detached)"
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write data to path so that readers see the old or the new file, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# -- the current-run pointer ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pointer:
+    name: str
+    commit: str
+
+
+def read_pointer(state_dir: Path, branch: str | None) -> Pointer | None:
+    entry = _read_json(state_dir / "current.json").get(branch or DETACHED)
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("commit"), str):
+        return Pointer(entry["name"], entry["commit"])
+    return None
+
+
+def write_pointer(state_dir: Path, branch: str | None, pointer: Pointer) -> None:
+    path = state_dir / "current.json"
+    data = _read_json(path)
+    data[branch or DETACHED] = {"name": pointer.name, "commit": pointer.commit}
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+# -- params files rewritten for a run ---------------------------------------------
+
+
+class ParamsBusy(Exception):
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+class ParamsGuard:
+    """Rewrites params files for one run and puts the user's bytes back afterwards.
+
+    A file the user edited during the run keeps the user's edit.
+    """
+
+    def __init__(self, state_dir: Path, root: Path) -> None:
+        self._backup = state_dir / "params-backup.json"
+        self._root = root
+
+    def recover(self) -> list[str]:
+        """Restore files left rewritten by a gitexp that died; return their paths."""
+        data = _read_json(self._backup)
+        if not data:
+            return []
+        if _alive(data.get("pid"), data.get("host")):
+            return []
+        restored = self._put_back(data)
+        self._backup.unlink(missing_ok=True)
+        return restored
+
+    def apply(self, contents: dict[str, bytes], originals: dict[str, bytes | None]) -> None:
+        data = _read_json(self._backup)
+        pid = data.get("pid")
+        if isinstance(pid, int) and _alive(pid, data.get("host")):
+            raise ParamsBusy(pid)
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "files": {
+                path: {
+                    "original": None if originals[path] is None else base64.b64encode(originals[path]).decode(),  # type: ignore[arg-type]
+                    "written": base64.b64encode(content).decode(),
+                }
+                for path, content in contents.items()
+            },
+        }
+        atomic_write(self._backup, json.dumps(record).encode())
+        for path, content in contents.items():
+            full = self._root / path
+            mode = full.stat().st_mode & 0o7777 if full.exists() else None
+            atomic_write(full, content, mode)
+
+    def restore(self) -> list[str]:
+        """Put the originals back; return the paths kept as the user edited them."""
+        data = _read_json(self._backup)
+        if not data or data.get("pid") != os.getpid():
+            return []
+        kept = self._put_back(data, report_kept=True)
+        self._backup.unlink(missing_ok=True)
+        return kept
+
+    def _put_back(self, data: dict[str, object], report_kept: bool = False) -> list[str]:
+        changed = []
+        files = data.get("files")
+        for path, entry in (files.items() if isinstance(files, dict) else []):
+            full = self._root / path
+            written = base64.b64decode(entry["written"])
+            try:
+                current = full.read_bytes()
+            except OSError:
+                current = None
+            if current != written:  # the user changed it meanwhile: theirs wins
+                if report_kept:
+                    changed.append(path)
+                continue
+            if entry["original"] is None:
+                full.unlink()
+            else:
+                atomic_write(full, base64.b64decode(entry["original"]), full.stat().st_mode & 0o7777)
+            if not report_kept:
+                changed.append(path)
+        return changed
+
+
+def _alive(pid: object, host: object) -> bool:
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

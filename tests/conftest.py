@@ -1,0 +1,192 @@
+"""Shared fixtures: isolated HOME and git config, throw-away repos, a real gitexp CLI.
+
+Every end-to-end test that freezes a workspace gets, at teardown, the checks the
+project promises after every run: the user's HEAD, index, branches and files are
+byte-identical, `git fsck --strict` is clean, and `git gc --prune=now` keeps
+every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test User",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test User",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test can read or write the real home directory or global git config."""
+    home = tmp_path_factory.mktemp("home")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
+        "[gc]\n\tauto = 0\n"
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    return home
+
+
+def git(cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, errors="replace", env={**os.environ, **IDENTITY, **(env or {})}
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc.stdout
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+def gitexp(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+    """Run the real CLI in a subprocess, as a user would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "gitexp", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass
+class Workspace:
+    root: Path
+    frozen: dict[str, str] | None = None
+    may_change: set[str] = field(default_factory=set)
+
+    def write(self, rel: str, text: str = "x\n", mode: int | None = None) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        if mode is not None:
+            path.chmod(mode)
+        return path
+
+    def git(self, *args: str, check: bool = True) -> str:
+        return git(self.root, *args, check=check)
+
+    def commit_all(self, message: str = "commit") -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD").strip()
+
+    def gitexp(self, *args: str, **kw: object) -> Result:
+        return gitexp(self.root, *args, **kw)  # type: ignore[arg-type]
+
+    def run(self, *args: str) -> Result:
+        """`gitexp run ARGS` that must succeed."""
+        result = self.gitexp("run", *args)
+        assert result.code == 0, result.err
+        return result
+
+    def runs(self) -> dict[str, str]:
+        out = self.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/experiments/")
+        return {line.split()[0].removeprefix("refs/experiments/"): line.split()[1] for line in out.splitlines()}
+
+    def tree(self, rev: str) -> dict[str, tuple[str, str]]:
+        """{path: (mode, content)} of every blob in rev's tree."""
+        out = self.git("ls-tree", "-r", "-z", rev)
+        entries = {}
+        for item in out.split("\0"):
+            if not item:
+                continue
+            meta, path = item.split("\t", 1)
+            mode, _, oid = meta.split()
+            entries[path] = (mode, self.git("cat-file", "-p", oid))
+        return entries
+
+    def record(self, run: str, filename: str) -> object:
+        return json.loads(self.git("show", f"refs/experiments/{run}:.gitexp/{filename}"))
+
+    def fingerprint(self) -> dict[str, str]:
+        """Everything of the user's that gitexp must not touch (read without writing the index)."""
+        gitdir = self.root / ".git"
+        fp = {
+            "HEAD": (gitdir / "HEAD").read_text(),
+            "head-commit": self.git("rev-parse", "-q", "--verify", "HEAD", check=False),
+            "branches": self.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/", "refs/tags/"),
+            "index": _digest(gitdir / "index"),
+        }
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if d != ".git"]
+            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                full = Path(dirpath, name)
+                rel = full.relative_to(self.root).as_posix()
+                st = full.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    fp["file:" + rel] = "link:" + os.readlink(full)
+                else:
+                    fp["file:" + rel] = f"{oct(st.st_mode)}:{_digest(full)}"
+        return fp
+
+    def freeze(self, *may_change: str) -> None:
+        """From now on, the test's teardown checks the workspace is untouched."""
+        self.frozen = self.fingerprint()
+        self.may_change = {"file:" + p for p in may_change}
+
+    def check_untouched(self) -> None:
+        assert self.frozen is not None
+        after = self.fingerprint()
+        before = {k: v for k, v in self.frozen.items() if k not in self.may_change}
+        after = {k: v for k, v in after.items() if k not in self.may_change}
+        assert after == before, "gitexp changed the user's repository or files"
+        fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=self.root, capture_output=True, text=True)
+        assert fsck.returncode == 0 and "error" not in fsck.stderr, fsck.stderr
+        runs = self.runs()
+        self.git("gc", "-q", "--prune=now")
+        for name, commit in runs.items():
+            self.git("cat-file", "-e", f"{commit}^{{tree}}")
+            self.git("rev-parse", "--verify", f"{commit}:.gitexp/run.json")
+        assert self.runs() == runs
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return "missing"
+
+
+@pytest.fixture
+def ws(tmp_path: Path, isolated_home: Path) -> Iterator[Workspace]:
+    """An empty git repository (no commits) whose teardown checks nothing was damaged once frozen."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    workspace = Workspace(root)
+    yield workspace
+    if workspace.frozen is not None:
+        workspace.check_untouched()

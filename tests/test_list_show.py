@@ -1,0 +1,101 @@
+"""`gitexp list` and `gitexp show` answer: which runs, with what params and results."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from conftest import Workspace
+
+
+def make_runs(ws: Workspace) -> None:
+    ws.write("params.yaml", "lr: 0.1\nbatch: 32\n")
+    ws.commit_all()
+    ws.run("-n", "slow", "-m", "baseline", "--", "sh", "-c", "echo '{\"acc\": 0.8}' > metrics.json")
+    ws.run("-n", "fast", "-S", "lr=0.5", "-t", "best", "--", "sh", "-c", "echo '{\"acc\": 0.9, \"loss\": 0.1}' > metrics.json")
+    assert ws.gitexp("run", "-n", "broken", "--", "false").code == 1
+
+
+def test_list_shows_a_table_newest_first_with_params_and_metrics(ws: Workspace) -> None:
+    make_runs(ws)
+    out = ws.gitexp("list").out.splitlines()
+    header = out[0].split()
+    assert header[:4] == ["name", "created", "status", "duration"]
+    assert {"params.lr", "params.batch", "metrics.acc", "metrics.loss"} <= set(header)
+    names = [line.split()[0] for line in out[2:]]
+    assert names == ["broken", "fast", "slow"]
+    fast = next(line for line in out if line.startswith("fast"))
+    assert "completed" in fast and "0.5" in fast and "0.9" in fast
+    assert "failed" in next(line for line in out if line.startswith("broken"))
+
+
+def test_list_json_has_the_documented_schema(ws: Workspace) -> None:
+    make_runs(ws)
+    runs = ws.gitexp("list", "--json").json()
+    assert isinstance(runs, list) and len(runs) == 3
+    fast = next(r for r in runs if r["name"] == "fast")
+    assert set(fast) == {
+        "name", "commit", "status", "exit_code", "started", "duration", "user", "base",
+        "base_branch", "parent", "tags", "note", "params", "metrics",
+    }
+    assert fast["params"] == {"lr": 0.5, "batch": 32}
+    assert fast["metrics"] == {"acc": 0.9, "loss": 0.1}
+    assert fast["tags"] == ["best"] and fast["exit_code"] == 0
+    assert fast["commit"] == ws.runs()["fast"]
+    assert fast["parent"] == ws.runs()["slow"]
+
+
+def test_list_in_a_repo_without_runs_says_how_to_start(ws: Workspace) -> None:
+    result = ws.gitexp("list")
+    assert result.code == 0 and "gitexp run" in result.out
+    assert ws.gitexp("list", "--json").json() == []
+
+
+def test_show_prints_everything_recorded(ws: Workspace) -> None:
+    make_runs(ws)
+    out = ws.gitexp("show", "fast").out
+    for expected in ("run      fast", "status   completed (exit code 0)", "parent   slow", "tags     best", "set      lr=0.5", "lr     0.5", "acc   0.9", "python", "environment:"):
+        assert expected in out, expected
+    slow = ws.gitexp("show", "slow").out
+    assert "note     baseline" in slow and "parent   (none" in slow
+
+
+def test_runs_are_found_by_name_commit_prefix_latest_and_full_ref(ws: Workspace) -> None:
+    make_runs(ws)
+    commit = ws.runs()["fast"]
+    for spec in ("fast", commit[:7], commit, "refs/experiments/fast"):
+        assert ws.gitexp("show", "--json", spec).json()["name"] == "fast", spec  # type: ignore[index]
+    assert ws.gitexp("show", "--json", "latest").json()["name"] == "broken"  # type: ignore[index]
+    assert ws.gitexp("show", "--json").json()["name"] == "broken"  # type: ignore[index]
+
+
+def test_show_json_includes_the_record_files(ws: Workspace) -> None:
+    make_runs(ws)
+    data = ws.gitexp("show", "--json", "fast").json()
+    assert data["meta"]["command"] == ["sh", "-c", "echo '{\"acc\": 0.9, \"loss\": 0.1}' > metrics.json"]  # type: ignore[index]
+    assert data["params_nested"] == {"lr": 0.5, "batch": 32}  # type: ignore[index]
+    assert "python" in data["env"]  # type: ignore[index]
+
+
+def test_show_marks_a_deleted_parent(ws: Workspace) -> None:
+    make_runs(ws)
+    ws.git("update-ref", "-d", "refs/experiments/slow")
+    assert "slow (" in ws.gitexp("show", "fast").out and "(deleted)" in ws.gitexp("show", "fast").out
+
+
+def test_git_exp_works_as_a_git_subcommand(ws: Workspace) -> None:
+    if shutil.which("git-exp") is None:
+        import pytest
+
+        pytest.skip("git-exp is not on PATH (package not installed)")
+    make_runs(ws)
+    proc = subprocess.run(["git", "exp", "list", "--json"], cwd=ws.root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert '"name": "fast"' in proc.stdout
+
+
+def test_help_lists_every_command(ws: Workspace) -> None:
+    out = ws.gitexp("--help").out
+    for command in ("run", "list", "show", "demo"):
+        assert f"  {command}" in out
+    assert ws.gitexp("--version").out.startswith("gitexp, version")

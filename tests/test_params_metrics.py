@@ -1,0 +1,125 @@
+"""Params come from the params files and -S; metrics from the files the command writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import Workspace
+
+READ_PARAMS = (
+    "import json, yaml\n"
+    "p = yaml.safe_load(open('params.yaml'))\n"
+    "json.dump({'seen_lr': p['lr'], 'seen_depth': p['model']['depth']}, open('metrics.json', 'w'))\n"
+)
+PARAMS = "# learning rate, tuned by hand\nlr: 0.1   # keep small\nmodel:\n  depth: 3\n  name: resnet\n"
+
+
+def test_overrides_reach_the_command_and_the_record_and_the_params_file_is_restored(ws: Workspace) -> None:
+    ws.write("params.yaml", PARAMS)
+    ws.write("train.py", READ_PARAMS)
+    ws.commit_all()
+    ws.freeze("metrics.json")
+    ws.run("-n", "over", "-S", "lr=0.005", "-S", "model.depth=5", "-S", "model.act=relu", "--", sys.executable, "train.py")
+    assert (ws.root / "params.yaml").read_text() == PARAMS, "the user's params file, comments and all, is restored"
+    assert ws.record("over", "params.json") == {"lr": 0.005, "model": {"depth": 5, "name": "resnet", "act": "relu"}}
+    assert ws.record("over", "metrics.json") == {"seen_lr": 0.005, "seen_depth": 5}
+    snapshot_params = ws.git("show", "refs/experiments/over:params.yaml")
+    assert "0.005" in snapshot_params, "the run's tree holds the params file the command saw"
+    assert ws.record("over", "run.json")["overrides"] == ["lr=0.005", "model.depth=5", "model.act=relu"]
+
+
+def test_override_values_are_parsed_as_yaml_scalars(ws: Workspace) -> None:
+    ws.write("params.yaml", "a: 1\n")
+    ws.freeze()
+    ws.run("-n", "types", "-S", "i=3", "-S", "f=1e-3", "-S", "b=true", "-S", "s=adam", "-S", "n=null", "-S", "q='007'", "--", "true")
+    params = ws.record("types", "params.json")
+    assert params == {"a": 1, "i": 3, "f": 0.001, "b": True, "s": "adam", "n": None, "q": "007"}
+
+
+def test_overrides_without_a_params_file_create_it_only_for_the_run(ws: Workspace) -> None:
+    ws.freeze()
+    ws.run("-n", "created", "-S", "lr=0.3", "--", "cat", "params.yaml")
+    assert not (ws.root / "params.yaml").exists()
+    assert ws.record("created", "params.json") == {"lr": 0.3}
+    assert "lr: 0.3" in ws.git("show", "refs/experiments/created:.gitexp/stdout.log")
+
+
+def test_params_files_from_the_config_are_merged_and_json_works(ws: Workspace) -> None:
+    ws.write(".gitexp.yaml", "params: [conf/base.yaml, conf/extra.json]\nmetrics: out/scores.json\n")
+    ws.write("conf/base.yaml", "lr: 0.1\nopt: {name: sgd, momentum: 0.9}\n")
+    ws.write("conf/extra.json", '{"opt": {"name": "adam"}, "batch": 32}\n')
+    ws.write("out/.keep", "")
+    ws.freeze("out/scores.json")
+    ws.run("-n", "multi", "-S", "batch=64", "-S", "lr=0.2", "--", "sh", "-c", "echo '{\"f1\": 0.5}' > out/scores.json")
+    assert ws.record("multi", "params.json") == {"lr": 0.2, "opt": {"name": "adam", "momentum": 0.9}, "batch": 64}
+    assert json.loads(ws.git("show", "refs/experiments/multi:conf/extra.json"))["batch"] == 64
+    assert ws.record("multi", "metrics.json") == {"f1": 0.5}
+
+
+def test_nested_metrics_flatten_to_dotted_names_and_yaml_metrics_are_read(ws: Workspace) -> None:
+    ws.freeze("metrics.json", "metrics.yaml")
+    ws.run(
+        "-n", "nested", "--", "sh", "-c",
+        "echo '{\"val\": {\"acc\": 0.9, \"loss\": 0.2}, \"epochs\": 3}' > metrics.json; printf 'test:\\n  acc: 0.8\\n' > metrics.yaml",
+    )
+    assert ws.record("nested", "metrics.json") == {"val.acc": 0.9, "val.loss": 0.2, "epochs": 3, "test.acc": 0.8}
+    listed = ws.gitexp("list", "--json").json()
+    assert listed[0]["metrics"]["val.acc"] == 0.9  # type: ignore[index]
+
+
+def test_stale_metrics_from_an_earlier_run_are_not_recorded(ws: Workspace) -> None:
+    ws.write("metrics.json", '{"acc": 0.99}\n')
+    ws.freeze()
+    result = ws.gitexp("run", "-n", "stale", "--", "false")
+    assert result.code == 1
+    assert ws.record("stale", "metrics.json") == {}
+    assert "metrics.json was not updated by this run" in result.err
+
+
+def test_a_malformed_metrics_file_is_reported_but_the_run_is_kept(ws: Workspace) -> None:
+    ws.freeze("metrics.json")
+    result = ws.gitexp("run", "-n", "badmetrics", "--", "sh", "-c", "echo 'not json' > metrics.json")
+    assert result.code == 0
+    assert "could not be read as metrics" in result.err
+    assert ws.record("badmetrics", "metrics.json") == {}
+
+
+def test_params_rewritten_by_a_killed_gitexp_are_restored_by_the_next_run(ws: Workspace) -> None:
+    ws.write("params.yaml", PARAMS)
+    ws.commit_all()
+    ws.freeze()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gitexp", "run", "-n", "doomed", "-S", "lr=9", "--", "sleep", "60"],
+        cwd=ws.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 20
+    while "lr: 9" not in (ws.root / "params.yaml").read_text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert "lr: 9" in (ws.root / "params.yaml").read_text()
+    os.killpg(proc.pid, signal.SIGKILL)  # gitexp and its command die without cleaning up
+    proc.wait()
+    result = ws.run("-n", "next", "--", "true")
+    assert "restored params.yaml" in result.err
+    assert (ws.root / "params.yaml").read_text() == PARAMS
+    assert ws.record("next", "params.json")["lr"] == 0.1
+    assert "doomed" not in ws.runs()
+
+
+def test_an_edit_of_the_params_file_during_the_run_is_kept(ws: Workspace) -> None:
+    ws.write("params.yaml", "lr: 0.1\n")
+    ws.freeze("params.yaml")
+    result = ws.run("-n", "edited", "-S", "lr=0.5", "--", "sh", "-c", "echo 'lr: 0.7  # my edit' > params.yaml")
+    assert (ws.root / "params.yaml").read_text() == "lr: 0.7  # my edit\n"
+    assert "your edit was kept" in result.err
+
+
+def test_params_file_bytes_are_untouched_without_overrides(ws: Workspace) -> None:
+    ws.write("params.yaml", PARAMS)
+    ws.freeze()
+    ws.run("-n", "plain", "--", "true")
+    assert ws.record("plain", "params.json")["model"] == {"depth": 3, "name": "resnet"}
