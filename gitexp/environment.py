@@ -105,6 +105,10 @@ def login() -> str:
         return "unknown"
 
 
+def hostname() -> str:
+    return os.uname().nodename if hasattr(os, "uname") else platform.node()
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 
@@ -29,7 +29,12 @@ class RunSummary:
 
     @property
     def started_at(self) -> datetime:
-        return datetime.fromisoformat(self.started)
+        """The start time (the epoch when unreadable, so such runs sort last)."""
+        try:
+            when = datetime.fromisoformat(self.started)
+        except ValueError:
+            return datetime.fromtimestamp(0, timezone.utc)
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
     def to_dict(self) -> dict[str, Any]:
         return {

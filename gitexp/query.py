@@ -15,7 +15,7 @@ MIN_PREFIX = 4
 
 def runs(store: Store) -> list[RunSummary]:
     """Every run, newest first."""
-    return sorted(store.summaries(), key=lambda r: (r.started, r.name), reverse=True)
+    return sorted(store.summaries(), key=lambda r: (r.started_at, r.name), reverse=True)
 
 
 def resolve(store: Store, spec: str) -> RunSummary:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -19,7 +18,7 @@ from gitexp import environment, names, process
 from gitexp import format as fmt
 from gitexp import metrics as metrics_mod
 from gitexp import params as params_mod
-from gitexp.environment import login
+from gitexp.environment import hostname, login
 from gitexp.errors import GitexpError, RunNameTaken
 from gitexp.model import RunSummary, Snapshot
 from gitexp.store import Store
@@ -204,7 +203,7 @@ def _record_files(
         "duration": run.duration,
         "user": run.user,
         "os_user": login(),
-        "host": socket.gethostname(),
+        "host": hostname(),
         "note": run.note,
         "tags": list(run.tags),
         "base": run.base,

@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from gitexp.environment import hostname
 
 DETACHED = "(detached)"
 
@@ -98,7 +99,7 @@ class ParamsGuard:
             raise ParamsBusy(pid)
         record = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": hostname(),
             "files": {
                 path: {
                     "original": None if originals[path] is None else base64.b64encode(originals[path]).decode(),  # type: ignore[arg-type]
@@ -146,7 +147,7 @@ class ParamsGuard:
 
 
 def _alive(pid: object, host: object) -> bool:
-    if not isinstance(pid, int) or host != socket.gethostname():
+    if not isinstance(pid, int) or host != hostname():
         return False
     try:
         os.kill(pid, 0)

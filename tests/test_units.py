@@ -78,3 +78,11 @@ def test_a_newer_format_version_is_refused() -> None:
 def test_missing_trailers_read_as_unknown_not_crash() -> None:
     run = fmt.summary_from_message("r", "c", "hand-made commit\n")
     assert run.status == "unknown" and run.params == {} and run.exit_code is None
+
+
+def test_runs_sort_by_instant_not_by_text_across_time_zones() -> None:
+    early = run_summary(name="early", started="2026-01-01T12:30:00.000+00:00")
+    late = run_summary(name="late", started="2026-01-01T14:00:00.000+01:00")  # 13:00 UTC
+    broken = run_summary(name="broken", started="")
+    ordered = sorted([broken, early, late], key=lambda r: r.started_at, reverse=True)
+    assert [r.name for r in ordered] == ["late", "early", "broken"]

@@ -7,7 +7,6 @@ and gitexp's local state live.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ import pygit2
 from pygit2.enums import FileMode
 
 from gitexp import format as fmt
-from gitexp.environment import login
+from gitexp.environment import hostname, login
 from gitexp.errors import NotARepository, RunNameTaken, StorageError
 from gitexp.model import RunSummary, Snapshot
 from gitexp.store import snapshot as _snapshot
@@ -65,7 +64,7 @@ class Store:
             return sig.name, sig.email
         except (KeyError, pygit2.GitError):
             user = login()
-            return user, f"{user}@{socket.gethostname() or 'localhost'}"
+            return user, f"{user}@{hostname() or 'localhost'}"
 
     # -- runs --------------------------------------------------------------
 
