@@ -11,13 +11,20 @@ from gitexp.format import CONFIG_FILE
 
 DEFAULT_PARAMS = ("params.yaml",)
 DEFAULT_METRICS = ("metrics.json", "metrics.yaml")
-KNOWN_KEYS = ("params", "metrics")
+DEFAULT_LARGE_FILES = 10_000_000
+KNOWN_KEYS = ("params", "metrics", "data", "outputs", "large_files", "cache_inputs")
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
 @dataclass(frozen=True)
 class Config:
     params: tuple[str, ...] = DEFAULT_PARAMS
     metrics: tuple[str, ...] = DEFAULT_METRICS
+    data: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    large_files: int | None = DEFAULT_LARGE_FILES
+    cache_inputs: bool = True
     params_explicit: bool = False
     warnings: tuple[str, ...] = ()
 
@@ -41,12 +48,37 @@ def load(root: Path) -> Config:
         for key in data
         if key not in KNOWN_KEYS
     )
+    cache_inputs = data.get("cache_inputs", True)
+    if not isinstance(cache_inputs, bool):
+        raise InvalidConfig(CONFIG_FILE, "'cache_inputs' must be true or false")
     return Config(
         params=_paths(data, "params", DEFAULT_PARAMS),
         metrics=_paths(data, "metrics", DEFAULT_METRICS),
+        data=tuple(p.rstrip("/") for p in _paths(data, "data", ())),
+        outputs=tuple(p.rstrip("/") for p in _paths(data, "outputs", ())),
+        large_files=_size(data.get("large_files", DEFAULT_LARGE_FILES)),
+        cache_inputs=cache_inputs,
         params_explicit="params" in data,
         warnings=warnings,
     )
+
+
+def _size(value: Any) -> int | None:
+    """'10MB', '512KiB', 1000000 -> bytes; false/null/'off' -> None (the rule is off)."""
+    if value in (None, False, "off"):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        number = text.rstrip("kmgibB")
+        unit = text[len(number):]
+        try:
+            if unit in _UNITS and float(number) > 0:
+                return int(float(number) * _UNITS[unit])
+        except ValueError:
+            pass
+    raise InvalidConfig(CONFIG_FILE, f"'large_files' must be a size such as 10MB or 512KiB, or off (got {value!r})")
 
 
 def _paths(data: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:

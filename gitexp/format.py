@@ -23,6 +23,8 @@ METRICS_FILE = "metrics.json"
 ENV_FILE = "env.json"
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
+DATA_FILE = "data.json"
+MANIFEST_DIR = "manifests"
 
 STATUSES = ("completed", "failed", "interrupted")
 

@@ -64,3 +64,17 @@ class Snapshot:
     base_branch: str | None
     dirty: bool
     skipped: tuple[str, ...] = ()
+    large: tuple[str, ...] = ()
+
+
+class Progress:
+    """Reports bytes hashed or copied; the CLI passes one that draws a bar. This one is silent."""
+
+    def start(self, label: str, total: int) -> None:
+        """Work of `total` bytes named `label` begins."""
+
+    def advance(self, nbytes: int) -> None:
+        """`nbytes` more bytes were processed."""
+
+    def done(self) -> None:
+        """The work ended."""

@@ -41,7 +41,12 @@ def resolve(store: Store, spec: str) -> RunSummary:
 def details(store: Store, run: RunSummary) -> dict[str, Any]:
     """Everything recorded about a run: the summary plus its record files."""
     out: dict[str, Any] = run.to_dict()
-    for key, filename in (("meta", fmt.RUN_FILE), ("params_nested", fmt.PARAMS_FILE), ("env", fmt.ENV_FILE)):
+    for key, filename in (
+        ("meta", fmt.RUN_FILE),
+        ("params_nested", fmt.PARAMS_FILE),
+        ("env", fmt.ENV_FILE),
+        ("data", fmt.DATA_FILE),
+    ):
         raw = store.read_record(run.commit, filename)
         out[key] = json.loads(raw) if raw else None
     return out

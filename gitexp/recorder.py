@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp import config as config_mod
 from gitexp import environment, names, process
@@ -20,9 +20,12 @@ from gitexp import metrics as metrics_mod
 from gitexp import params as params_mod
 from gitexp.environment import hostname, login
 from gitexp.errors import GitexpError, RunNameTaken
-from gitexp.model import RunSummary, Snapshot
+from gitexp.model import Progress, RunSummary, Snapshot
 from gitexp.store import Store
 from gitexp.workspace import ParamsBusy, ParamsGuard, Pointer, read_pointer, write_pointer
+
+if TYPE_CHECKING:
+    from gitexp.data.session import DataSession
 
 ENV_RUN_NAME = "GITEXP_RUN_NAME"
 ENV_RUN_DIR = "GITEXP_RUN_DIR"
@@ -38,6 +41,8 @@ class RunRequest:
     parent: str | None = None
     no_parent: bool = False
     tags: tuple[str, ...] = ()
+    data: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class ParamsInUse(GitexpError):
 Notify = Callable[[str], None]
 
 
-def record_run(request: RunRequest, notify: Notify = lambda _msg: None) -> RunResult:
+def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress: Progress | None = None) -> RunResult:
     """Run request.command and record it; everything checkable is checked before it starts."""
     if not request.command:
         raise GitexpError("no command given (usage: gitexp run [OPTIONS] -- COMMAND [ARGS]...)")
@@ -77,16 +82,23 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None) -> RunRe
     changed = {path: params_mod.serialize(path, data) for path, data in params_mod.apply_overrides(files, overrides).items()}
     effective = params_mod.merged([_with(f, changed) for f in files])
     parent = _choose_parent(store, request, notify)
+    inputs, outputs = _data_paths(config, request, root)
 
-    snap = store.snapshot(replace=changed)
+    snap = store.snapshot(replace=changed, exclude=inputs + outputs, large_threshold=config.large_files)
     for path in snap.skipped:
         notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
+    data = _data_session(store, progress) if inputs or outputs or snap.large else None
     metric_states = metrics_mod.before(root, config.metrics)
     scratch = Path(tempfile.mkdtemp(prefix=f"run-{name}-", dir=_scratch_root(store)))
     env = dict(os.environ)
     env[ENV_RUN_NAME] = name
     env[ENV_RUN_DIR] = str(scratch)
     try:
+        if data is not None:
+            data.add("inputs", inputs, config.cache_inputs, "hashing inputs")
+            for path in snap.large:
+                notify(f"{path} is large and untracked: recorded as a data pointer, not a git blob")
+            data.add("large_files", snap.large, True, "caching large files")
         try:
             guard.apply(changed, {f.path: f.original for f in files if f.path in changed})
         except ParamsBusy as exc:
@@ -107,6 +119,10 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None) -> RunRe
         metrics = metrics_mod.read(root, metric_states)
         for warning in metrics.warnings:
             notify(warning)
+        if data is not None:
+            for pointer in data.add("outputs", outputs, True, "caching outputs"):
+                if pointer.kind == "missing":
+                    notify(f"output {pointer.path} was not produced by this run")
         env_thread.join()
         env_record["git"] = {"base": snap.base, "branch": snap.base_branch, "dirty": snap.dirty}
         status = "interrupted" if outcome.interrupted else ("completed" if outcome.exit_code == 0 else "failed")
@@ -130,11 +146,33 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None) -> RunRe
         record = _record_files(request, summary, ended, effective, env_record, parent, config, root)
         record[fmt.STDOUT_FILE] = scratch / fmt.STDOUT_FILE
         record[fmt.STDERR_FILE] = scratch / fmt.STDERR_FILE
+        if data is not None:
+            record.update(data.record_files())
         commit, name = _write(store, summary, snap, parent, record, request.command, started, ended, notify)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if data is not None:
+            data.close()
     write_pointer(store.state_dir, snap.base_branch, Pointer(name, commit))
     return RunResult(replace(summary, name=name, commit=commit), outcome.exit_code)
+
+
+def _data_paths(config: config_mod.Config, request: RunRequest, root: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Declared inputs and outputs, root-relative; inputs must exist before the run."""
+    from gitexp.data.pointers import BadDataPath, normalize
+
+    inputs = tuple(dict.fromkeys(config.data + tuple(normalize(root, request.cwd, p) for p in request.data)))
+    outputs = tuple(dict.fromkeys(config.outputs + tuple(normalize(root, request.cwd, p) for p in request.outputs)))
+    for path in inputs:
+        if not os.path.exists(root / path):
+            raise BadDataPath(path, "does not exist (declared as data, it must be there before the run)")
+    return inputs, outputs
+
+
+def _data_session(store: Store, progress: Progress | None) -> DataSession:
+    from gitexp.data.session import DataSession
+
+    return DataSession(store.git_common_dir(), store.root, progress)
 
 
 def _choose_name(store: Store, requested: str | None) -> str:

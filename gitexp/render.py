@@ -89,6 +89,7 @@ def show_text(details: dict[str, Any], parent_name: str | None, stdout: bytes, s
         lines.append(f"set      {' '.join(meta['overrides'])}")
     lines += _section("params", details.get("params") or {})
     lines += _section("metrics", details.get("metrics") or {})
+    lines += _data(details.get("data") or {})
     lines += _environment(env)
     for label, data in (("stdout", stdout), ("stderr", stderr)):
         if data:
@@ -121,6 +122,27 @@ def _section(title: str, values: dict[str, Any]) -> list[str]:
     return ["", f"{title}:"] + [f"  {k.ljust(width)}  {value(v)}" for k, v in sorted(values.items())]
 
 
+def _data(data: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for section, title in (("inputs", "data"), ("outputs", "outputs"), ("large_files", "large files")):
+        pointers = data.get(section) or []
+        if not pointers:
+            continue
+        lines += ["", f"{title}:"]
+        width = max(len(p["path"]) for p in pointers)
+        for p in pointers:
+            if p["kind"] == "missing":
+                desc = "(missing)"
+            elif p["kind"] == "link":
+                desc = f"-> {p.get('target')}"
+            else:
+                files = f", {p['files']} file{'s' if p['files'] != 1 else ''}" if p["kind"] == "dir" else ""
+                cached = "" if p.get("cached", True) else ", not cached"
+                desc = f"{p['digest']}  {size(p['size'])}{files}{cached}"
+            lines.append(f"  {p['path'].ljust(width)}  {desc}")
+    return lines
+
+
 def _environment(env: dict[str, Any]) -> list[str]:
     py = env.get("python") or {}
     os_ = env.get("os") or {}
@@ -138,3 +160,14 @@ def _environment(env: dict[str, Any]) -> list[str]:
     for key, val in sorted((env.get("env") or {}).items()):
         lines.append(f"  {key}={val}")
     return lines
+
+
+def size(nbytes: int | None) -> str:
+    if nbytes is None:
+        return "-"
+    value = float(nbytes)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{nbytes} B"

@@ -86,7 +86,7 @@ class ParamsGuard:
         data = _read_json(self._backup)
         if not data:
             return []
-        if _alive(data.get("pid"), data.get("host")):
+        if pid_alive(data.get("pid"), data.get("host")):
             return []
         restored = self._put_back(data)
         self._backup.unlink(missing_ok=True)
@@ -95,7 +95,7 @@ class ParamsGuard:
     def apply(self, contents: dict[str, bytes], originals: dict[str, bytes | None]) -> None:
         data = _read_json(self._backup)
         pid = data.get("pid")
-        if isinstance(pid, int) and _alive(pid, data.get("host")):
+        if isinstance(pid, int) and pid_alive(pid, data.get("host")):
             raise ParamsBusy(pid)
         record = {
             "pid": os.getpid(),
@@ -146,8 +146,11 @@ class ParamsGuard:
         return changed
 
 
-def _alive(pid: object, host: object) -> bool:
-    if not isinstance(pid, int) or host != hostname():
+def pid_alive(pid: object, host: object) -> bool:
+    """Whether process pid runs on this host (a pid of another host counts as alive: we cannot tell)."""
+    if host != hostname():
+        return True
+    if not isinstance(pid, int):
         return False
     try:
         os.kill(pid, 0)

@@ -20,6 +20,10 @@ COMMANDS = {
     "run": ("gitexp.cli.run", "Run a command and record it as an experiment."),
     "list": ("gitexp.cli.list_runs", "List runs: name, when, status, duration, params, metrics."),
     "show": ("gitexp.cli.show", "Show everything recorded about one run."),
+    "which": ("gitexp.cli.which", "Which runs used or produced a file, directory or digest?"),
+    "rm": ("gitexp.cli.rm", "Delete runs."),
+    "gc": ("gitexp.cli.gc", "Free cache objects that no run refers to."),
+    "fsck": ("gitexp.cli.fsck", "Verify the data cache."),
     "demo": ("gitexp.cli.demo", "Try gitexp on a built-in example in a throw-away repo."),
 }
 

@@ -29,8 +29,21 @@ Examples:
 @click.option("-t", "--tag", "tags", multiple=True, help="Tag the run. Repeatable.")
 @click.option("--parent", metavar="RUN", help="The run this one improves upon (default: the workspace's current run).")
 @click.option("--no-parent", is_flag=True, help="Start a new root: no parent run.")
+@click.option("-d", "--data", "data", multiple=True, metavar="PATH", help="An input file or directory: hashed and cached before the run. Repeatable; adds to 'data:' in .gitexp.yaml.")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="PATH", help="An output file or directory: hashed and cached after the run. Repeatable; adds to 'outputs:' in .gitexp.yaml.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def command(name: str | None, note: str, overrides: tuple[str, ...], tags: tuple[str, ...], parent: str | None, no_parent: bool, command: tuple[str, ...]) -> int:
+def command(
+    name: str | None,
+    note: str,
+    overrides: tuple[str, ...],
+    tags: tuple[str, ...],
+    parent: str | None,
+    no_parent: bool,
+    data: tuple[str, ...],
+    outputs: tuple[str, ...],
+    command: tuple[str, ...],
+) -> int:
+    from gitexp.cli.progress import TerminalProgress
     from gitexp.recorder import RunRequest, record_run
     from gitexp.render import duration
 
@@ -45,8 +58,10 @@ def command(name: str | None, note: str, overrides: tuple[str, ...], tags: tuple
         parent=parent,
         no_parent=no_parent,
         tags=tags,
+        data=data,
+        outputs=outputs,
     )
-    result = record_run(request, notify=warn)
+    result = record_run(request, notify=warn, progress=TerminalProgress())
     run = result.run
     warn(
         f"recorded {run.name} ({run.status}, exit code {run.exit_code}, {duration(run.duration)}) "

@@ -48,9 +48,11 @@ class Store:
 
     # -- workspace ---------------------------------------------------------
 
-    def snapshot(self, replace: dict[str, bytes] | None = None) -> Snapshot:
+    def snapshot(
+        self, replace: dict[str, bytes] | None = None, exclude: tuple[str, ...] = (), large_threshold: int | None = None
+    ) -> Snapshot:
         try:
-            return _snapshot.take(self.repo, replace)
+            return _snapshot.take(self.repo, replace, exclude, large_threshold)
         except pygit2.GitError as exc:
             raise StorageError(f"cannot snapshot the workspace: {exc}") from exc
 
@@ -88,13 +90,8 @@ class Store:
         """Write the run commit and create its ref; refuse to replace an existing run."""
         repo = self.repo
         try:
-            record = repo.TreeBuilder()
-            for fname in sorted(files):
-                data = files[fname]
-                blob = repo.create_blob_fromdisk(str(data)) if isinstance(data, Path) else repo.create_blob(data)
-                record.insert(fname, blob, FileMode.BLOB)
             root = repo.TreeBuilder(repo[snap.tree])  # type: ignore[arg-type]
-            root.insert(fmt.RECORD_DIR, record.write(), FileMode.TREE)
+            root.insert(fmt.RECORD_DIR, self._write_tree(files), FileMode.TREE)
             tree = root.write()
             parents = [pygit2.Oid(hex=p) for p in dict.fromkeys(x for x in (snap.base, parent_run) if x)]
             user, email = self.identity()
@@ -110,6 +107,41 @@ class Store:
         except pygit2.GitError as exc:
             raise StorageError(f"cannot create {fmt.REF_PREFIX}{name}: {exc}") from exc
         return str(oid)
+
+    def _write_tree(self, files: dict[str, bytes | Path]) -> pygit2.Oid:
+        """A tree of files keyed by '/'-separated paths (bytes, or a file to read)."""
+        repo = self.repo
+        builder = repo.TreeBuilder()
+        subdirs: dict[str, dict[str, bytes | Path]] = {}
+        for path, data in files.items():
+            head, sep, rest = path.partition("/")
+            if sep:
+                subdirs.setdefault(head, {})[rest] = data
+            else:
+                blob = repo.create_blob_fromdisk(str(data)) if isinstance(data, Path) else repo.create_blob(data)
+                builder.insert(head, blob, FileMode.BLOB)
+        for name, sub in subdirs.items():
+            builder.insert(name, self._write_tree(sub), FileMode.TREE)
+        return builder.write()
+
+    def git_common_dir(self) -> Path:
+        """The git dir shared by all worktrees (where the data cache lives)."""
+        gitdir = Path(self.repo.path)
+        marker = gitdir / "commondir"
+        if marker.is_file():
+            return (gitdir / marker.read_text().strip()).resolve()
+        return gitdir
+
+    def delete_run(self, name: str, commit: str) -> bool:
+        """Delete refs/experiments/<name> if it still points at commit."""
+        ref = self.repo.references.get(fmt.REF_PREFIX + name)
+        if ref is None or str(ref.target) != commit:
+            return False
+        try:
+            ref.delete()
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot delete {fmt.REF_PREFIX}{name}: {exc}") from exc
+        return True
 
     def run_refs(self) -> Iterator[tuple[str, str]]:
         """(name, commit id) of every run ref."""

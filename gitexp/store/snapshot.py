@@ -21,15 +21,33 @@ from gitexp.model import Snapshot
 _FROM_WORKDIR = FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
 
 
-def take(repo: pygit2.Repository, replace: dict[str, bytes] | None = None) -> Snapshot:
-    """Snapshot the workspace; `replace` gives contents to use instead of some files'."""
+def take(
+    repo: pygit2.Repository,
+    replace: dict[str, bytes] | None = None,
+    exclude: tuple[str, ...] = (),
+    large_threshold: int | None = None,
+) -> Snapshot:
+    """Snapshot the workspace.
+
+    `replace` gives contents to use instead of some files'. Untracked files under
+    an `exclude` path (declared data and outputs), or larger than
+    `large_threshold` bytes, are left out of the tree; the large ones are listed
+    in Snapshot.large so the caller can record them as data pointers.
+    """
     index = _private_index(repo)
     filemode = _config_bool(repo, "core.filemode", True)
     root = Path(repo.workdir)
     skipped: list[str] = []
+    large: list[str] = []
+    prefixes = tuple(p.rstrip("/") + "/" for p in exclude)
     for path, flags in repo.status(untracked_files="all", ignored=False).items():
         if path.endswith("/"):  # an untracked nested repository: git would add a gitlink
             skipped.append(path.rstrip("/"))
+            continue
+        if flags & FileStatus.WT_NEW and (path in exclude or path.startswith(prefixes)):
+            continue
+        if flags & FileStatus.WT_NEW and large_threshold is not None and _size(root / path) > large_threshold:
+            large.append(path)
             continue
         entry = _entry(index, path)
         if entry is not None and entry.mode == FileMode.COMMIT:
@@ -50,7 +68,9 @@ def take(repo: pygit2.Repository, replace: dict[str, bytes] | None = None) -> Sn
         raise ReservedPath(RECORD_DIR)
     base, branch = head(repo)
     dirty = str(tree) != (str(repo[base].peel(pygit2.Tree).id) if base else str(_empty_tree(repo)))
-    return Snapshot(tree=str(tree), base=base, base_branch=branch, dirty=dirty, skipped=tuple(skipped))
+    return Snapshot(
+        tree=str(tree), base=base, base_branch=branch, dirty=dirty, skipped=tuple(skipped), large=tuple(sorted(large))
+    )
 
 
 def head(repo: pygit2.Repository) -> tuple[str | None, str | None]:
@@ -89,6 +109,14 @@ def _add_from_workdir(repo: pygit2.Repository, index: pygit2.Index, root: Path, 
     else:
         mode = FileMode.BLOB
     index.add(pygit2.IndexEntry(path, oid, mode))
+
+
+def _size(path: Path) -> int:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
 
 def _entry(index: pygit2.Index, path: str) -> pygit2.IndexEntry | None:

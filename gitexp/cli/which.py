@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("which")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def command(target: str, as_json: bool) -> None:
+    """Which runs used or produced this content? TARGET is a file, a directory or a digest."""
+    from gitexp import render
+    from gitexp.data.inventory import which
+    from gitexp.store import Store
+
+    digest, found = which(Store.discover(), target, Path.cwd())
+    if as_json:
+        click.echo(render.to_json({"digest": digest, "uses": [u.__dict__ for u in found]}))
+        return
+    if not found:
+        click.echo(f"no run used or produced {digest}")
+        return
+    from tabulate import tabulate
+
+    rows = [[u.run, u.role, u.path, u.commit[:10]] for u in found]
+    click.echo(f"content {digest}")
+    click.echo(tabulate(rows, headers=["run", "as", "path", "commit"], tablefmt="simple", disable_numparse=True))

@@ -1,0 +1,140 @@
+"""The local content-addressed object cache, inside the git dir (shared by worktrees).
+
+Layout: <git common dir>/gitexp/cache/objects/<first 2 hex>/<other 30 hex>.
+Objects are written to cache/tmp/ and renamed into place only when complete and
+synced, so a crash never leaves a truncated object under its final name. Files
+are cloned (reflink) where the filesystem can, otherwise copied; never
+hard-linked, since a later in-place write by the user would corrupt the cache.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from gitexp.data.hashing import ProgressFn, StatCache, hash_file, is_digest
+from gitexp.errors import GitexpError
+
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+
+
+class CorruptObject(GitexpError):
+    def __init__(self, digest: str, path: Path) -> None:
+        super().__init__(
+            f"cache object {digest} is corrupted ({path} does not hash to its name); "
+            "it was not used (run 'gitexp fsck' to list all, then re-run or re-fetch what produced it)"
+        )
+        self.digest = digest
+
+
+class MissingObject(GitexpError):
+    def __init__(self, digest: str, what: str) -> None:
+        super().__init__(f"{what} ({digest}) is not in the local cache (fetch it with 'gitexp pull', or re-run)")
+        self.digest = digest
+
+
+class Cache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self._tmp = root / "tmp"
+        self._reflink: bool | None = None
+        self.stored_bytes = 0
+        self.stored_files = 0
+
+    def path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest[2:]
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def store_file(self, src: Path, stats: StatCache, progress: ProgressFn | None = None) -> str:
+        """Put src's bytes in the cache (unless already there); return its digest."""
+        st = os.stat(src)
+        known = stats.lookup(src, st)
+        if known is not None and self.has(known):
+            return known
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="obj-")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if self._try_reflink(src, out.fileno()):
+                    digest = stats.digest(src, st, progress=progress)
+                else:
+                    digest = stats.digest(src, st, copy_to=out, progress=progress)
+                if self.has(digest):
+                    return digest
+                out.flush()
+                os.fsync(out.fileno())
+            final = self.path(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            self.stored_bytes += st.st_size
+            self.stored_files += 1
+            return digest
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _try_reflink(self, src: Path, dst_fd: int) -> bool:
+        if self._reflink is False:
+            return False
+        try:
+            import fcntl
+
+            with open(src, "rb") as f:
+                fcntl.ioctl(dst_fd, FICLONE, f.fileno())
+        except (OSError, ImportError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (
+                errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS, errno.EBADF, errno.EPERM,
+            ):
+                raise
+            self._reflink = False
+            return False
+        self._reflink = True
+        return True
+
+    def verify(self, digest: str) -> bool:
+        """True if the object's bytes hash to its name."""
+        try:
+            return hash_file(self.path(digest))[0] == digest
+        except OSError:
+            return False
+
+    def copy_out(self, digest: str, dest: Path, what: str) -> None:
+        """Copy an object to dest (a new file), verifying it on the way; never use a corrupt object."""
+        src = self.path(digest)
+        if not src.is_file():
+            raise MissingObject(digest, what)
+        with open(dest, "wb") as out:
+            got, _ = hash_file(src, copy_to=out)
+        if got != digest:
+            dest.unlink(missing_ok=True)
+            raise CorruptObject(digest, src)
+
+    def iter_objects(self) -> Iterator[tuple[str, Path]]:
+        if not self.objects.is_dir():
+            return
+        for sub in sorted(self.objects.iterdir()):
+            if len(sub.name) != 2 or not sub.is_dir():
+                continue
+            for obj in sorted(sub.iterdir()):
+                digest = sub.name + obj.name
+                if is_digest(digest):
+                    yield digest, obj
+
+    def delete(self, digest: str) -> None:
+        path = self.path(digest)
+        path.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
+
+    def clear_tmp(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)

@@ -1,0 +1,123 @@
+"""Hashing files with xxh3-128, and the stat cache that spares re-hashing unchanged ones."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import xxhash
+
+CHUNK = 4 << 20
+ProgressFn = Callable[[int], None]  # called with the number of bytes just read
+DIGEST_LENGTH = 32  # hex characters of an xxh3-128 digest
+RACY_SECONDS = 0.01  # a file changed this close to (or after) the read may change again unseen
+
+
+def is_digest(text: str) -> bool:
+    return len(text) == DIGEST_LENGTH and all(c in "0123456789abcdef" for c in text)
+
+
+def digest_bytes(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def hash_file(path: Path, copy_to: BinaryIO | None = None, progress: ProgressFn | None = None) -> tuple[str, int]:
+    """(xxh3-128 hex digest, size) of a file, reading it once; optionally copying it on the way."""
+    h = xxhash.xxh3_128()
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(max(1, min(CHUNK, os.fstat(f.fileno()).st_size)))
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            chunk = view[:n]
+            h.update(chunk)
+            if copy_to is not None:
+                copy_to.write(chunk)
+            size += n
+            if progress is not None:
+                progress(n)
+    return h.hexdigest(), size
+
+
+class StatCache:
+    """path + (size, mtime_ns, inode) -> digest, in sqlite; derived data, safe to delete.
+
+    `hashed_bytes` and `hashed_files` count real reads, so callers (and tests)
+    can tell a cache hit from a re-hash.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self._path = db_path
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[str, int, int, int, str]] = []
+        self.hashed_bytes = 0
+        self.hashed_files = 0
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError:
+                self._path.unlink(missing_ok=True)  # corrupt: it is only a cache
+                self._db = self._open()
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+            " inode INTEGER, digest TEXT)"
+        )
+        return db
+
+    def lookup(self, path: Path, st: os.stat_result) -> str | None:
+        row = self._conn().execute(
+            "SELECT digest FROM stat WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
+            (str(path), st.st_size, st.st_mtime_ns, st.st_ino),
+        ).fetchone()
+        return row[0] if row else None
+
+    def digest(self, path: Path, st: os.stat_result | None = None, copy_to: BinaryIO | None = None,
+               progress: ProgressFn | None = None) -> str:
+        """The file's digest, from the cache when its stat data is unchanged, else by reading it."""
+        st = st or os.stat(path)
+        known = self.lookup(path, st) if copy_to is None else None
+        if known is not None:
+            return known
+        began = time.time_ns()
+        digest, size = hash_file(path, copy_to, progress)
+        self.hashed_bytes += size
+        self.hashed_files += 1
+        after = os.stat(path)
+        unchanged = (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        if unchanged and after.st_mtime_ns < began - RACY_SECONDS * 1e9:
+            self._pending.append((str(path), after.st_size, after.st_mtime_ns, after.st_ino, digest))
+        return digest
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        db = self._conn()
+        try:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?)", self._pending)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self._db is not None:
+            self._db.close()
+            self._db = None

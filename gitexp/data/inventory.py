@@ -1,0 +1,152 @@
+"""Which runs point at which cache objects: `which`, `gc` and `fsck`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitexp import format as fmt
+from gitexp.data.cache import Cache
+from gitexp.data.hashing import StatCache, is_digest
+from gitexp.data.pointers import DataPointer, Manifest, collect
+from gitexp.data.session import cache_root, stat_db
+from gitexp.errors import GitexpError
+from gitexp.model import Progress
+from gitexp.store import Store
+from gitexp.workspace import pid_alive
+
+SECTION_ROLES = {"inputs": "input", "outputs": "output", "large_files": "large file"}
+
+
+@dataclass(frozen=True)
+class Use:
+    """One place a run holds some content: a pointer, or a file inside a directory pointer."""
+
+    run: str
+    commit: str
+    role: str  # input | output | large file
+    path: str  # path in the workspace
+    digest: str
+    size: int
+    cached: bool
+
+
+def run_pointers(store: Store, commit: str) -> dict[str, list[DataPointer]]:
+    """The pointers of a run by section (empty for a run without data)."""
+    raw = store.read_record(commit, fmt.DATA_FILE)
+    if raw is None:
+        return {}
+    data = json.loads(raw)
+    return {section: [DataPointer.from_dict(p) for p in data.get(section, [])] for section in SECTION_ROLES}
+
+
+def manifest(store: Store, commit: str, pointer: DataPointer) -> Manifest:
+    raw = store.read_record(commit, f"{fmt.MANIFEST_DIR}/{pointer.digest}.json")
+    if raw is None:
+        raise GitexpError(f"the manifest of {pointer.path} ({pointer.digest}) is missing from run {commit[:12]}")
+    return Manifest.from_bytes(raw, f"the manifest of {pointer.path}")
+
+
+def uses(store: Store, dirs: bool = False) -> Iterator[Use]:
+    """Every piece of content every run refers to: each file, and each directory too with dirs."""
+    for name, commit in store.run_refs():
+        for section, pointers in run_pointers(store, commit).items():
+            role = SECTION_ROLES[section]
+            for p in pointers:
+                if p.kind == "file" or (dirs and p.kind == "dir"):
+                    yield Use(name, commit, role, p.path, p.digest or "", p.size, p.cached)
+                if p.kind == "dir":
+                    for e in manifest(store, commit, p).files():
+                        yield Use(name, commit, role, f"{p.path}/{e['path']}", e["digest"], e.get("size", 0), p.cached)
+
+
+def which(store: Store, target: str, cwd: Path) -> tuple[str, list[Use]]:
+    """(digest, uses) of the content of a file or directory, or of a digest given as text."""
+    digest = _digest_of(store, target, cwd)
+    return digest, [u for u in uses(store, dirs=True) if u.digest == digest]
+
+
+def _digest_of(store: Store, target: str, cwd: Path) -> str:
+    path = Path(cwd, target)
+    if not path.exists():
+        if is_digest(target.lower()):
+            return target.lower()
+        raise GitexpError(f"{target!r} is neither an existing file or directory nor a 32-hex-digit digest")
+    stats = StatCache(stat_db(store.git_common_dir()))
+    try:
+        if path.is_dir():
+            rel = os.path.relpath(os.path.abspath(path), store.root)
+            return collect(store.root, rel, None, stats, Progress(), {}).digest or ""
+        return stats.digest(path)
+    finally:
+        stats.close()
+
+
+@dataclass(frozen=True)
+class GcReport:
+    deleted: int
+    freed_bytes: int
+    kept: int
+    kept_recent: int
+
+
+def gc(store: Store, min_age_seconds: float, dry_run: bool = False) -> GcReport:
+    """Delete cache objects no run refers to (nor a run in progress), older than min_age_seconds."""
+    cache = Cache(cache_root(store.git_common_dir()))
+    live = {u.digest for u in uses(store)} | _pinned(cache)
+    now = time.time()
+    deleted = freed = kept = recent = 0
+    for digest, path in list(cache.iter_objects()):
+        if digest in live:
+            kept += 1
+            continue
+        st = path.stat()
+        if now - st.st_mtime < min_age_seconds:
+            recent += 1
+            continue
+        if not dry_run:
+            cache.delete(digest)
+        deleted += 1
+        freed += st.st_size
+    if not dry_run:
+        cache.clear_tmp()
+    return GcReport(deleted, freed, kept, recent)
+
+
+def _pinned(cache: Cache) -> set[str]:
+    """Digests pinned by runs in progress; pins of dead local processes are removed."""
+    pins = cache.root / "pins"
+    digests: set[str] = set()
+    if not pins.is_dir():
+        return digests
+    for pin in pins.iterdir():
+        host, _, pid = pin.name.rpartition("-")
+        if pid.isdigit() and not pid_alive(int(pid), host):
+            pin.unlink(missing_ok=True)
+            continue
+        digests |= set(pin.read_text().split())
+    return digests
+
+
+@dataclass(frozen=True)
+class FsckReport:
+    checked: int
+    corrupt: list[str]
+    missing: list[Use]
+
+
+def fsck(store: Store) -> FsckReport:
+    """Re-hash every cache object; list corrupt ones and cached content runs miss."""
+    cache = Cache(cache_root(store.git_common_dir()))
+    corrupt = []
+    checked = 0
+    for digest, _ in cache.iter_objects():
+        checked += 1
+        if not cache.verify(digest):
+            corrupt.append(digest)
+    missing = [u for u in uses(store) if u.cached and not cache.has(u.digest)]
+    return FsckReport(checked, corrupt, missing)

@@ -1,0 +1,194 @@
+"""Pointers: what a run records about a data or output path instead of its bytes.
+
+A file's pointer holds its xxh3-128 digest; a directory's holds the digest of
+its manifest (the sorted list of its files, links and their digests), which is
+stored in the run's record so a fetched run knows every file it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from gitexp.data.cache import Cache
+from gitexp.data.hashing import StatCache, digest_bytes, is_digest
+from gitexp.errors import GitexpError
+from gitexp.model import Progress
+
+MANIFEST_FORMAT = 1
+KINDS = ("file", "dir", "link", "missing")
+
+
+class InvalidPointer(GitexpError):
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"refusing {what}: {reason} (it may come from an untrusted or damaged run)")
+
+
+class BadDataPath(GitexpError):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"data/output path {path!r} {reason} (give a relative path inside the repository)")
+
+
+@dataclass(frozen=True)
+class DataPointer:
+    path: str
+    kind: str
+    digest: str | None = None
+    size: int = 0
+    files: int = 0
+    executable: bool = False
+    target: str | None = None
+    cached: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "kind": self.kind}
+        if self.kind in ("file", "dir"):
+            out.update(digest=self.digest, size=self.size, files=self.files, cached=self.cached)
+        if self.kind == "file":
+            out["executable"] = self.executable
+        if self.kind == "link":
+            out["target"] = self.target
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DataPointer:
+        """Read a pointer from a run record, refusing anything malformed or unsafe."""
+        if not isinstance(data, dict):
+            raise InvalidPointer("a pointer", "it is not an object")
+        path = data.get("path")
+        kind = data.get("kind")
+        if not isinstance(path, str) or not safe_relative(path):
+            raise InvalidPointer(f"pointer path {path!r}", "it is not a relative path inside the repository")
+        if kind not in KINDS:
+            raise InvalidPointer(f"pointer {path!r}", f"unknown kind {kind!r}")
+        digest = data.get("digest")
+        size = data.get("size", 0)
+        files = data.get("files", 0)
+        if kind in ("file", "dir"):
+            if not isinstance(digest, str) or not is_digest(digest):
+                raise InvalidPointer(f"pointer {path!r}", f"malformed digest {digest!r}")
+            if not isinstance(size, int) or not 0 <= size < 1 << 50 or not isinstance(files, int) or files < 0:
+                raise InvalidPointer(f"pointer {path!r}", "absurd size or file count")
+        target = data.get("target")
+        if kind == "link" and not isinstance(target, str):
+            raise InvalidPointer(f"pointer {path!r}", "a link without a target")
+        return cls(path, kind, digest if kind in ("file", "dir") else None, size, files,
+                   bool(data.get("executable", False)), target, bool(data.get("cached", True)))
+
+
+@dataclass
+class Manifest:
+    """The files of a directory pointer: path -> entry, sorted when serialized."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        data = {"format": MANIFEST_FORMAT, "files": sorted(self.entries, key=lambda e: e["path"])}
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, what: str) -> Manifest:
+        try:
+            data = json.loads(raw)
+            entries = data["files"]
+            assert isinstance(entries, list)
+        except (ValueError, KeyError, TypeError, AssertionError) as exc:
+            raise InvalidPointer(what, "its manifest is malformed") from exc
+        for e in entries:
+            if not isinstance(e, dict) or not isinstance(e.get("path"), str) or not safe_relative(e["path"]):
+                raise InvalidPointer(what, f"its manifest names an unsafe path {e.get('path') if isinstance(e, dict) else e!r}")
+            if "link" not in e and not (isinstance(e.get("digest"), str) and is_digest(e["digest"])):
+                raise InvalidPointer(what, f"its manifest has a malformed digest for {e['path']!r}")
+        return cls(entries)
+
+    def files(self) -> Iterator[dict[str, Any]]:
+        return (e for e in self.entries if "link" not in e)
+
+
+def safe_relative(path: str) -> bool:
+    pure = PurePosixPath(path)
+    return bool(path) and "\\" not in path and "\0" not in path and not pure.is_absolute() and ".." not in pure.parts
+
+
+def normalize(root: Path, cwd: Path, path: str) -> str:
+    """A user-given path (relative to cwd) as a '/'-separated path relative to the repository root."""
+    if os.path.isabs(path):
+        raise BadDataPath(path, "is absolute")
+    full = os.path.normpath(os.path.join(os.path.abspath(cwd), path))
+    rel = os.path.relpath(full, os.path.abspath(root))
+    if rel == "." or rel.startswith(".."):
+        raise BadDataPath(path, "is outside the repository" if rel != "." else "is the whole repository")
+    if rel.split(os.sep)[0] == ".git":
+        raise BadDataPath(path, "is inside .git")
+    return rel.replace(os.sep, "/")
+
+
+def collect(root: Path, rel: str, cache: Cache | None, stats: StatCache, progress: Progress,
+            manifests: dict[str, bytes]) -> DataPointer:
+    """Hash (and cache, when cache is given) the file or directory at rel.
+
+    A top-level symlink the user declared is followed; links inside a directory
+    are recorded as links, never followed.
+    """
+    full = root / rel
+    try:
+        st = os.stat(full)
+    except FileNotFoundError:
+        if os.path.islink(full):
+            return DataPointer(rel, "link", target=os.readlink(full))
+        return DataPointer(rel, "missing")
+    if stat.S_ISREG(st.st_mode):
+        digest = _file_digest(full, cache, stats, progress)
+        return DataPointer(rel, "file", digest, st.st_size, 1, bool(st.st_mode & stat.S_IXUSR), cached=cache is not None)
+    if not stat.S_ISDIR(st.st_mode):
+        raise BadDataPath(rel, "is neither a file nor a directory")
+    manifest = Manifest()
+    total = 0
+    count = 0
+    for sub, entry_st in _walk(full):
+        sub_rel = sub.relative_to(full).as_posix()
+        if stat.S_ISLNK(entry_st.st_mode):
+            manifest.entries.append({"path": sub_rel, "link": os.readlink(sub)})
+            continue
+        digest = _file_digest(sub, cache, stats, progress)
+        manifest.entries.append(
+            {"path": sub_rel, "digest": digest, "size": entry_st.st_size, "executable": bool(entry_st.st_mode & stat.S_IXUSR)}
+        )
+        total += entry_st.st_size
+        count += 1
+    raw = manifest.to_bytes()
+    digest = digest_bytes(raw)
+    manifests[digest] = raw
+    return DataPointer(rel, "dir", digest, total, count, cached=cache is not None)
+
+
+def total_size(root: Path, rel: str) -> int:
+    full = root / rel
+    if full.is_file():
+        return full.stat().st_size
+    return sum(st.st_size for _, st in _walk(full) if stat.S_ISREG(st.st_mode)) if full.is_dir() else 0
+
+
+def _walk(top: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Regular files and symlinks below top, sorted, without following links; .git dirs skipped."""
+    try:
+        entries = sorted(os.scandir(top), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode):
+            yield Path(entry.path), st
+        elif stat.S_ISDIR(st.st_mode) and entry.name != ".git":
+            yield from _walk(Path(entry.path))
+
+
+def _file_digest(path: Path, cache: Cache | None, stats: StatCache, progress: Progress) -> str:
+    if cache is not None:
+        return cache.store_file(path, stats, progress.advance)
+    return stats.digest(path, progress=progress.advance)

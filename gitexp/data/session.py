@@ -1,0 +1,83 @@
+"""The data side of one run: hash and cache inputs before it, outputs after it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gitexp.data.cache import Cache
+from gitexp.data.hashing import StatCache
+from gitexp.data.pointers import DataPointer, collect, total_size
+from gitexp.environment import hostname
+from gitexp.format import DATA_FILE, MANIFEST_DIR, to_json
+from gitexp.model import Progress
+
+
+def cache_root(common_dir: Path) -> Path:
+    return common_dir / "gitexp" / "cache"
+
+
+def stat_db(common_dir: Path) -> Path:
+    return common_dir / "gitexp" / "stat.db"
+
+
+class DataSession:
+    """Collects pointers for a run; pins what it cached so `gitexp gc` keeps it meanwhile."""
+
+    def __init__(self, common_dir: Path, root: Path, progress: Progress | None = None) -> None:
+        self.root = root
+        self.cache = Cache(cache_root(common_dir))
+        self.stats = StatCache(stat_db(common_dir))
+        self.progress = progress or Progress()
+        self.manifests: dict[str, bytes] = {}
+        self.sections: dict[str, list[DataPointer]] = {"inputs": [], "outputs": [], "large_files": []}
+        self._pin = self.cache.root / "pins" / f"{hostname()}-{os.getpid()}"
+
+    def add(self, section: str, paths: tuple[str, ...], cache: bool, label: str) -> list[DataPointer]:
+        if not paths:
+            return []
+        self.progress.start(label, sum(total_size(self.root, p) for p in paths))
+        try:
+            pointers = [
+                collect(self.root, p, self.cache if cache else None, self.stats, self.progress, self.manifests)
+                for p in paths
+            ]
+        finally:
+            self.progress.done()
+            self.stats.flush()
+        self.sections[section].extend(pointers)
+        self._write_pin()
+        return pointers
+
+    def _write_pin(self) -> None:
+        digests = {p.digest for ps in self.sections.values() for p in ps if p.digest}
+        digests |= {e["digest"] for raw in self.manifests.values() for e in _manifest_files(raw)}
+        self._pin.parent.mkdir(parents=True, exist_ok=True)
+        self._pin.write_text("\n".join(sorted(digests)) + "\n")
+
+    def record_files(self) -> dict[str, bytes]:
+        """data.json and the manifests, for the run's .gitexp/ record (empty without data)."""
+        if not any(self.sections.values()):
+            return {}
+        data: dict[str, Any] = {k: [p.to_dict() for p in v] for k, v in self.sections.items()}
+        data["stats"] = {
+            "hashed_bytes": self.stats.hashed_bytes,
+            "hashed_files": self.stats.hashed_files,
+            "stored_bytes": self.cache.stored_bytes,
+            "stored_files": self.cache.stored_files,
+        }
+        files = {DATA_FILE: to_json(data).encode()}
+        for digest, raw in self.manifests.items():
+            files[f"{MANIFEST_DIR}/{digest}.json"] = raw
+        return files
+
+    def close(self) -> None:
+        self.stats.close()
+        self._pin.unlink(missing_ok=True)
+
+
+def _manifest_files(raw: bytes) -> list[dict[str, Any]]:
+    import json
+
+    return [e for e in json.loads(raw)["files"] if "digest" in e]
