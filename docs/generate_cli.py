@@ -15,11 +15,14 @@ from gitexp.cli import COMMANDS, cli
 HEADER = """# CLI reference
 
 Generated from each command's `--help` by `python docs/generate_cli.py`; do not edit by hand.
-`git exp ...` is the same as `gitexp ...`.
+`git exp ...` is the same as `gitexp ...` (use `git exp -h`: git itself answers
+`git exp --help` by looking for a man page).
 
-Exit codes: a recorded run exits with its command's exit code; gitexp's own errors
-exit 1 (one line on stderr: `gitexp: error: ...`), usage errors 2, 126/127 when the
-command cannot be executed/found, 130 when interrupted, 3 on an internal error.
+Exit codes: `gitexp run` exits with its command's exit code, 128+N when the command
+was killed by signal N (130 after Ctrl-C, 143 after SIGTERM). gitexp's own errors
+exit 1 with one line on stderr (`gitexp: error: ...`), usage errors 2, 126/127 when
+the command cannot be executed/found (nothing is recorded), 3 on an internal error.
+`gitexp fsck` exits 1 when it finds a problem.
 """
 
 

@@ -25,6 +25,14 @@ class NotARepository(GitexpError):
         self.path = path
 
 
+class BareRepository(GitexpError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} is a bare repository: it has no workspace to run in (clone it, and run gitexp in the clone)"
+        )
+        self.path = path
+
+
 class InvalidRunName(GitexpError):
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(
@@ -32,6 +40,15 @@ class InvalidRunName(GitexpError):
             "(use letters, digits, '.', '_' and '-', starting with a letter or digit)"
         )
         self.name = name
+        self.reason = reason
+
+
+class InvalidTag(GitexpError):
+    def __init__(self, tag: str, reason: str) -> None:
+        super().__init__(
+            f"invalid tag {tag!r}: {reason} (use letters, digits, '.', '_' and '-', starting with a letter or digit)"
+        )
+        self.tag = tag
 
 
 class RunNameTaken(GitexpError):

@@ -6,6 +6,7 @@ This module is the code twin of docs/format.md. It is pure: no git, no I/O.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from gitexp.errors import UnsupportedFormat
@@ -46,14 +47,30 @@ T_METRICS = "Gitexp-Metrics"
 SUBJECT_MAX = 72
 
 
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def strict(value: Any) -> Any:
+    """value with NaN and infinities as the strings "NaN", "Infinity", "-Infinity" (JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return NON_FINITE[repr(value)]
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
 def to_json(value: Any) -> str:
-    """Canonical JSON of a record file: sorted keys, 2-space indent, final newline."""
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=True, default=str) + "\n"
+    """Canonical JSON of a record file: sorted keys, 2-space indent, final newline, strict JSON."""
+    return json.dumps(strict(value), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False, default=str) + "\n"
 
 
 def compact_json(value: Any) -> str:
-    """One-line JSON for a trailer value (never contains a newline)."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=True, default=str)
+    """One-line strict JSON for a trailer value (never contains a newline)."""
+    return json.dumps(
+        strict(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str
+    )
 
 
 def build_message(subject: str, note: str, trailers: list[tuple[str, str]]) -> str:

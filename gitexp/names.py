@@ -6,7 +6,7 @@ import re
 import secrets
 from collections.abc import Callable
 
-from gitexp.errors import InvalidRunName
+from gitexp.errors import InvalidRunName, InvalidTag
 
 RESERVED = frozenset({"latest", "HEAD", "head"})
 MAX_LENGTH = 100
@@ -28,13 +28,21 @@ _NOUNS = (
 )
 
 
-def validate(name: str) -> str:
+def validate_tag(tag: str) -> str:
+    """Tags follow the rules of run names (they may become ref or path parts too)."""
+    try:
+        return validate(tag, reserved=frozenset())
+    except InvalidRunName as exc:
+        raise InvalidTag(tag, exc.reason) from exc
+
+
+def validate(name: str, reserved: frozenset[str] = RESERVED) -> str:
     """Return name if it is a valid run name, else raise InvalidRunName."""
     if not name:
         raise InvalidRunName(name, "it is empty")
     if len(name) > MAX_LENGTH:
         raise InvalidRunName(name, f"it is longer than {MAX_LENGTH} characters")
-    if name in RESERVED:
+    if name in reserved:
         raise InvalidRunName(name, "it is reserved")
     if not _ALLOWED.fullmatch(name):
         bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))})

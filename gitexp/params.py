@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ def parse_override(text: str) -> Override:
     import yaml
 
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise InvalidOverride(text, f"the value is not valid YAML ({' '.join(str(exc).split())})") from exc
     if isinstance(value, str) and value == raw.strip():
@@ -50,31 +51,37 @@ def _number(text: str) -> Any:
 
 @dataclass(frozen=True)
 class ParamsFile:
-    path: str  # relative to the repository root, '/'-separated
-    exists: bool
-    original: bytes | None
-    data: dict[str, Any]
+    path: str  # as configured: relative to the repository root, '/'-separated
+    target: str | None  # the file really written (symlinks resolved), None when outside the repository
+    original: bytes | None  # None when the file does not exist
+    data: dict[Any, Any]  # as parsed: keys as the file gives them
 
-    @property
-    def is_json(self) -> bool:
-        return self.path.endswith(".json")
+
+@dataclass(frozen=True)
+class Effective:
+    params: dict[str, Any]  # the effective params, nested, string keys
+    contents: dict[str, bytes]  # new bytes of the params files -S changes, by target path
+    new_keys: tuple[str, ...]  # overridden keys no params file defined (typos?)
 
 
 def load_files(root: Path, paths: tuple[str, ...], required: bool) -> list[ParamsFile]:
     files = []
+    real_root = os.path.realpath(root)
     for rel in paths:
         full = root / rel
+        real = os.path.relpath(os.path.realpath(full), real_root)
+        target = None if real == ".." or real.startswith(".." + os.sep) else real.replace(os.sep, "/")
         if not full.is_file():
             if required:
                 raise InvalidParamsFile(rel, "it does not exist")
-            files.append(ParamsFile(rel, False, None, {}))
+            files.append(ParamsFile(rel, target, None, {}))
             continue
         raw = full.read_bytes()
-        files.append(ParamsFile(rel, True, raw, _parse(rel, raw)))
+        files.append(ParamsFile(rel, target, raw, _parse(rel, raw)))
     return files
 
 
-def _parse(rel: str, raw: bytes) -> dict[str, Any]:
+def _parse(rel: str, raw: bytes) -> dict[Any, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -95,42 +102,61 @@ def _parse(rel: str, raw: bytes) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise InvalidParamsFile(rel, "the top level must be a mapping of names to values")
-    return _string_keys(data)
+    return data
+
+
+def effective(files: list[ParamsFile], overrides: list[Override]) -> Effective:
+    """Apply -S overrides to the params files' data; say which files change and how.
+
+    An override goes to the last file that defines its top-level key, else to the
+    first file. Keys match the file's own keys by their text (so `-S w.1=2`
+    reaches a YAML integer key 1), and the file keeps its key types.
+    """
+    changed: dict[str, dict[Any, Any]] = {}
+    new_keys: list[str] = []
+    for keys, value in overrides:
+        text = ".".join(keys) + "=" + str(value)
+        if not files:
+            raise InvalidOverride(text, "no params file is configured ('params:' in .gitexp.yaml is empty)")
+        owner = next((f for f in reversed(files) if _key(f.data, keys[0]) in f.data), files[0])
+        node = changed.setdefault(owner.path, copy.deepcopy(owner.data))
+        *parents, leaf = keys
+        for i, part in enumerate(parents):
+            key = _key(node, part)
+            if key not in node:
+                node[key] = {}
+            elif not isinstance(node[key], dict):
+                raise InvalidOverride(text, f"{'.'.join(keys[: i + 1])} is a value, not a mapping")
+            node = node[key]
+        key = _key(node, leaf)
+        if isinstance(node.get(key), dict) and node[key]:
+            raise InvalidOverride(text, f"{'.'.join(keys)} is a mapping; override one of its keys instead")
+        if key not in node:
+            new_keys.append(".".join(keys))
+        node[key] = value
+    contents = {}
+    for f in files:
+        if f.path in changed:
+            if f.target is None:
+                raise InvalidOverride(
+                    f.path, "it is a link to a file outside the repository, which -S will not rewrite"
+                )
+            contents[f.target] = serialize(f.path, changed[f.path])
+    result: dict[Any, Any] = {}
+    for f in files:
+        _deep_merge(result, changed.get(f.path, f.data))
+    return Effective(_string_keys(result), contents, tuple(dict.fromkeys(new_keys)))
+
+
+def _key(node: dict[Any, Any], part: str) -> Any:
+    """The key of node whose text is part (part itself when there is none)."""
+    if part in node:
+        return part
+    return next((k for k in node if str(k) == part), part)
 
 
 def _string_keys(data: dict[Any, Any]) -> dict[str, Any]:
     return {str(k): _string_keys(v) if isinstance(v, dict) else v for k, v in data.items()}
-
-
-def merged(files: list[ParamsFile]) -> dict[str, Any]:
-    """The effective params: every file's mapping deep-merged in order."""
-    result: dict[str, Any] = {}
-    for f in files:
-        _deep_merge(result, f.data)
-    return result
-
-
-def apply_overrides(files: list[ParamsFile], overrides: list[Override]) -> dict[str, dict[str, Any]]:
-    """New contents of the params files the overrides change, keyed by path.
-
-    An override goes to the last file that defines its top-level key, else to
-    the first file.
-    """
-    if not overrides:
-        return {}
-    changed: dict[str, dict[str, Any]] = {}
-    for keys, value in overrides:
-        target = next((f for f in reversed(files) if keys[0] in f.data), files[0])
-        data = changed.setdefault(target.path, copy.deepcopy(target.data))
-        node = data
-        for i, part in enumerate(keys[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                dotted = ".".join(keys[: i + 1])
-                raise InvalidOverride(".".join(keys) + "=" + str(value), f"{dotted} is a value, not a mapping")
-            node = child
-        node[keys[-1]] = value
-    return changed
 
 
 def serialize(path: str, data: dict[str, Any]) -> bytes:

@@ -70,6 +70,8 @@ def check_command(program: str, cwd: Path, env: dict[str, str]) -> None:
         path = Path(cwd, program)
         if not path.exists():
             raise CommandNotFound(program)
+        if path.is_dir() or not os.access(path, os.X_OK):
+            raise CommandNotExecutable(program, "it is a directory" if path.is_dir() else "it is not executable")
         return
     if shutil.which(program, path=env.get("PATH")) is None:
         raise CommandNotFound(program)
@@ -86,7 +88,9 @@ def _channel(stream: object) -> tuple[int, int]:
             import fcntl
             import termios
 
-            termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(fd))
+            attrs = termios.tcgetattr(fd)
+            attrs[1] &= ~termios.ONLCR  # keep the child's \n as is; our own terminal adds the \r
+            termios.tcsetattr(slave, termios.TCSANOW, attrs)
             fcntl.ioctl(slave, termios.TIOCSWINSZ, fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
         except OSError:
             pass  # a terminal that will not tell its settings: the pty's defaults will do
@@ -126,7 +130,8 @@ class _Pump:
         _close(self._wake_r, self._wake_w)
 
     def _run(self) -> None:
-        logs = {src: open(log, "wb") for src, _, log in self._channels}
+        # Unbuffered: if gitexp itself is killed, the logs hold everything read so far.
+        logs = {src: open(log, "wb", buffering=0) for src, _, log in self._channels}
         dests = {src: dst for src, dst, _ in self._channels}
         open_fds = set(dests)
         deadline: float | None = None

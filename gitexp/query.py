@@ -13,9 +13,9 @@ from gitexp.store import Store
 MIN_PREFIX = 4
 
 
-def runs(store: Store) -> list[RunSummary]:
-    """Every run, newest first."""
-    return sorted(store.summaries(), key=lambda r: (r.started_at, r.name), reverse=True)
+def runs(store: Store, problems: list[str] | None = None) -> list[RunSummary]:
+    """Every readable run, newest first (unreadable ones are described in problems)."""
+    return sorted(store.summaries(problems), key=lambda r: (r.started_at, r.name), reverse=True)
 
 
 def resolve(store: Store, spec: str) -> RunSummary:

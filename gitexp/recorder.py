@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import tempfile
 import threading
@@ -22,7 +23,7 @@ from gitexp.environment import hostname, login
 from gitexp.errors import GitexpError, RunNameTaken
 from gitexp.model import Progress, RunSummary, Snapshot
 from gitexp.store import Store
-from gitexp.workspace import ParamsBusy, ParamsGuard, Pointer, read_pointer, write_pointer
+from gitexp.workspace import ParamsGuard, Pointer, pid_alive, read_pointer, write_pointer
 
 if TYPE_CHECKING:
     from gitexp.data.session import DataSession
@@ -51,14 +52,6 @@ class RunResult:
     exit_code: int
 
 
-class ParamsInUse(GitexpError):
-    def __init__(self, pid: int) -> None:
-        super().__init__(
-            f"another gitexp run (pid {pid}) has rewritten the params files of this workspace with its -S values; "
-            "wait for it to finish, or run without -S"
-        )
-
-
 Notify = Callable[[str], None]
 
 
@@ -76,20 +69,25 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
         notify(warning)
 
     name = _choose_name(store, request.name)
+    for tag in request.tags:
+        names.validate_tag(tag)
     process.check_command(request.command[0], request.cwd, dict(os.environ))
     overrides = [params_mod.parse_override(text) for text in request.overrides]
     files = params_mod.load_files(root, config.params, required=config.params_explicit)
-    changed = {path: params_mod.serialize(path, data) for path, data in params_mod.apply_overrides(files, overrides).items()}
-    effective = params_mod.merged([_with(f, changed) for f in files])
+    params = params_mod.effective(files, overrides)
+    for key in params.new_keys:
+        notify(f"-S {key}: no params file defines {key}; it is added for this run (a typo?)")
+    if params.contents:
+        guard.ensure_free()
     parent = _choose_parent(store, request, notify)
     inputs, outputs = _data_paths(config, request, root)
 
-    snap = store.snapshot(replace=changed, exclude=inputs + outputs, large_threshold=config.large_files)
+    snap = store.snapshot(replace=params.contents, exclude=inputs + outputs, large_threshold=config.large_files)
     for path in snap.skipped:
         notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
     data = _data_session(store, progress) if inputs or outputs or snap.large else None
     metric_states = metrics_mod.before(root, config.metrics)
-    scratch = Path(tempfile.mkdtemp(prefix=f"run-{name}-", dir=_scratch_root(store)))
+    scratch = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=_scratch_root(store)))
     env = dict(os.environ)
     env[ENV_RUN_NAME] = name
     env[ENV_RUN_DIR] = str(scratch)
@@ -99,15 +97,12 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
             for path in snap.large:
                 notify(f"{path} is large and untracked: recorded as a data pointer, not a git blob")
             data.add("large_files", snap.large, True, "caching large files")
-        try:
-            guard.apply(changed, {f.path: f.original for f in files if f.path in changed})
-        except ParamsBusy as exc:
-            raise ParamsInUse(exc.pid) from exc
+        guard.apply(params.contents, {f.target: f.original for f in files if f.target})
         try:
             env_record: dict[str, Any] = {}
             env_thread = threading.Thread(target=lambda: env_record.update(_capture_env(request.command, env)), daemon=True)
             env_thread.start()
-            notify(f"run {name}: {' '.join(request.command)}")
+            notify(f"run {name}: {shlex.join(request.command)}")
             started = datetime.now(timezone.utc).astimezone()
             t0 = time.monotonic()
             outcome = process.execute(request.command, request.cwd, env, scratch / fmt.STDOUT_FILE, scratch / fmt.STDERR_FILE)
@@ -139,11 +134,11 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
             base_branch=snap.base_branch,
             parent=parent.commit if parent else None,
             tags=tuple(dict.fromkeys(request.tags)),
-            params=params_mod.flatten(effective),
+            params=params_mod.flatten(params.params),
             metrics=metrics.values,
             note=request.note.strip(),
         )
-        record = _record_files(request, summary, ended, effective, env_record, parent, config, root)
+        record = _record_files(request, summary, ended, params.params, env_record, parent, config, root)
         record[fmt.STDOUT_FILE] = scratch / fmt.STDOUT_FILE
         record[fmt.STDERR_FILE] = scratch / fmt.STDERR_FILE
         if data is not None:
@@ -202,15 +197,14 @@ def _choose_parent(store: Store, request: RunRequest, notify: Notify) -> Pointer
     return pointer
 
 
-def _with(f: params_mod.ParamsFile, changed: dict[str, bytes]) -> params_mod.ParamsFile:
-    if f.path not in changed:
-        return f
-    return params_mod.ParamsFile(f.path, True, f.original, params_mod._parse(f.path, changed[f.path]))
-
-
 def _scratch_root(store: Store) -> Path:
+    """.git/gitexp/tmp, cleared of what runs whose gitexp died left behind."""
     path = store.state_dir / "tmp"
     path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("run-*-*"):
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and not pid_alive(int(pid), hostname()):
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 
@@ -273,7 +267,7 @@ def _write(
     """Write the commit and ref; if the name was taken meanwhile, keep the run under a new name."""
     name = run.name
     for attempt in range(2, 100):
-        subject = f"{name}: {run.status} ({' '.join(command)})"
+        subject = f"{name}: {run.status} ({shlex.join(command)})"
         message = fmt.build_message(subject, run.note, fmt.run_trailers(replace(run, name=name)))
         try:
             return store.write_run(name, snap, parent.commit if parent else None, record, message, started, ended), name

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import datetime
 from typing import Any
 
 from gitexp.model import RunSummary
 
 LOG_TAIL_LINES = 20
+LOG_LINE_MAX = 300
 
 
 def duration(seconds: float | None) -> str:
@@ -65,7 +67,9 @@ def runs_table(runs: list[RunSummary]) -> str:
 
 
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    from gitexp.format import strict
+
+    return json.dumps(strict(data), indent=2, ensure_ascii=False, allow_nan=False, default=str)
 
 
 def show_text(details: dict[str, Any], parent_name: str | None, stdout: bytes, stderr: bytes) -> str:
@@ -75,7 +79,7 @@ def show_text(details: dict[str, Any], parent_name: str | None, stdout: bytes, s
         f"run      {details['name']}",
         f"commit   {details['commit']}",
         f"status   {details['status']} (exit code {value(details['exit_code'])})",
-        f"command  {' '.join(meta.get('command', [])) or '-'}" + (f"   (in {meta['cwd']}/)" if meta.get("cwd") else ""),
+        f"command  {shlex.join(meta.get('command', [])) or '-'}" + (f"   (in {meta['cwd']}/)" if meta.get("cwd") else ""),
         f"started  {when(details['started'])}   duration {duration(details['duration'])}",
         f"user     {details['user']}" + (f" on {meta['host']}" if meta.get("host") else ""),
         f"base     {_base(details)}",
@@ -96,8 +100,14 @@ def show_text(details: dict[str, Any], parent_name: str | None, stdout: bytes, s
             text = data.decode("utf-8", errors="replace").rstrip("\n").split("\n")
             more = f", last {LOG_TAIL_LINES} of {len(text)} lines" if len(text) > LOG_TAIL_LINES else ""
             lines += ["", f"{label}{more} (all: git show {details['commit'][:12]}:.gitexp/{label}.log)"]
-            lines += ["  " + line for line in text[-LOG_TAIL_LINES:]]
+            lines += ["  " + _as_terminal(line) for line in text[-LOG_TAIL_LINES:]]
     return "\n".join(lines)
+
+
+def _as_terminal(line: str) -> str:
+    """What a terminal would leave of a log line: the text after its last carriage return, cut short."""
+    shown = line.rstrip("\r").rsplit("\r", 1)[-1]
+    return shown if len(shown) <= LOG_LINE_MAX else shown[: LOG_LINE_MAX - 3] + "..."
 
 
 def _base(details: dict[str, Any]) -> str:

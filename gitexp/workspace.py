@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitexp.environment import hostname
+from gitexp.errors import GitexpError
 
 DETACHED = "(detached)"
 
@@ -65,16 +66,20 @@ def write_pointer(state_dir: Path, branch: str | None, pointer: Pointer) -> None
 # -- params files rewritten for a run ---------------------------------------------
 
 
-class ParamsBusy(Exception):
+class ParamsInUse(GitexpError):
     def __init__(self, pid: int) -> None:
-        super().__init__(pid)
+        super().__init__(
+            f"another gitexp run (pid {pid}) has rewritten the params files of this workspace with its -S values; "
+            "wait for it to finish, or run this one without -S"
+        )
         self.pid = pid
 
 
 class ParamsGuard:
-    """Rewrites params files for one run and puts the user's bytes back afterwards.
+    """Rewrites params files for one -S run and puts the user's bytes (and mtime) back afterwards.
 
-    A file the user edited during the run keeps the user's edit.
+    A file the user edited during the run keeps the user's edit. Without
+    overrides nothing is written, so runs without -S never wait for each other.
     """
 
     def __init__(self, state_dir: Path, root: Path) -> None:
@@ -84,31 +89,36 @@ class ParamsGuard:
     def recover(self) -> list[str]:
         """Restore files left rewritten by a gitexp that died; return their paths."""
         data = _read_json(self._backup)
-        if not data:
+        if not data or pid_alive(data.get("pid"), data.get("host")):
             return []
-        if pid_alive(data.get("pid"), data.get("host")):
-            return []
-        restored = self._put_back(data)
+        restored = self._put_back(data, report_kept=False)
         self._backup.unlink(missing_ok=True)
         return restored
 
-    def apply(self, contents: dict[str, bytes], originals: dict[str, bytes | None]) -> None:
+    def ensure_free(self) -> None:
+        """Raise ParamsInUse if a live gitexp run has its overrides applied here."""
         data = _read_json(self._backup)
         pid = data.get("pid")
         if isinstance(pid, int) and pid_alive(pid, data.get("host")):
-            raise ParamsBusy(pid)
-        record = {
-            "pid": os.getpid(),
-            "host": hostname(),
-            "files": {
-                path: {
-                    "original": None if originals[path] is None else base64.b64encode(originals[path]).decode(),  # type: ignore[arg-type]
-                    "written": base64.b64encode(content).decode(),
-                }
-                for path, content in contents.items()
-            },
-        }
-        atomic_write(self._backup, json.dumps(record).encode())
+            raise ParamsInUse(pid)
+
+    def apply(self, contents: dict[str, bytes], originals: dict[str, bytes | None]) -> None:
+        if not contents:
+            return
+        self.ensure_free()
+        files = {}
+        for path, content in contents.items():
+            original = originals.get(path)
+            try:
+                mtime_ns = (self._root / path).stat().st_mtime_ns if original is not None else None
+            except OSError:
+                mtime_ns = None
+            files[path] = {
+                "original": None if original is None else base64.b64encode(original).decode(),
+                "mtime_ns": mtime_ns,
+                "written": base64.b64encode(content).decode(),
+            }
+        atomic_write(self._backup, json.dumps({"pid": os.getpid(), "host": hostname(), "files": files}).encode())
         for path, content in contents.items():
             full = self._root / path
             mode = full.stat().st_mode & 0o7777 if full.exists() else None
@@ -123,27 +133,29 @@ class ParamsGuard:
         self._backup.unlink(missing_ok=True)
         return kept
 
-    def _put_back(self, data: dict[str, object], report_kept: bool = False) -> list[str]:
-        changed = []
+    def _put_back(self, data: dict[str, object], report_kept: bool) -> list[str]:
+        """Restore each file still as gitexp wrote it; list the restored ones, or with report_kept the others."""
+        listed = []
         files = data.get("files")
         for path, entry in (files.items() if isinstance(files, dict) else []):
             full = self._root / path
-            written = base64.b64decode(entry["written"])
             try:
-                current = full.read_bytes()
+                current: bytes | None = full.read_bytes()
             except OSError:
                 current = None
-            if current != written:  # the user changed it meanwhile: theirs wins
+            if current != base64.b64decode(entry["written"]):  # the user changed it meanwhile: theirs wins
                 if report_kept:
-                    changed.append(path)
+                    listed.append(path)
                 continue
             if entry["original"] is None:
                 full.unlink()
             else:
                 atomic_write(full, base64.b64decode(entry["original"]), full.stat().st_mode & 0o7777)
+                if entry.get("mtime_ns") is not None:
+                    os.utime(full, ns=(entry["mtime_ns"], entry["mtime_ns"]))
             if not report_kept:
-                changed.append(path)
-        return changed
+                listed.append(path)
+        return listed
 
 
 def pid_alive(pid: object, host: object) -> bool:

@@ -99,3 +99,35 @@ def test_help_lists_every_command(ws: Workspace) -> None:
     for command in ("run", "list", "show", "demo"):
         assert f"  {command}" in out
     assert ws.gitexp("--version").out.startswith("gitexp, version")
+
+
+def test_a_broken_or_newer_ref_does_not_hide_the_other_runs(ws: Workspace) -> None:
+    make_runs(ws)
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=ws.root, input="x", capture_output=True, text=True).stdout.strip()
+    ws.git("update-ref", "refs/experiments/blobref", blob)
+    tree = ws.git("rev-parse", "HEAD^{tree}").strip()
+    future = subprocess.run(
+        ["git", "commit-tree", tree, "-m", "future: completed\n\nGitexp-Format: 99\nGitexp-Run: future"],
+        cwd=ws.root, capture_output=True, text=True, env={**__import__("os").environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@b"},
+    ).stdout.strip()
+    ws.git("update-ref", "refs/experiments/future", future)
+    result = ws.gitexp("list")
+    assert result.code == 0
+    assert {line.split()[0] for line in result.out.splitlines()[2:]} == {"slow", "fast", "broken"}
+    assert "skipped refs/experiments/blobref" in result.err and "skipped refs/experiments/future" in result.err
+    assert ws.gitexp("show", "latest").code == 0
+
+
+def test_show_prints_what_a_terminal_shows_of_progress_bars_and_long_lines(ws: Workspace) -> None:
+    ws.run(
+        "-n", "bars", "--", "python3", "-c",
+        "import sys\nfor i in range(5000): sys.stdout.write(f'\\rstep {i}')\nprint()\nprint('x' * 100000)",
+    )
+    out = ws.gitexp("show", "bars").out
+    assert "step 4999" in out and "step 10\r" not in out
+    assert len(out) < 10_000
+
+
+def test_invalid_tags_are_refused(ws: Workspace) -> None:
+    result = ws.gitexp("run", "-t", "", "--", "touch", "ran")
+    assert result.code == 1 and "invalid tag" in result.err and not (ws.root / "ran").exists()

@@ -123,3 +123,81 @@ def test_params_file_bytes_are_untouched_without_overrides(ws: Workspace) -> Non
     ws.freeze()
     ws.run("-n", "plain", "--", "true")
     assert ws.record("plain", "params.json")["model"] == {"depth": 3, "name": "resnet"}
+
+
+def test_runs_without_overrides_never_wait_for_each_other(ws: Workspace) -> None:
+    ws.write("params.yaml", "lr: 0.1\n")
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "gitexp", "run", "-n", "slow", "--", "sleep", "3"], cwd=ws.root,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    quick = ws.gitexp("run", "-n", "quick", "--", "true")
+    assert quick.code == 0, quick.err
+    assert slow.wait(timeout=30) == 0
+    assert {"slow", "quick"} <= set(ws.runs())
+
+
+def test_an_override_keeps_the_types_of_the_other_keys_in_the_file(ws: Workspace) -> None:
+    ws.write("params.yaml", "lr: 0.1\nclass_weights: {0: 1.0, 1: 5.0}\nmaybe: {null: 3}\n")
+    ws.write("check.py", "import yaml\np = yaml.safe_load(open('params.yaml'))\nprint(p['class_weights'][1], p['maybe'][None], p['lr'])\n")
+    ws.freeze()
+    result = ws.run("-n", "typed", "-S", "lr=0.5", "-S", "class_weights.0=2.0", "--", sys.executable, "check.py")
+    assert result.out.strip() == "5.0 3 0.5"
+    assert ws.record("typed", "params.json")["class_weights"] == {"0": 2.0, "1": 5.0}
+
+
+def test_an_override_writes_through_a_symlinked_params_file(ws: Workspace) -> None:
+    ws.write("configs/exp1.yaml", "lr: 0.1\nepochs: 5\n")
+    os.symlink("configs/exp1.yaml", ws.root / "params.yaml")
+    ws.commit_all()
+    ws.freeze()
+    ws.run("-n", "linked", "-S", "lr=0.3", "--", "cat", "params.yaml")
+    assert os.path.islink(ws.root / "params.yaml")
+    assert (ws.root / "configs/exp1.yaml").read_text() == "lr: 0.1\nepochs: 5\n"
+    tree = ws.tree("refs/experiments/linked")
+    assert tree["params.yaml"] == ("120000", "configs/exp1.yaml")
+    assert "lr: 0.3" in tree["configs/exp1.yaml"][1]
+    assert "lr: 0.3" in ws.git("show", "refs/experiments/linked:.gitexp/stdout.log")
+
+
+def test_a_params_file_linking_outside_the_repo_is_not_rewritten(ws: Workspace, tmp_path: object) -> None:
+    outside = ws.root.parent / "shared-params.yaml"
+    outside.write_text("lr: 0.1\n")
+    os.symlink(outside, ws.root / "params.yaml")
+    ws.freeze()
+    result = ws.gitexp("run", "-S", "lr=0.3", "--", "touch", "ran")
+    assert result.code == 1 and "outside the repository" in result.err
+    assert outside.read_text() == "lr: 0.1\n" and not (ws.root / "ran").exists()
+
+
+def test_override_of_an_unknown_key_is_announced_and_of_a_mapping_refused(ws: Workspace) -> None:
+    ws.write("params.yaml", "lr: 0.1\nmodel: {depth: 3}\n")
+    ws.freeze()
+    typo = ws.run("-n", "typo", "-S", "lrr=0.2", "--", "true")
+    assert "-S lrr: no params file defines lrr" in typo.err
+    whole = ws.gitexp("run", "-S", "model=3", "--", "true")
+    assert whole.code == 1 and "model is a mapping" in whole.err
+
+
+def test_the_params_file_gets_its_mtime_back(ws: Workspace) -> None:
+    ws.write("params.yaml", "lr: 0.1\n")
+    os.utime(ws.root / "params.yaml", ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    ws.freeze()
+    ws.run("-S", "lr=0.2", "--", "true")
+    assert (ws.root / "params.yaml").stat().st_mtime_ns == 1_500_000_000_000_000_000
+
+
+def test_non_finite_metrics_are_recorded_as_strict_json(ws: Workspace) -> None:
+    ws.freeze("metrics.json")
+    ws.run("-n", "diverged", "--", sys.executable, "-c",
+           "import json; json.dump({'loss': float('nan'), 'best': float('inf'), 'acc': 0.5}, open('metrics.json', 'w'))")
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    record = json.loads(ws.git("show", "refs/experiments/diverged:.gitexp/metrics.json"), parse_constant=refuse)
+    assert record == {"loss": "NaN", "best": "Infinity", "acc": 0.5}
+    listed = json.loads(ws.gitexp("list", "--json").out, parse_constant=refuse)
+    assert listed[0]["metrics"]["loss"] == "NaN"
+    assert "Infinity" in ws.gitexp("list").out

@@ -150,3 +150,4 @@ def test_bare_repository_is_refused(tmp_path: Path) -> None:
     git(tmp_path, "init", "-q", "--bare", str(bare))
     result = gitexp(bare, "run", "--", "true")
     assert result.code == 1 and "bare repository" in result.err and "Traceback" not in result.err
+    assert "not inside a git repository" not in result.err

@@ -145,8 +145,8 @@ def test_the_command_sees_a_terminal_when_gitexp_runs_in_one(ws: Workspace) -> N
     proc.wait(timeout=30)
     os.close(master)
     assert proc.returncode == 0, output
-    assert b"isatty True True" in output
-    assert "isatty True True" in ws.git("show", "refs/experiments/tty:.gitexp/stdout.log")
+    assert b"isatty True True" in output and b"\r\r\n" not in output
+    assert ws.git("show", "refs/experiments/tty:.gitexp/stdout.log") == "isatty True True\n"
 
 
 def test_the_command_gets_the_run_name_in_its_environment(ws: Workspace) -> None:
@@ -188,3 +188,17 @@ def test_runs_in_a_linked_worktree_keep_their_own_pointer_and_share_runs(ws: Wor
     assert set(ws.runs()) == {"main-run", "wt-run"}
     assert ws.record("wt-run", "run.json")["parent_run"] is None
     assert ws.record("wt-run", "run.json")["base_branch"] == "feature"
+
+
+def test_a_killed_gitexp_leaves_no_scratch_behind_after_the_next_run(ws: Workspace) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gitexp", "run", "-n", "doomed", "--", "sh", "-c", "echo partial; sleep 60"],
+        cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"partial\n"
+    scratch = list((ws.root / ".git/gitexp/tmp").glob("run-*"))
+    assert scratch and (scratch[0] / "stdout.log").read_bytes() == b"partial\n", "logs are written as they come"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ws.run("-n", "next", "--", "true")
+    assert list((ws.root / ".git/gitexp/tmp").glob("run-*")) == []

@@ -10,7 +10,12 @@ def command(as_json: bool) -> None:
     from gitexp import query, render
     from gitexp.store import Store
 
-    runs = query.runs(Store.discover())
+    from gitexp.cli import warn
+
+    problems: list[str] = []
+    runs = query.runs(Store.discover(), problems)
+    for problem in problems:
+        warn(problem)
     if as_json:
         click.echo(render.to_json([r.to_dict() for r in runs]))
     else:

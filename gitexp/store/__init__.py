@@ -16,7 +16,7 @@ from pygit2.enums import FileMode
 
 from gitexp import format as fmt
 from gitexp.environment import hostname, login
-from gitexp.errors import NotARepository, RunNameTaken, StorageError
+from gitexp.errors import BareRepository, GitexpError, NotARepository, RunNameTaken, StorageError
 from gitexp.model import RunSummary, Snapshot
 from gitexp.store import snapshot as _snapshot
 
@@ -26,7 +26,7 @@ class Store:
 
     def __init__(self, repo: pygit2.Repository) -> None:
         if repo.is_bare or repo.workdir is None:
-            raise NotARepository(f"{repo.path} (a bare repository has no workspace to run in)")
+            raise BareRepository(repo.path)
         self.repo = repo
         self.root = Path(repo.workdir)
         # Per-workspace state (pointer, scratch files) lives in this worktree's git dir.
@@ -152,8 +152,16 @@ class Store:
                 if isinstance(target, pygit2.Oid):
                     yield ref.name[len(prefix) :], str(target)
 
-    def summaries(self) -> list[RunSummary]:
-        return [self.summary(name, commit) for name, commit in self.run_refs()]
+    def summaries(self, problems: list[str] | None = None) -> list[RunSummary]:
+        """Every readable run; what cannot be read is described in problems, never fatal."""
+        out = []
+        for name, commit in self.run_refs():
+            try:
+                out.append(self.summary(name, commit))
+            except GitexpError as exc:
+                if problems is not None:
+                    problems.append(f"skipped {fmt.REF_PREFIX}{name}: {exc.message}")
+        return out
 
     def summary(self, name: str, commit: str) -> RunSummary:
         obj = self.repo.get(commit)
