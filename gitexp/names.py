@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import secrets
+import os
 from collections.abc import Callable
 
 from gitexp.errors import InvalidRunName, InvalidTag
@@ -63,6 +63,7 @@ def generate(taken: Callable[[str], bool]) -> str:
     2,500 word pairs x 65,536 suffixes = 164 million names.
     """
     while True:
-        name = f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.token_hex(2)}"
+        a, n, suffix = os.urandom(1)[0] % len(_ADJECTIVES), os.urandom(1)[0] % len(_NOUNS), os.urandom(2).hex()
+        name = f"{_ADJECTIVES[a]}-{_NOUNS[n]}-{suffix}"
         if not taken(name):
             return name

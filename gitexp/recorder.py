@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -87,7 +86,8 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
         notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
     data = _data_session(store, progress) if inputs or outputs or snap.large else None
     metric_states = metrics_mod.before(root, config.metrics)
-    scratch = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=_scratch_root(store)))
+    scratch = _scratch_root(store) / f"run-{os.getpid()}-{os.urandom(4).hex()}"
+    scratch.mkdir()
     env = dict(os.environ)
     env[ENV_RUN_NAME] = name
     env[ENV_RUN_DIR] = str(scratch)
@@ -154,14 +154,18 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
 
 def _data_paths(config: config_mod.Config, request: RunRequest, root: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Declared inputs and outputs, root-relative; inputs must exist before the run."""
-    from gitexp.data.pointers import BadDataPath, normalize
+    inputs, outputs = config.data, config.outputs
+    if request.data or request.outputs:  # imported only for runs with data: it costs start-up time
+        from gitexp.data.pointers import normalize
 
-    inputs = tuple(dict.fromkeys(config.data + tuple(normalize(root, request.cwd, p) for p in request.data)))
-    outputs = tuple(dict.fromkeys(config.outputs + tuple(normalize(root, request.cwd, p) for p in request.outputs)))
+        inputs += tuple(normalize(root, request.cwd, p) for p in request.data)
+        outputs += tuple(normalize(root, request.cwd, p) for p in request.outputs)
     for path in inputs:
-        if not os.path.exists(root / path):
+        if not os.path.lexists(root / path):
+            from gitexp.data.pointers import BadDataPath
+
             raise BadDataPath(path, "does not exist (declared as data, it must be there before the run)")
-    return inputs, outputs
+    return tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(outputs))
 
 
 def _data_session(store: Store, progress: Progress | None) -> DataSession:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +19,20 @@ from gitexp.errors import GitexpError
 DETACHED = "(detached)"
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write data to path so that readers see the old or the new file, never a mix."""
+def atomic_write(path: Path, data: bytes, mode: int | None = None, durable: bool = True) -> None:
+    """Write data to path so that readers see the old or the new file, never a mix.
+
+    durable=False skips the fsync, for state that is cheap to lose (not user files).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
@@ -60,7 +64,7 @@ def write_pointer(state_dir: Path, branch: str | None, pointer: Pointer) -> None
     path = state_dir / "current.json"
     data = _read_json(path)
     data[branch or DETACHED] = {"name": pointer.name, "commit": pointer.commit}
-    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), durable=False)
 
 
 # -- params files rewritten for a run ---------------------------------------------

@@ -324,3 +324,15 @@ def test_stat_cache_ignores_files_changed_at_the_same_size(tmp_path: Path) -> No
     f.write_bytes(b"bbbb")  # same size, new mtime
     again = StatCache(tmp_path / "s.db")
     assert again.digest(f) == xxh(b"bbbb") and again.hashed_files == 1
+
+
+def test_a_single_file_input_is_a_file_pointer(ws: Workspace) -> None:
+    write_bytes(ws, "corpus.txt", b"hello corpus\n")
+    ws.freeze()
+    ws.run("-n", "onefile", "-d", "corpus.txt", "--", "true")
+    [inp] = data_record(ws, "onefile")["inputs"]
+    assert inp == {
+        "path": "corpus.txt", "kind": "file", "digest": xxh(b"hello corpus\n"), "size": 13, "files": 1,
+        "cached": True, "executable": False,
+    }
+    assert "corpus.txt" not in ws.tree("refs/experiments/onefile"), "declared data stays out of git"

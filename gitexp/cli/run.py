@@ -45,7 +45,6 @@ def command(
 ) -> int:
     from gitexp.cli.progress import TerminalProgress
     from gitexp.recorder import RunRequest, record_run
-    from gitexp.render import duration
 
     if parent is not None and no_parent:
         raise click.UsageError("--parent and --no-parent cannot be used together")
@@ -63,6 +62,8 @@ def command(
     )
     result = record_run(request, notify=warn, progress=TerminalProgress())
     run = result.run
+    from gitexp.render import duration
+
     warn(
         f"recorded {run.name} ({run.status}, exit code {run.exit_code}, {duration(run.duration)}) "
         f"as refs/experiments/{run.name} [{run.commit[:10]}]"
