@@ -26,12 +26,51 @@ the command cannot be executed/found (nothing is recorded), 3 on an internal err
 """
 
 
+FILTER_LANGUAGE = """## The `--where` language
+
+Used by `gitexp list --where` and `gitexp tree --where`. Runs for which the
+expression is not true are left out; a run that lacks a field an expression
+needs is left out too (three-valued logic: a comparison with a missing field is
+unknown, `not unknown` is unknown, and only true keeps a run).
+
+```
+expr       := or_expr                                   -- precedence: not > and > or
+or_expr    := and_expr ("or" and_expr)*
+and_expr   := not_expr ("and" not_expr)*
+not_expr   := "not" not_expr | "(" or_expr ")" | comparison
+comparison := FIELD OP VALUE
+OP         := "=" | "==" | "!=" | "<" | "<=" | ">" | ">="
+FIELD      := name | status | user | note | commit | branch | base | tag | tags | created
+            | duration | exit_code | params.<key> | metrics.<key>
+VALUE      := number | 'str' | "str" (\\' \\" \\\\ escapes) | bare word [letters digits _ . : + - /]
+            | true | false | null | none                (keywords are case-insensitive)
+```
+
+- Numbers compare as numbers (a param stored as the text `1e-4` too); strings as strings.
+  `NaN` and infinities (recorded as the strings `"NaN"`, `"Infinity"`) compare as such:
+  `metrics.loss = nan` finds diverged runs.
+- `tag = x` / `tag != x`: whether the run has tag x (`tag = null`: no tags).
+- `base = X`: the run's base branch is X, or its base commit starts with X (4+ characters).
+- `created`: compared as a date: `2026-11-01` (local midnight; `=` means that day),
+  `2026-11-01T14:00`, or an age: `created > 7d` is "in the last 7 days" (units s m h d w).
+- `duration`: seconds, or with a unit: `duration > 5m`.
+- `x = null` is true when the run has no x.
+
+Examples: `metrics.acc > 0.9 and params.lr <= 0.01`, `status = failed or exit_code != 0`,
+`tag = baseline and created > 2d`, `not (params.opt = 'adam')`.
+
+Sorting (`--sort`) takes the same field names, comma-separated, `-` for descending;
+runs missing a key come last either way.
+"""
+
+
 def render() -> str:
     runner = CliRunner()
     parts = [HEADER, "## gitexp\n", "```\n" + runner.invoke(cli, ["--help"], prog_name="gitexp", terminal_width=80, max_content_width=80).output + "```\n"]
     for name in COMMANDS:
         out = runner.invoke(cli, [name, "--help"], prog_name="gitexp", terminal_width=80, max_content_width=80).output
         parts.append(f"## gitexp {name}\n\n```\n{out}```\n")
+    parts.append(FILTER_LANGUAGE)
     return "\n".join(parts)
 
 

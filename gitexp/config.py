@@ -12,7 +12,8 @@ from gitexp.format import CONFIG_FILE
 DEFAULT_PARAMS = ("params.yaml",)
 DEFAULT_METRICS = ("metrics.json", "metrics.yaml")
 DEFAULT_LARGE_FILES = 10_000_000
-KNOWN_KEYS = ("params", "metrics", "data", "outputs", "large_files", "cache_inputs")
+KNOWN_KEYS = ("params", "metrics", "data", "outputs", "large_files", "cache_inputs", "direction")
+LOWER_IS_BETTER_WORDS = ("loss", "error", "err", "rmse", "mae", "mse", "perplexity", "wer", "cer")
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
@@ -25,6 +26,7 @@ class Config:
     outputs: tuple[str, ...] = ()
     large_files: int | None = DEFAULT_LARGE_FILES
     cache_inputs: bool = True
+    direction: tuple[tuple[str, str], ...] = ()  # (metric, "higher" | "lower"), the first is the primary metric
     params_explicit: bool = False
     warnings: tuple[str, ...] = ()
 
@@ -58,9 +60,25 @@ def load(root: Path) -> Config:
         outputs=tuple(p.rstrip("/") for p in _paths(data, "outputs", ())),
         large_files=_size(data.get("large_files", DEFAULT_LARGE_FILES)),
         cache_inputs=cache_inputs,
+        direction=_direction(data.get("direction", {})),
         params_explicit="params" in data,
         warnings=warnings,
     )
+
+
+def _direction(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and v in ("higher", "lower") for k, v in value.items()):
+        raise InvalidConfig(CONFIG_FILE, "'direction' must map metric names to higher or lower, e.g. {accuracy: higher, loss: lower}")
+    return tuple(value.items())
+
+
+def higher_is_better(config: Config, metric: str) -> bool:
+    """Whether a larger value of metric is an improvement (configured, else guessed from its name)."""
+    for name, way in config.direction:
+        if name == metric:
+            return way == "higher"
+    last = metric.rsplit(".", 1)[-1].lower()
+    return not any(word in last for word in LOWER_IS_BETTER_WORDS)
 
 
 def _size(value: Any) -> int | None:

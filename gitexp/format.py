@@ -14,6 +14,7 @@ from gitexp.model import RunSummary
 
 FORMAT_VERSION = 1
 REF_PREFIX = "refs/experiments/"
+NOTES_REF = "refs/notes/gitexp"
 RECORD_DIR = ".gitexp"
 CONFIG_FILE = ".gitexp.yaml"
 
@@ -176,3 +177,21 @@ def _json(value: str | None, default: Any) -> Any:
     except ValueError:
         return default
     return result if isinstance(result, type(default)) else default
+
+
+def parse_annotation(text: str) -> dict[str, Any]:
+    """A run's note in NOTES_REF: {"tags": [...], "note": "..."}; anything unreadable counts as empty."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    tags = data.get("tags")
+    note = data.get("note")
+    out: dict[str, Any] = {}
+    if isinstance(tags, list):
+        out["tags"] = [t for t in tags if isinstance(t, str)]
+    if isinstance(note, str):
+        out["note"] = note
+    return out

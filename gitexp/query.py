@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from gitexp import format as fmt
 from gitexp.errors import AmbiguousRun, RunNotFound
+from gitexp.config import Config
 from gitexp.model import RunSummary
 from gitexp.store import Store
 
@@ -14,8 +16,23 @@ MIN_PREFIX = 4
 
 
 def runs(store: Store, problems: list[str] | None = None) -> list[RunSummary]:
-    """Every readable run, newest first (unreadable ones are described in problems)."""
-    return sorted(store.summaries(problems), key=lambda r: (r.started_at, r.name), reverse=True)
+    """Every readable run with its tags and notes, newest first (unreadable ones are described in problems)."""
+    found = store.summaries(problems)
+    notes = store.annotations()
+    if notes:
+        found = [annotated(r, notes.get(r.commit, {})) for r in found]
+    return sorted(found, key=lambda r: (r.started_at, r.name), reverse=True)
+
+
+def annotated(run: RunSummary, annotation: dict[str, Any]) -> RunSummary:
+    """The run with the tags and note set after it ran (they replace those given at run time)."""
+    if not annotation:
+        return run
+    return replace(
+        run,
+        tags=tuple(annotation.get("tags", run.tags)),
+        note=annotation.get("note", run.note),
+    )
 
 
 def resolve(store: Store, spec: str) -> RunSummary:
@@ -23,7 +40,7 @@ def resolve(store: Store, spec: str) -> RunSummary:
     name = spec.removeprefix(fmt.REF_PREFIX)
     commit = store.run_commit(name) if name and "/" not in name and name != "latest" else None
     if commit is not None:
-        return store.summary(name, commit)
+        return annotated(store.summary(name, commit), store.annotation(commit))
     if spec == "latest":
         all_runs = runs(store)
         if not all_runs:
@@ -32,10 +49,28 @@ def resolve(store: Store, spec: str) -> RunSummary:
     if len(spec) >= MIN_PREFIX and all(c in "0123456789abcdefABCDEF" for c in spec):
         matches = store.commits_with_prefix(spec)
         if len(matches) == 1:
-            return store.summary(*matches[0])
+            return annotated(store.summary(*matches[0]), store.annotation(matches[0][1]))
         if len(matches) > 1:
             raise AmbiguousRun(spec, sorted(n for n, _ in matches))
     raise RunNotFound(spec)
+
+
+def set_tags(store: Store, run: RunSummary, add: tuple[str, ...], remove: tuple[str, ...]) -> RunSummary:
+    """Add and remove tags of a run (kept in the notes ref; the run commit never changes)."""
+    from gitexp.names import validate_tag
+
+    for tag in add:
+        validate_tag(tag)
+    tags = [t for t in dict.fromkeys(run.tags + add) if t not in remove]
+    annotation = {**store.annotation(run.commit), "tags": tags}
+    store.annotate(run.commit, annotation)
+    return annotated(run, annotation)
+
+
+def set_note(store: Store, run: RunSummary, note: str) -> RunSummary:
+    annotation = {**store.annotation(run.commit), "note": note.strip()}
+    store.annotate(run.commit, annotation)
+    return annotated(run, annotation)
 
 
 def details(store: Store, run: RunSummary) -> dict[str, Any]:
@@ -59,3 +94,70 @@ def read_log(store: Store, run: RunSummary, filename: str) -> bytes:
 def name_of(store: Store, commit: str) -> str | None:
     """The name of the run ref pointing at commit (None once that run was deleted)."""
     return next((n for n, c in store.run_refs() if c == commit), None)
+
+
+def select(
+    store: Store,
+    where: str | None,
+    sort: str | None,
+    limit: int | None,
+    problems: list[str] | None,
+    every: list[RunSummary] | None = None,
+) -> list[RunSummary]:
+    """Runs matching where, sorted by sort (default newest first), at most limit of them."""
+    found = runs(store, problems) if every is None else every
+    if where:
+        from gitexp.filter import parse
+
+        condition = parse(where)
+        found = [r for r in found if condition.matches(r)]
+    if sort:
+        found = sort_runs(found, parse_columns(sort))
+    return found[:limit] if limit else found
+
+
+def parse_columns(text: str) -> list[str]:
+    """'name, -metrics.acc' -> ['name', '-metrics.acc'], checking each key is a known field."""
+    from gitexp.filter import check_field
+
+    columns = [c.strip() for c in text.split(",") if c.strip()]
+    for column in columns:
+        check_field(column.removeprefix("-"))
+    return columns
+
+
+def sort_runs(found: list[RunSummary], keys: list[str]) -> list[RunSummary]:
+    """Stable sort by each key in turn ('-' prefix: descending); runs missing a key always come last."""
+    from gitexp.compare import number
+    from gitexp.filter import MISSING, lookup
+
+    result = list(found)
+    for key in reversed(keys):
+        descending = key.startswith("-")
+        field = key.removeprefix("-")
+        if field == "created":
+            field = "started"
+
+        def rank(run: RunSummary, field: str = field, descending: bool = descending) -> tuple[int, int, Any]:
+            raw = run.started_at.timestamp() if field == "started" else lookup(run, field)
+            if raw is MISSING or raw is None:
+                return (1, 0, 0)
+            num = number(raw)
+            if num is not None:
+                return (0, 0, -num if descending else num)
+            return (0, 1, str(raw))
+
+        present = [r for r in result if rank(r)[0] == 0]
+        missing = [r for r in result if rank(r)[0] == 1]
+        numbers = sorted((r for r in present if rank(r)[1] == 0), key=rank)
+        texts = sorted((r for r in present if rank(r)[1] == 1), key=rank, reverse=descending)
+        result = numbers + texts + missing
+    return result
+
+
+def primary_metric(config: Config, every: list[RunSummary]) -> str | None:
+    """The first metric named in 'direction:' of the config, else the first recorded (alphabetically)."""
+    if config.direction:
+        return config.direction[0][0]
+    names = sorted({k for r in every for k in r.metrics})
+    return names[0] if names else None

@@ -44,26 +44,83 @@ def value(v: Any) -> str:
     return str(v)
 
 
+FORMATS = ("table", "csv", "json", "markdown")
+FIXED_COLUMNS = ("name", "created", "status", "duration")
+
+
+def default_columns(runs: list[RunSummary], only_changed: bool) -> list[str]:
+    """name, created, status, duration, then every param and metric (only those that vary, with only_changed)."""
+    columns = list(FIXED_COLUMNS)
+    for section in ("params", "metrics"):
+        maps: list[dict[str, Any]] = [getattr(r, section) for r in runs]
+        for key in sorted({k for m in maps for k in m}):
+            if only_changed and len({json.dumps(m.get(key), sort_keys=True, default=str) for m in maps}) <= 1:
+                continue
+            columns.append(f"{section}.{key}")
+    return columns
+
+
+def cell(run: RunSummary, column: str) -> Any:
+    """The raw value of a column for a run (None when it has none)."""
+    from gitexp.filter import MISSING, lookup
+
+    if column == "created":
+        return run.started
+    found = lookup(run, column)
+    return None if found is MISSING else found
+
+
+def cell_text(run: RunSummary, column: str) -> str:
+    raw = cell(run, column)
+    if raw is None:
+        return ""
+    if column == "created":
+        return when(raw)
+    if column == "duration":
+        return duration(raw)
+    if column in ("tag", "tags"):
+        return ",".join(raw)
+    if column == "commit":
+        return str(raw)[:10]
+    return value(raw)
+
+
+def runs_output(runs: list[RunSummary], columns: list[str], output: str) -> str:
+    """Runs as a table, CSV, JSON or Markdown."""
+    if output == "json":
+        return to_json([{c: cell(r, c) for c in columns} for r in runs])
+    if output == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        for r in runs:
+            writer.writerow([cell_text(r, c) if c in ("created", "tags", "tag") else _csv(cell(r, c)) for c in columns])
+        return buf.getvalue().rstrip("\n")
+    if not runs and output == "table":
+        return "no runs match (record one with: gitexp run -- COMMAND)"
+    from tabulate import tabulate
+
+    rows = [[cell_text(r, c) for c in columns] for r in runs]
+    return tabulate(rows, headers=columns, tablefmt="github" if output == "markdown" else "simple", disable_numparse=True)
+
+
 def runs_table(runs: list[RunSummary]) -> str:
     if not runs:
         return "no runs yet (record one with: gitexp run -- COMMAND)"
-    from tabulate import tabulate
+    return runs_output(runs, default_columns(runs, False), "table")
 
-    param_keys = sorted({k for r in runs for k in r.params})
-    metric_keys = sorted({k for r in runs for k in r.metrics})
-    headers = ["name", "created", "status", "duration", *(f"params.{k}" for k in param_keys), *(f"metrics.{k}" for k in metric_keys)]
-    rows = [
-        [
-            r.name,
-            when(r.started),
-            r.status,
-            duration(r.duration),
-            *(value(r.params.get(k)) if k in r.params else "" for k in param_keys),
-            *(value(r.metrics.get(k)) if k in r.metrics else "" for k in metric_keys),
-        ]
-        for r in runs
-    ]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+def _csv(raw: Any) -> str:
+    if raw is None:
+        return ""
+    if isinstance(raw, (list, dict)):
+        return json.dumps(raw, separators=(",", ":"))
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return str(raw)
 
 
 def to_json(data: Any) -> str:
@@ -181,3 +238,120 @@ def size(nbytes: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{nbytes} B"
+
+
+# -- colour, ages ------------------------------------------------------------------
+
+_ANSI = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
+
+
+def paint(text: str, colour: str, enabled: bool) -> str:
+    return f"\033[{_ANSI[colour]}m{text}\033[0m" if enabled and text else text
+
+
+def age(iso: str, now: datetime | None = None) -> str:
+    try:
+        then = datetime.fromisoformat(iso)
+    except ValueError:
+        return "?"
+    seconds = ((now or datetime.now(then.tzinfo)) - then).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return "just now"
+
+
+# -- diff and compare ----------------------------------------------------------------
+
+
+def diff_text(d: Any, colour: bool) -> str:
+    """A RunDiff (gitexp.compare) as text: only what differs, improvements green, regressions red."""
+    lines = [f"diff {d.a.name} ({d.a.commit[:10]}) -> {d.b.name} ({d.b.commit[:10]})"]
+    sections: list[tuple[str, list[str]]] = [
+        ("run", [_change(c, colour) for c in d.run]),
+        ("params", [_change(c, colour) for c in d.params]),
+        ("metrics", [_metric_change(c, colour) for c in d.metrics]),
+        ("data and outputs", [_change(c, colour, digest=True) for c in d.data]),
+        ("environment", [_change(c, colour) for c in d.env]),
+        ("code", [f"{status} {path}" for status, path in d.code]),
+    ]
+    for title, items in sections:
+        if items:
+            lines += ["", paint(f"{title}:", "bold", colour), *("  " + item for item in items)]
+    if len(lines) == 1:
+        lines.append("no differences")
+    elif d.code:
+        lines.append(paint(f"  (the code diff: gitexp diff {d.a.name} {d.b.name} --code)", "dim", colour))
+    return "\n".join(lines)
+
+
+def _change(c: Any, colour: bool, digest: bool = False) -> str:
+    def show(v: Any) -> str:
+        return str(v)[:12] if digest else value(v)
+
+    if c.kind == "added":
+        return paint(f"+ {c.key} = {show(c.new)}", "green", colour)
+    if c.kind == "removed":
+        return paint(f"- {c.key} = {show(c.old)}", "red", colour)
+    return f"~ {c.key}: {show(c.old)} -> {show(c.new)}"
+
+
+def _metric_change(c: Any, colour: bool) -> str:
+    if c.kind != "changed" or c.delta is None:
+        return _change(c, colour)
+    delta = f"{c.delta:+.6g}" if isinstance(c.delta, float) else str(c.delta)
+    pct = f", {c.pct:+.1f}%" if c.pct is not None else ""
+    text = f"~ {c.key}: {value(c.old)} -> {value(c.new)} ({delta}{pct})"
+    if c.improved is None:
+        return text
+    return paint(text + (" better" if c.improved else " worse"), "green" if c.improved else "red", colour)
+
+
+def compare_text(runs: list[RunSummary], rows: list[tuple[str, list[Any]]], best: dict[str, int], colour: bool) -> str:
+    """Side by side: a column per run, a row per param and metric; each metric's best value in green."""
+    from tabulate import tabulate
+
+    table = []
+    for key, values in rows:
+        cells = [value(v) if repr(v) != "-" else "-" for v in values]
+        if key in best:
+            cells[best[key]] = paint(cells[best[key]], "green", colour)
+        table.append([key, *cells])
+    headers = ["", *(r.name for r in runs)]
+    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+# -- tree ------------------------------------------------------------------------------
+
+UNICODE_TREE = ("├── ", "└── ", "│   ", "    ")
+ASCII_TREE = ("|-- ", "`-- ", "|   ", "    ")
+
+
+def tree_text(groups: list[Any], metric: str | None, unicode: bool, colour: bool) -> str:
+    """The evolution tree (gitexp.lineage groups) as text."""
+    if not groups:
+        return "no runs match"
+    glyphs = UNICODE_TREE if unicode else ASCII_TREE
+    lines: list[str] = []
+    for g in groups:
+        base = f"{g.base[:10]}" if g.base else "(no base commit)"
+        branch = f" on {g.branch}" if g.branch else " (detached HEAD)"
+        lines.append(paint(f"{base}{branch}", "bold", colour))
+        _tree_nodes(g.roots, "", glyphs, metric, colour, lines)
+    return "\n".join(lines)
+
+
+def _tree_nodes(nodes: list[Any], prefix: str, glyphs: tuple[str, ...], metric: str | None, colour: bool, out: list[str]) -> None:
+    for i, node in enumerate(nodes):
+        last = i == len(nodes) - 1
+        run = node.run
+        status = paint(run.status, {"completed": "green", "failed": "red"}.get(run.status, "yellow"), colour)
+        parts = [run.name, status, age(run.started)]
+        if metric and metric in run.metrics:
+            parts.append(f"{metric}={value(run.metrics[metric])}")
+        if run.note:
+            parts.append(paint(run.note.splitlines()[0][:60], "dim", colour))
+        if node.detached:
+            parts.append(paint("(parent run deleted)", "yellow", colour))
+        out.append(prefix + (glyphs[1] if last else glyphs[0]) + "  ".join(parts))
+        _tree_nodes(node.children, prefix + (glyphs[3] if last else glyphs[2]), glyphs, metric, colour, out)

@@ -28,10 +28,8 @@ IDENTITY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test can read or write the real home directory or global git config."""
-    home = tmp_path_factory.mktemp("home")
+def isolate(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point HOME and git's config at a fresh home, so nothing real is read or written."""
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
         "[gc]\n\tauto = 0\n"
@@ -39,11 +37,16 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
-    monkeypatch.delenv("GIT_DIR", raising=False)
-    monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
-    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    for name in ("GIT_CONFIG_GLOBAL", "GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test can read or write the real home directory or global git config."""
+    home = tmp_path_factory.mktemp("home")
+    isolate(home, monkeypatch)
     return home
 
 
@@ -79,6 +82,27 @@ def gitexp(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: fl
         stdin=subprocess.DEVNULL,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_in_pty(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Run a command with a pseudo-terminal as stdin, stdout and stderr; return (exit code, output)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, **(env or {})})
+    os.close(slave)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed its end
+            break
+        if not chunk:
+            break
+        output += chunk
+    code = proc.wait(timeout=60)
+    os.close(master)
+    return code, output
 
 
 @dataclass

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Workspace
+from conftest import Workspace, run_in_pty
 
 
 def script(ws: Workspace, name: str, body: str) -> list[str]:
@@ -120,31 +120,9 @@ def test_a_command_that_ignores_ctrl_c_is_stopped_firmly(ws: Workspace) -> None:
 
 
 def test_the_command_sees_a_terminal_when_gitexp_runs_in_one(ws: Workspace) -> None:
-    import pty
-
     cmd = script(ws, "tty.py", "import sys\nprint('isatty', sys.stdout.isatty(), sys.stderr.isatty())\n")
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gitexp", "run", "-n", "tty", "--", *cmd],
-        cwd=ws.root,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        close_fds=True,
-    )
-    os.close(slave)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    proc.wait(timeout=30)
-    os.close(master)
-    assert proc.returncode == 0, output
+    code, output = run_in_pty([sys.executable, "-m", "gitexp", "run", "-n", "tty", "--", *cmd], ws.root)
+    assert code == 0, output
     assert b"isatty True True" in output and b"\r\r\n" not in output
     assert ws.git("show", "refs/experiments/tty:.gitexp/stdout.log") == "isatty True True\n"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -20,6 +21,11 @@ COMMANDS = {
     "run": ("gitexp.cli.run", "Run a command and record it as an experiment."),
     "list": ("gitexp.cli.list_runs", "List runs: name, when, status, duration, params, metrics."),
     "show": ("gitexp.cli.show", "Show everything recorded about one run."),
+    "diff": ("gitexp.cli.diff", "What changed between two runs."),
+    "compare": ("gitexp.cli.compare_runs", "Params and metrics of several runs side by side."),
+    "tree": ("gitexp.cli.tree", "The evolution tree of runs."),
+    "tag": ("gitexp.cli.tag", "Add, remove or print a run's tags."),
+    "note": ("gitexp.cli.note", "Set or print a run's note."),
     "which": ("gitexp.cli.which", "Which runs used or produced a file, directory or digest?"),
     "rm": ("gitexp.cli.rm", "Delete runs."),
     "gc": ("gitexp.cli.gc", "Free cache objects that no run refers to."),
@@ -51,6 +57,26 @@ def cli() -> None:
 
 def warn(message: str) -> None:
     click.echo(f"gitexp: {message}", err=True)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def color_option(f: F) -> F:
+    """--color auto|always|never; auto means: on a terminal, unless NO_COLOR is set."""
+    return click.option(
+        "--color",
+        type=click.Choice(["auto", "always", "never"]),
+        default="auto",
+        show_default=True,
+        help="Colour improvements green and regressions red.",
+    )(f)
+
+
+def use_color(choice: str) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def main(argv: list[str] | None = None) -> int:

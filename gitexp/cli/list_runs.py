@@ -4,19 +4,25 @@ import click
 
 
 @click.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/format.md for the schema).")
-def command(as_json: bool) -> None:
+@click.option("-w", "--where", "where", metavar="EXPR", help='Only runs matching EXPR, e.g. "metrics.acc > 0.9 and params.lr <= 0.01" (see docs/cli.md).')
+@click.option("-s", "--sort", "sort", metavar="[-]KEY[,...]", help="Sort by these columns; a leading '-' sorts descending (default: newest first). Runs missing a key come last.")
+@click.option("-l", "--limit", type=click.IntRange(min=1), help="Show at most this many runs.")
+@click.option("-c", "--columns", metavar="KEY[,...]", help="Columns to show, e.g. name,params.lr,metrics.acc (default: name, created, status, duration, params, metrics).")
+@click.option("--only-changed", is_flag=True, help="Hide param and metric columns whose value is the same in every row.")
+@click.option("-f", "--format", "output", type=click.Choice(["table", "csv", "json", "markdown"]), default="table", show_default=True, help="Output format.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json: every run's summary (schema in docs/format.md).")
+def command(where: str | None, sort: str | None, limit: int | None, columns: str | None, only_changed: bool, output: str, as_json: bool) -> None:
     """List runs, newest first."""
     from gitexp import query, render
+    from gitexp.cli import warn
     from gitexp.store import Store
 
-    from gitexp.cli import warn
-
     problems: list[str] = []
-    runs = query.runs(Store.discover(), problems)
+    runs = query.select(Store.discover(), where, sort, limit, problems)
     for problem in problems:
         warn(problem)
-    if as_json:
+    if (as_json or output == "json") and not columns:
         click.echo(render.to_json([r.to_dict() for r in runs]))
-    else:
-        click.echo(render.runs_table(runs))
+        return
+    chosen = query.parse_columns(columns) if columns else render.default_columns(runs, only_changed)
+    click.echo(render.runs_output(runs, chosen, "json" if as_json else output))

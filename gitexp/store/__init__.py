@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pygit2
 from pygit2.enums import FileMode
@@ -168,6 +169,59 @@ class Store:
         if not isinstance(obj, pygit2.Commit):
             raise StorageError(f"{fmt.REF_PREFIX}{name} does not point to a commit (run 'git fsck')")
         return fmt.summary_from_message(name, commit, obj.message)
+
+    def annotations(self) -> dict[str, dict[str, Any]]:
+        """Tags and notes added after the runs, by run commit id (from NOTES_REF)."""
+        repo = self.repo
+        if fmt.NOTES_REF not in repo.references:
+            return {}
+        out = {}
+        try:
+            for note in repo.notes(fmt.NOTES_REF):  # type: ignore[call-arg]
+                out[str(note.annotated_id)] = fmt.parse_annotation(note.message)
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot read {fmt.NOTES_REF}: {exc}") from exc
+        return out
+
+    def annotation(self, commit: str) -> dict[str, Any]:
+        """The tags and note added after one run ({} when none)."""
+        if fmt.NOTES_REF not in self.repo.references:
+            return {}
+        try:
+            return fmt.parse_annotation(self.repo.lookup_note(commit, fmt.NOTES_REF).message)
+        except (KeyError, pygit2.GitError):
+            return {}
+
+    def code_changes(self, a: str, b: str) -> list[tuple[str, str, str]]:
+        """(status letter, path, patch text) of each code file that differs from run a to run b.
+
+        The record directory is left out: this is the diff of the code states.
+        """
+        repo = self.repo
+        try:
+            diff = repo[a].peel(pygit2.Commit).tree.diff_to_tree(repo[b].peel(pygit2.Commit).tree)
+            diff.find_similar()
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise StorageError(f"cannot diff {a[:12]} and {b[:12]}: {exc}") from exc
+        out = []
+        for patch in diff:
+            if patch is None:
+                continue
+            delta = patch.delta
+            path = delta.new_file.path or delta.old_file.path
+            if path == fmt.RECORD_DIR or path.startswith(fmt.RECORD_DIR + "/"):
+                continue
+            out.append((delta.status_char(), path, patch.text or ""))
+        return out
+
+    def annotate(self, commit: str, annotation: dict[str, Any]) -> None:
+        """Replace the run's note in NOTES_REF (a new commit on that ref; the run commit is untouched)."""
+        user, email = self.identity()
+        sig = pygit2.Signature(user, email)
+        try:
+            self.repo.create_note(fmt.to_json(annotation), sig, sig, commit, fmt.NOTES_REF, True)
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot write {fmt.NOTES_REF}: {exc}") from exc
 
     def read_record(self, commit: str, filename: str) -> bytes | None:
         try:
