@@ -141,6 +141,14 @@ def check_field(key: str) -> None:
         raise _unknown_field(key)
 
 
+def getter(key: str) -> Callable[[RunSummary], Any]:
+    """A function giving field `key` of a run (MISSING when it lacks it); FilterError for an unknown field."""
+    get = _getter(key)
+    if get is None:
+        raise _unknown_field(key)
+    return get
+
+
 def lookup(run: RunSummary, key: str) -> Any:
     """The value of field `key` of `run`, or MISSING when the run lacks it.
 

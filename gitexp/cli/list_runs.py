@@ -22,7 +22,7 @@ def command(where: str | None, sort: str | None, limit: int | None, columns: str
     for problem in problems:
         warn(problem)
     if (as_json or output == "json") and not columns:
-        click.echo(render.to_json([r.to_dict() for r in runs]))
+        click.echo(render.json_lines([r.to_dict() for r in runs]))
         return
     chosen = query.parse_columns(columns) if columns else render.default_columns(runs, only_changed)
     click.echo(render.runs_output(runs, chosen, "json" if as_json else output))
