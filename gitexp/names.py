@@ -56,7 +56,7 @@ def validate(name: str, reserved: frozenset[str] = RESERVED) -> str:
     return name
 
 
-def generate(taken: Callable[[str], bool]) -> str:
+def generate(taken: Callable[[str], bool], prefix: str = "") -> str:
     """A fresh name like 'brisk-otter-3f9a', not taken locally.
 
     The 16 random bits of the suffix keep names from different machines apart:
@@ -64,6 +64,6 @@ def generate(taken: Callable[[str], bool]) -> str:
     """
     while True:
         a, n, suffix = os.urandom(1)[0] % len(_ADJECTIVES), os.urandom(1)[0] % len(_NOUNS), os.urandom(2).hex()
-        name = f"{_ADJECTIVES[a]}-{_NOUNS[n]}-{suffix}"
+        name = f"{prefix}{_ADJECTIVES[a]}-{_NOUNS[n]}-{suffix}"
         if not taken(name):
             return name

@@ -43,6 +43,11 @@ class RunRequest:
     tags: tuple[str, ...] = ()
     data: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    # For `gitexp reproduce`: run in a copy of a run's workspace instead of the repository's.
+    repository: Path | None = None  # the repository to record into (default: the one around cwd)
+    workdir: Path | None = None  # the copy's root: params, metrics and data paths are read there
+    code: Snapshot | None = None  # the code state, instead of snapshotting the workspace
+    update_pointer: bool = True  # make the run the branch's current run
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,8 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
     """Run request.command and record it; everything checkable is checked before it starts."""
     if not request.command:
         raise GitexpError("no command given (usage: gitexp run [OPTIONS] -- COMMAND [ARGS]...)")
-    store = Store.discover(request.cwd)
-    root = store.root
+    store = Store.discover(request.repository or request.cwd)
+    root = request.workdir or store.root
     guard = ParamsGuard(store.state_dir, root)
     for path in guard.recover():
         notify(f"restored {path}, left rewritten by a gitexp run that was killed")
@@ -81,10 +86,12 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
     parent = _choose_parent(store, request, notify)
     inputs, outputs = _data_paths(config, request, root)
 
-    snap = store.snapshot(replace=params.contents, exclude=inputs + outputs, large_threshold=config.large_files)
+    snap = request.code or store.snapshot(
+        replace=params.contents, exclude=inputs + outputs, large_threshold=config.large_files
+    )
     for path in snap.skipped:
         notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
-    data = _data_session(store, progress) if inputs or outputs or snap.large else None
+    data = _data_session(store, root, progress) if inputs or outputs or snap.large else None
     metric_states = metrics_mod.before(root, config.metrics)
     scratch = _scratch_root(store) / f"run-{os.getpid()}-{os.urandom(4).hex()}"
     scratch.mkdir()
@@ -148,8 +155,54 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
         shutil.rmtree(scratch, ignore_errors=True)
         if data is not None:
             data.close()
-    write_pointer(store.state_dir, snap.base_branch, Pointer(name, commit))
+    if request.update_pointer:
+        write_pointer(store.state_dir, snap.base_branch, Pointer(name, commit))
     return RunResult(replace(summary, name=name, commit=commit), outcome.exit_code)
+
+
+def save_workspace(store: Store, notify: Notify, progress: Progress | None = None) -> RunSummary:
+    """Record the workspace as it is, without running anything, as a run with status 'saved'.
+
+    Code, params, declared data and outputs and large files are all kept (data
+    in the cache), and the staged tree too, so `gitexp checkout` of this run
+    gives everything back.
+    """
+    root = store.root
+    config = config_mod.load(root)
+    params = params_mod.effective(params_mod.load_files(root, config.params, required=False), [])
+    inputs = tuple(p for p in config.data if os.path.lexists(root / p))
+    outputs = config.outputs
+    snap = store.snapshot(exclude=inputs + outputs, large_threshold=config.large_files)
+    _, branch = store.head()
+    pointer = read_pointer(store.state_dir, branch)
+    parent = pointer if pointer and store.run_commit(pointer.name) == pointer.commit else None
+    name = names.generate(store.run_exists, prefix="saved-")
+    now = datetime.now(timezone.utc).astimezone()
+    data = _data_session(store, root, progress) if inputs or outputs or snap.large else None
+    try:
+        if data is not None:
+            data.add("inputs", inputs, True, "saving data")
+            data.add("large_files", snap.large, True, "saving large files")
+            data.add("outputs", outputs, True, "saving outputs")
+        user, email = store.identity()
+        summary = RunSummary(
+            name=name, commit="", status="saved", exit_code=None, started=now.isoformat(timespec="milliseconds"),
+            duration=0.0, user=f"{user} <{email}>", base=snap.base, base_branch=snap.base_branch,
+            parent=parent.commit if parent else None, tags=("saved",), params=params_mod.flatten(params.params),
+            metrics={}, note="the workspace as it was before a gitexp checkout",
+        )
+        env_record = {"git": {"base": snap.base, "branch": snap.base_branch, "dirty": snap.dirty}}
+        request = RunRequest(command=[], cwd=root)
+        record = _record_files(request, summary, now, params.params, env_record, parent, config, root)
+        if data is not None:
+            record.update(data.record_files())
+        index_tree = store.index_tree()
+        trees = {fmt.INDEX_TREE: index_tree} if index_tree else {}
+        commit, name = _write(store, summary, snap, parent, record, [], now, now, notify, trees)
+    finally:
+        if data is not None:
+            data.close()
+    return replace(summary, name=name, commit=commit)
 
 
 def _data_paths(config: config_mod.Config, request: RunRequest, root: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -168,10 +221,10 @@ def _data_paths(config: config_mod.Config, request: RunRequest, root: Path) -> t
     return tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(outputs))
 
 
-def _data_session(store: Store, progress: Progress | None) -> DataSession:
+def _data_session(store: Store, root: Path, progress: Progress | None) -> DataSession:
     from gitexp.data.session import DataSession
 
-    return DataSession(store.git_common_dir(), store.root, progress)
+    return DataSession(store.git_common_dir(), root, progress)
 
 
 def _choose_name(store: Store, requested: str | None) -> str:
@@ -267,14 +320,18 @@ def _write(
     started: datetime,
     ended: datetime,
     notify: Notify,
+    record_trees: dict[str, str] | None = None,
 ) -> tuple[str, str]:
     """Write the commit and ref; if the name was taken meanwhile, keep the run under a new name."""
     name = run.name
     for attempt in range(2, 100):
-        subject = f"{name}: {run.status} ({shlex.join(command)})"
+        subject = f"{name}: {run.status} ({shlex.join(command)})" if command else f"{name}: {run.status} workspace"
         message = fmt.build_message(subject, run.note, fmt.run_trailers(replace(run, name=name)))
         try:
-            return store.write_run(name, snap, parent.commit if parent else None, record, message, started, ended), name
+            commit = store.write_run(
+                name, snap, parent.commit if parent else None, record, message, started, ended, record_trees
+            )
+            return commit, name
         except RunNameTaken:
             new = f"{run.name}-{attempt}"
             notify(f"the name {name!r} was taken while the command ran; the run is recorded as {new!r}")

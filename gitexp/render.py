@@ -402,3 +402,17 @@ def _tree_nodes(nodes: list[Any], prefix: str, glyphs: tuple[str, ...], metric: 
             parts.append(paint("(parent run deleted)", "yellow", colour))
         out.append(prefix + (glyphs[1] if last else glyphs[0]) + "  ".join(parts))
         _tree_nodes(node.children, prefix + (glyphs[3] if last else glyphs[2]), glyphs, metric, colour, out)
+
+
+def reproduction_text(r: Any, colour: bool) -> str:
+    """A Reproduction (gitexp.reproduce) as a metric-by-metric table and a verdict."""
+    lines = [f"reproduced {r.original.name} as {r.result.run.name} (exit code {r.result.exit_code})"]
+    width = max((len(c.key) for c in r.checks), default=0)
+    for c in r.checks:
+        mark = paint("same", "green", colour) if c.matches else paint("DIFFERENT", "red", colour)
+        lines.append(f"  {c.key.ljust(width)}  {value(c.original):>12}  {value(c.reproduced):>12}  {mark}")
+    if not r.checks:
+        lines.append("  (no metrics recorded to compare)")
+    verdict = "all metrics match" if r.matches else "NOT reproduced"
+    lines.append(paint(verdict, "green" if r.matches else "red", colour))
+    return "\n".join(lines)

@@ -87,12 +87,16 @@ class Store:
         message: str,
         started: datetime,
         ended: datetime,
+        record_trees: dict[str, str] | None = None,
     ) -> str:
-        """Write the run commit and create its ref; refuse to replace an existing run."""
+        """Write the run commit and create its ref; refuse to replace an existing run.
+
+        record_trees adds existing trees to the record directory (name -> tree id).
+        """
         repo = self.repo
         try:
             root = repo.TreeBuilder(repo[snap.tree])  # type: ignore[arg-type]
-            root.insert(fmt.RECORD_DIR, self._write_tree(files), FileMode.TREE)
+            root.insert(fmt.RECORD_DIR, self._write_tree(files, record_trees or {}), FileMode.TREE)
             tree = root.write()
             parents = [pygit2.Oid(hex=p) for p in dict.fromkeys(x for x in (snap.base, parent_run) if x)]
             user, email = self.identity()
@@ -109,10 +113,12 @@ class Store:
             raise StorageError(f"cannot create {fmt.REF_PREFIX}{name}: {exc}") from exc
         return str(oid)
 
-    def _write_tree(self, files: dict[str, bytes | Path]) -> pygit2.Oid:
-        """A tree of files keyed by '/'-separated paths (bytes, or a file to read)."""
+    def _write_tree(self, files: dict[str, bytes | Path], trees: dict[str, str] | None = None) -> pygit2.Oid:
+        """A tree of files keyed by '/'-separated paths (bytes, or a file to read), plus existing subtrees."""
         repo = self.repo
         builder = repo.TreeBuilder()
+        for name, tree in (trees or {}).items():
+            builder.insert(name, pygit2.Oid(hex=tree), FileMode.TREE)
         subdirs: dict[str, dict[str, bytes | Path]] = {}
         for path, data in files.items():
             head, sep, rest = path.partition("/")
@@ -213,6 +219,110 @@ class Store:
                 continue
             out.append((delta.status_char(), path, patch.text or ""))
         return out
+
+    def code_entries(self, commit: str) -> list[tuple[str, int, str]]:
+        """(path, mode, blob id) of every file of a run's code state (the record directory left out)."""
+        out: list[tuple[str, int, str]] = []
+        try:
+            tree = self.repo[commit].peel(pygit2.Tree)
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise StorageError(f"cannot read the tree of {commit[:12]}: {exc}") from exc
+
+        def walk(t: pygit2.Tree, prefix: str) -> None:
+            for entry in t:
+                path = prefix + (entry.name or "")
+                if path == fmt.RECORD_DIR:
+                    continue
+                if entry.filemode == FileMode.TREE:
+                    walk(self.repo[entry.id].peel(pygit2.Tree), path + "/")
+                else:
+                    out.append((path, int(entry.filemode), str(entry.id)))
+
+        walk(tree, "")
+        return out
+
+    def blob(self, oid: str) -> bytes:
+        obj = self.repo.get(oid)
+        if not isinstance(obj, pygit2.Blob):
+            raise StorageError(f"git object {oid} is missing or not a file (run 'git fsck')")
+        return obj.data
+
+    def code_tree(self, commit: str) -> str:
+        """The id of a run's tree without the record directory (written if new)."""
+        builder = self.repo.TreeBuilder(self.repo[commit].peel(pygit2.Tree))
+        if builder.get(fmt.RECORD_DIR) is not None:
+            builder.remove(fmt.RECORD_DIR)
+        return str(builder.write())
+
+    def tree_of(self, rev: str) -> str | None:
+        try:
+            return str(self.repo.revparse_single(rev).peel(pygit2.Tree).id)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+
+    def index_tree(self) -> str | None:
+        """The tree of what the user has staged (None with conflicts or without an index)."""
+        path = Path(self.repo.path) / "index"
+        if not path.exists():
+            return None
+        try:
+            return str(pygit2.Index(str(path)).write_tree(self.repo))
+        except pygit2.GitError:
+            return None
+
+    def move_head(self, commit: str | None, branch: str | None, index_tree: str | None) -> str:
+        """Point HEAD at branch (if it is at commit) or detach it at commit; set the index to index_tree.
+
+        Returns a description of where HEAD is now. Only `gitexp checkout` calls this.
+        """
+        repo = self.repo
+        where = "unchanged"
+        try:
+            head_commit = None if repo.head_is_unborn else str(repo.head.target)
+            if commit is not None and commit != head_commit:
+                ref = repo.references.get(f"refs/heads/{branch}") if branch else None
+                if ref is not None and str(ref.target) == commit:
+                    repo.set_head(ref.name)
+                    where = f"on branch {branch}"
+                else:
+                    repo.set_head(pygit2.Oid(hex=commit))
+                    where = f"detached at {commit[:10]}, the run's base commit"
+            index = repo.index
+            if index_tree is not None:
+                index.read_tree(repo[index_tree].peel(pygit2.Tree))
+            elif commit is not None:
+                index.read_tree(repo[commit].peel(pygit2.Tree))
+            index.write()
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise StorageError(f"cannot update HEAD or the index: {exc}") from exc
+        return where
+
+    def switch_branch(self, name: str) -> None:
+        """Attach HEAD to refs/heads/<name> and set the index to its tree (used after a checkout)."""
+        ref = self.repo.references[f"refs/heads/{name}"]
+        try:
+            self.repo.set_head(ref.name)
+            index = self.repo.index
+            index.read_tree(self.repo[ref.target].peel(pygit2.Tree))
+            index.write()
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot switch to {name}: {exc}") from exc
+
+    def create_branch(self, name: str, tree: str, parent: str | None, message: str) -> str:
+        """refs/heads/<name> at a new commit of tree on parent; refuses an existing or invalid name."""
+        ref = f"refs/heads/{name}"
+        if not pygit2.reference_is_valid_name(ref):
+            raise GitexpError(f"invalid branch name {name!r} (see git check-ref-format)")
+        if ref in self.repo.references:
+            raise GitexpError(f"a branch named {name!r} already exists (choose another name)")
+        user, email = self.identity()
+        sig = pygit2.Signature(user, email)
+        try:
+            oid = self.repo.create_commit(None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=parent)] if parent else [])
+            self.repo.references.create(ref, oid, force=False)
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot create branch {name!r}: {exc}") from exc
+        return str(oid)
 
     def annotate(self, commit: str, annotation: dict[str, Any]) -> None:
         """Replace the run's note in NOTES_REF (a new commit on that ref; the run commit is untouched)."""

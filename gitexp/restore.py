@@ -1,0 +1,319 @@
+"""Getting a run back: `gitexp checkout` (in place or --into a directory) and `gitexp branch`.
+
+Nothing of the user's is lost: before a checkout changes a file whose content is
+not recoverable (committed at HEAD, or recorded by a run, or in the cache), the
+workspace is saved as a run with status `saved`. Every byte to write is staged
+and verified first; the workspace is only touched once all of it is at hand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from gitexp import config as config_mod
+from gitexp import format as fmt
+from gitexp.data.cache import Cache
+from gitexp.data.hashing import StatCache
+from gitexp.data.inventory import SECTION_ROLES, manifest, run_pointers
+from gitexp.data.pointers import InvalidPointer, safe_relative
+from gitexp.data.session import cache_root, stat_db
+from gitexp.errors import GitexpError
+from gitexp.model import Progress, RunSummary
+from gitexp.store import Store
+from gitexp.workspace import Pointer, read_pointer, write_pointer
+
+EXEC_MODE = 0o100755
+LINK_MODE = 0o120000
+GITLINK_MODE = 0o160000
+
+
+class MissingData(GitexpError):
+    def __init__(self, run: str, paths: list[str]) -> None:
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        super().__init__(
+            f"run {run!r} needs data that is not in the local cache: {shown} "
+            "(fetch it with 'gitexp pull', or re-create it by re-running); nothing was changed"
+        )
+        self.paths = paths
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of a run's workspace and where its bytes come from."""
+
+    path: str
+    kind: str  # blob (git) | object (data cache) | link
+    source: str  # blob id | digest | link target
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    entries: dict[str, Entry]
+    owned: tuple[str, ...]  # data and output paths: extra files under them are the run's to remove
+    uncached: tuple[tuple[str, str], ...]  # (path, digest) of inputs recorded without their bytes
+
+
+def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECTION_ROLES)) -> Target:
+    """Every file of the run: its code, then its data pointers (validated: they may come from anyone)."""
+    entries: dict[str, Entry] = {}
+    for path, mode, oid in store.code_entries(run.commit):
+        _check_path(path, run)
+        if mode == GITLINK_MODE:
+            continue
+        kind = "link" if mode == LINK_MODE else "blob"
+        source = store.blob(oid).decode("utf-8", errors="surrogateescape") if kind == "link" else oid
+        entries[path] = Entry(path, kind, source, mode == EXEC_MODE)
+    owned: list[str] = []
+    uncached: list[tuple[str, str]] = []
+    for section, pointers in run_pointers(store, run.commit).items():
+        if section not in sections:
+            continue
+        for p in pointers:
+            owned.append(p.path)
+            if p.kind == "link":
+                entries[p.path] = Entry(p.path, "link", p.target or "")
+            elif p.kind == "file" and p.digest:
+                entries[p.path] = Entry(p.path, "object", p.digest, p.executable)
+                if not p.cached:
+                    uncached.append((p.path, p.digest))
+            elif p.kind == "dir":
+                for e in manifest(store, run.commit, p).entries:
+                    path = f"{p.path}/{e['path']}"
+                    _check_path(path, run)
+                    if "link" in e:
+                        entries[path] = Entry(path, "link", str(e["link"]))
+                    else:
+                        entries[path] = Entry(path, "object", e["digest"], bool(e.get("executable")))
+                        if not p.cached:
+                            uncached.append((path, e["digest"]))
+    return Target(entries, tuple(owned), tuple(uncached))
+
+
+def _check_path(path: str, run: RunSummary) -> None:
+    if not safe_relative(path) or ".git" in PurePosixPath(path).parts:
+        raise InvalidPointer(f"run {run.name!r}", f"it names the unsafe path {path!r}")
+
+
+class _Stage:
+    """Writes the bytes of entries into a scratch directory, verified, before anything is moved."""
+
+    def __init__(self, store: Store, scratch: Path) -> None:
+        self.store = store
+        self.cache = Cache(cache_root(store.git_common_dir()))
+        self.scratch = scratch
+        self.staged: dict[str, Path] = {}
+        scratch.mkdir(parents=True)
+
+    def missing(self, entries: list[Entry], present: Callable[[Entry], bool]) -> list[str]:
+        return [e.path for e in entries if e.kind == "object" and not present(e) and not self.cache.has(e.source)]
+
+    def add(self, entry: Entry) -> None:
+        tmp = self.scratch / str(len(self.staged))
+        if entry.kind == "blob":
+            tmp.write_bytes(self.store.blob(entry.source))
+        elif entry.kind == "object":
+            self.cache.copy_out(entry.source, tmp, entry.path)
+        else:
+            os.symlink(entry.source, tmp)
+        if entry.kind != "link":
+            os.chmod(tmp, 0o755 if entry.executable else 0o644)
+        self.staged[entry.path] = tmp
+
+    def move_into(self, root: Path) -> None:
+        for path, tmp in self.staged.items():
+            dest = root / path
+            _make_parents(root, dest.parent)
+            if dest.is_dir() and not dest.is_symlink():
+                _remove_empty_tree(dest)
+            os.replace(tmp, dest)
+
+
+def _make_parents(root: Path, directory: Path) -> None:
+    """mkdir -p, replacing a file or link that stands where a directory must be (it was the run's to replace)."""
+    rel = directory.relative_to(root)
+    current = root
+    for part in rel.parts:
+        current = current / part
+        if current.is_symlink() or (current.exists() and not current.is_dir()):
+            current.unlink()
+        current.mkdir(exist_ok=True)
+
+
+def _remove_empty_tree(path: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        if filenames:
+            raise GitexpError(f"cannot replace the directory {path} by a file: it still holds files")
+        os.rmdir(dirpath)
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    run: RunSummary
+    written: int
+    removed: int
+    saved: RunSummary | None
+    head: str
+
+
+def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, ...] = tuple(SECTION_ROLES)) -> int:
+    """Write the run's files into a new or empty directory; return how many."""
+    if into.exists() and (not into.is_dir() or any(into.iterdir())):
+        raise GitexpError(f"{into} exists and is not an empty directory (give a new or empty directory)")
+    tgt = target(store, run, sections)
+    stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
+    try:
+        missing = stage.missing(list(tgt.entries.values()), lambda e: False)
+        if missing:
+            raise MissingData(run.name, missing)
+        for entry in tgt.entries.values():
+            stage.add(entry)
+        into.mkdir(parents=True, exist_ok=True)
+        stage.move_into(into)
+    finally:
+        shutil.rmtree(stage.scratch, ignore_errors=True)
+    return len(tgt.entries)
+
+
+def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None = None) -> CheckoutResult:
+    """Make the workspace the run's: code, params, data and outputs; HEAD at its base commit."""
+    root = store.root
+    tgt = target(store, run)
+    config = config_mod.load(root)
+    declared = tuple(dict.fromkeys(config.data + config.outputs + tgt.owned))
+    current = store.snapshot(exclude=declared, large_threshold=config.large_files)
+    current_code = {path: (mode, oid) for path, mode, oid in store.code_entries(current.tree)}
+    stats = StatCache(stat_db(store.git_common_dir()))
+    try:
+        current_data = _files_under(root, declared + current.large, stats)
+        uncached_bad = [p for p, d in tgt.uncached if current_data.get(p) != d]
+        if uncached_bad:
+            raise GitexpError(
+                f"run {run.name!r} recorded these inputs without caching them (cache_inputs: false) and the "
+                f"workspace no longer has them: {', '.join(uncached_bad[:5])}; nothing was changed"
+            )
+        todo = [e for e in tgt.entries.values() if not _same(root, e, current_code, current_data)]
+        removals = sorted(
+            p for p in (set(current_code) | set(current_data)) - set(tgt.entries) if _removable(root / p)
+        )
+        cache = Cache(cache_root(store.git_common_dir()))
+        missing = [e.path for e in todo if e.kind == "object" and not cache.has(e.source)]
+        if missing:
+            raise MissingData(run.name, missing)
+        touched = {e.path for e in todo} | set(removals)
+        saved = None
+        if not _recoverable(store, touched, current_code, current_data, cache):
+            from gitexp.recorder import save_workspace
+
+            saved = save_workspace(store, notify, progress)
+            notify(f"your uncommitted work was saved as run {saved.name}; get it back with: gitexp checkout {saved.name}")
+        stage = _Stage(store, store.state_dir / "tmp" / f"checkout-{os.getpid()}-{os.urandom(3).hex()}")
+        try:
+            for entry in todo:
+                stage.add(entry)
+            for path in removals:
+                _remove(root, path)
+            stage.move_into(root)
+        finally:
+            shutil.rmtree(stage.scratch, ignore_errors=True)
+    finally:
+        stats.close()
+    index_tree = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
+    head = store.move_head(run.base, run.base_branch, index_tree)
+    _, branch = store.head()
+    write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
+    return CheckoutResult(run, len(todo), len(removals), saved, head)
+
+
+def _files_under(root: Path, paths: tuple[str, ...], stats: StatCache) -> dict[str, str]:
+    """path -> digest (or 'link:' + target) of every file at or under the given workspace paths."""
+    out: dict[str, str] = {}
+
+    def add(f: Path) -> None:
+        out[f.relative_to(root).as_posix()] = "link:" + os.readlink(f) if f.is_symlink() else stats.digest(f)
+
+    for rel in paths:
+        full = root / rel
+        if full.is_symlink() or full.is_file():
+            add(full)
+            continue
+        for dirpath, dirnames, filenames in os.walk(full):  # symlinked dirs are listed, never entered
+            dirnames[:] = [d for d in dirnames if d != ".git"]
+            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                add(Path(dirpath, name))
+    return out
+
+
+def _same(root: Path, e: Entry, code: dict[str, tuple[int, str]], data: dict[str, str]) -> bool:
+    """Whether the workspace already holds entry e exactly (then it is not written again)."""
+    if e.kind == "blob":
+        return code.get(e.path) == ((EXEC_MODE if e.executable else 0o100644), e.source)
+    path = root / e.path
+    if e.kind == "link":
+        return path.is_symlink() and os.readlink(path) == e.source
+    if data.get(e.path) != e.source:
+        return False
+    return bool(os.stat(path).st_mode & stat.S_IXUSR) == e.executable
+
+
+def _removable(path: Path) -> bool:
+    return path.is_symlink() or path.is_file()
+
+
+def _remove(root: Path, rel: str) -> None:
+    path = root / rel
+    path.unlink(missing_ok=True)
+    parent = path.parent
+    while parent != root:
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
+
+
+def _recoverable(
+    store: Store, touched: set[str], code: dict[str, tuple[int, str]], data: dict[str, str], cache: Cache
+) -> bool:
+    """Whether every file the checkout would overwrite or remove can be had again without a save.
+
+    A code file can if the same content sits at the same path at HEAD or in the
+    workspace's current run; a data file if its bytes are in the cache.
+    """
+    known: dict[str, set[tuple[int, str]]] = {}
+    pointer = read_pointer(store.state_dir, store.head()[1])
+    revs = ["HEAD"] + ([pointer.commit] if pointer and store.run_commit(pointer.name) == pointer.commit else [])
+    for rev in revs:
+        tree = store.tree_of(rev)
+        for path, mode, oid in store.code_entries(tree) if tree else []:
+            known.setdefault(path, set()).add((mode, oid))
+    for path in touched:
+        if path in code and code[path] not in known.get(path, set()):
+            return False
+        if path in data and (data[path].startswith("link:") or not cache.has(data[path])):
+            return False
+    return True
+
+
+def branch(store: Store, run: RunSummary, name: str, switch: bool, notify: Callable[[str], None]) -> str:
+    """refs/heads/<name> at a commit holding the run's code, on the run's base commit.
+
+    With switch, the run is checked out and HEAD put on the new branch, whose
+    tree is then exactly the workspace's code: `git status` is clean.
+    """
+    commit = store.create_branch(
+        name,
+        store.code_tree(run.commit),
+        run.base,
+        f"Code of gitexp run {run.name}\n\n{fmt.T_RUN}: {run.name}\nGitexp-Run-Commit: {run.commit}\n",
+    )
+    if switch:
+        checkout(store, run, notify)
+        store.switch_branch(name)
+        write_pointer(store.state_dir, name, Pointer(run.name, run.commit))
+    return commit

@@ -1,0 +1,238 @@
+"""Restore: checkout (in place, --into), branch, reproduce; nothing of the user's is ever lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Workspace, git
+
+TRAIN = (
+    "import os, sys\n"
+    "os.makedirs('out', exist_ok=True)\n"
+    "open('out/model.bin', 'w').write('model from ' + open('version.txt').read())\n"
+)
+
+
+def tree_files(root: Path) -> dict[str, str]:
+    """Every file under root (no .git) as 'mode:content' or 'link:target'."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            path = Path(dirpath, name)
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                out[rel] = "link:" + os.readlink(path)
+            else:
+                out[rel] = f"{oct(path.stat().st_mode & 0o777)}:{path.read_bytes().hex()}"
+    return out
+
+
+@pytest.fixture
+def project(ws: Workspace) -> Workspace:
+    """Run A: version 1 code, params, a data dir with a link and an executable, an output; then run B changes all."""
+    ws.write(".gitexp.yaml", "data: [data]\noutputs: [out]\n")
+    ws.write(".gitignore", "out/\nsecret.env\n")
+    ws.write("train.py", TRAIN)
+    ws.write("params.yaml", "lr: 0.1\n")
+    ws.write("run.sh", "#!/bin/sh\necho run\n", mode=0o755)
+    ws.commit_all("base")
+    ws.write("version.txt", "v1\n")
+    ws.write("data/a.csv", "x,y\n1,2\n")
+    ws.write("data/tool.sh", "#!/bin/sh\n", mode=0o755)
+    os.symlink("a.csv", ws.root / "data" / "current.csv")
+    os.symlink("train.py", ws.root / "entry.py")
+    ws.run("-n", "A", "--", sys.executable, "train.py")
+    ws.state_a = tree_files(ws.root)  # type: ignore[attr-defined]
+    ws.write("version.txt", "v2\n")
+    ws.write("extra_b.py", "only in B\n")
+    ws.write("data/a.csv", "x,y\n3,4\n")
+    ws.write("data/b.csv", "new file\n")
+    (ws.root / "entry.py").unlink()
+    ws.run("-n", "B", "-S", "lr=0.5", "--", sys.executable, "train.py")
+    ws.write("secret.env", "TOKEN=keep-me\n")
+    return ws
+
+
+def test_checkout_restores_code_params_data_and_outputs_byte_for_byte(project: Workspace) -> None:
+    ws = project
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 0, result.err
+    now = tree_files(ws.root)
+    assert {k: v for k, v in now.items() if k != "secret.env"} == ws.state_a  # type: ignore[attr-defined]
+    assert now["secret.env"].endswith(b"TOKEN=keep-me\n".hex()), "ignored files are never touched"
+    assert now["data/current.csv"] == "link:a.csv" and now["entry.py"] == "link:train.py"
+    assert now["data/tool.sh"].startswith("0o755") and now["run.sh"].startswith("0o755")
+    assert "extra_b.py" not in now and "data/b.csv" not in now
+    ws.run("-n", "C", "--", "true")
+    assert ws.record("C", "run.json")["parent_run"]["name"] == "A", "the next run continues from the checked-out run"
+
+
+def test_checkout_over_uncommitted_work_saves_it_first_and_gives_it_back(project: Workspace) -> None:
+    ws = project
+    ws.write("version.txt", "v3 work in progress\n")
+    ws.write("notes.md", "my unsaved notes\n")
+    ws.write("data/a.csv", "x,y\nhand edited\n")
+    ws.git("add", "notes.md")
+    before = tree_files(ws.root)
+    staged = ws.git("diff", "--cached", "--name-only").split()
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 0, result.err
+    saved = next(line.split()[-1] for line in result.err.splitlines() if "get it back with" in line)
+    assert tree_files(ws.root)["version.txt"] != before["version.txt"]
+    back = ws.gitexp("checkout", saved)
+    assert back.code == 0, back.err
+    assert tree_files(ws.root) == before, "every byte of the uncommitted work is back"
+    assert ws.git("diff", "--cached", "--name-only").split() == staged, "what was staged is staged again"
+    assert ws.record(saved, "run.json")["status"] == "saved"
+
+
+def test_checkout_of_the_current_state_saves_nothing(project: Workspace) -> None:
+    ws = project
+    result = ws.gitexp("checkout", "B")
+    assert result.code == 0 and "saved" not in result.err
+    assert not [n for n in ws.runs() if n.startswith("saved-")]
+
+
+def test_checkout_into_a_directory_leaves_the_workspace_alone(project: Workspace, tmp_path: Path) -> None:
+    ws = project
+    ws.freeze()
+    target = tmp_path / "restored"
+    result = ws.gitexp("checkout", "A", "--into", str(target))
+    assert result.code == 0, result.err
+    assert tree_files(target) == ws.state_a  # type: ignore[attr-defined]
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "x").write_text("mine")
+    refused = ws.gitexp("checkout", "A", "--into", str(occupied))
+    assert refused.code == 1 and "not an empty directory" in refused.err and (occupied / "x").read_text() == "mine"
+
+
+def test_checkout_across_base_commits_detaches_head_at_the_base(ws: Workspace) -> None:
+    ws.write("model.py", "v1\n")
+    c1 = ws.commit_all("one")
+    ws.write("model.py", "v1 + experiment\n")
+    ws.run("-n", "exp", "--", "true")
+    ws.git("checkout", "-q", "model.py")
+    ws.write("model.py", "v2\n")
+    ws.commit_all("two")
+    result = ws.gitexp("checkout", "exp")
+    assert result.code == 0, result.err
+    assert ws.git("rev-parse", "HEAD").strip() == c1 and ws.git("symbolic-ref", "-q", "HEAD", check=False) == ""
+    assert ws.git("status", "--porcelain").split() == ["M", "model.py"]
+    assert "+v1 + experiment" in ws.git("diff")
+    assert ws.git("rev-parse", "main").strip() != c1, "the branch itself is untouched"
+
+
+def test_checkout_stays_on_the_branch_when_it_is_at_the_base(project: Workspace) -> None:
+    ws = project
+    assert ws.gitexp("checkout", "A").code == 0
+    assert ws.git("symbolic-ref", "HEAD").strip() == "refs/heads/main"
+
+
+def test_missing_cache_objects_change_nothing(project: Workspace) -> None:
+    ws = project
+    import xxhash
+
+    digest = xxhash.xxh3_128_hexdigest(b"x,y\n1,2\n")
+    (ws.root / ".git/gitexp/cache/objects" / digest[:2] / digest[2:]).unlink()
+    ws.freeze()
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 1 and "not in the local cache" in result.err and "data/a.csv" in result.err
+    assert "gitexp pull" in result.err and "Traceback" not in result.err
+
+
+def test_a_corrupt_cache_object_is_never_restored(project: Workspace) -> None:
+    ws = project
+    import xxhash
+
+    obj = ws.root / ".git/gitexp/cache/objects" / xxhash.xxh3_128_hexdigest(b"x,y\n1,2\n")[:2]
+    victim = next(obj.iterdir())
+    victim.chmod(0o644)
+    victim.write_bytes(b"x,y\n6,6\n")
+    ws.freeze()
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 1 and "corrupted" in result.err and "Traceback" not in result.err
+
+
+def test_a_pointer_escaping_the_repository_is_refused(project: Workspace) -> None:
+    ws = project
+    data = json.loads(ws.git("show", "refs/experiments/A:.gitexp/data.json"))
+    data["outputs"][0]["path"] = "../outside"
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=ws.root, input=json.dumps(data), capture_output=True, text=True).stdout.strip()
+    env = {"GIT_INDEX_FILE": str(ws.root / ".git/evil-index")}
+    git(ws.root, "read-tree", "refs/experiments/A", env=env)
+    git(ws.root, "update-index", "--cacheinfo", f"100644,{blob},.gitexp/data.json", env=env)
+    tree = git(ws.root, "write-tree", env=env).strip()
+    message = ws.git("log", "-1", "--format=%B", "refs/experiments/A").replace("Gitexp-Run: A", "Gitexp-Run: evil")
+    commit = git(ws.root, "commit-tree", tree, "-m", message).strip()
+    ws.git("update-ref", "refs/experiments/evil", commit)
+    ws.freeze()
+    result = ws.gitexp("checkout", "evil")
+    assert result.code == 1 and "refusing" in result.err and "../outside" in result.err
+    assert not (ws.root.parent / "outside").exists()
+
+
+def test_branch_holds_the_run_code_on_its_base(project: Workspace) -> None:
+    ws = project
+    head = ws.git("rev-parse", "HEAD").strip()
+    assert ws.gitexp("branch", "A", "from-a").code == 0
+    assert ws.git("rev-parse", "from-a^").strip() == head
+    run_top = [line for line in ws.git("ls-tree", "refs/experiments/A").splitlines() if not line.endswith("\t.gitexp")]
+    assert ws.git("ls-tree", "from-a").splitlines() == run_top, "the branch tree is the run's tree without .gitexp/"
+    files = set(ws.git("ls-tree", "-r", "--name-only", "from-a").split())
+    assert "version.txt" in files and "entry.py" in files and not any(f.startswith(".gitexp/") for f in files)
+    assert ws.git("symbolic-ref", "HEAD").strip() == "refs/heads/main", "no switch without --switch"
+    taken = ws.gitexp("branch", "A", "from-a")
+    assert taken.code == 1 and "already exists" in taken.err
+    bad = ws.gitexp("branch", "A", "bad..name")
+    assert bad.code == 1 and "invalid branch name" in bad.err
+
+
+def test_branch_switch_leaves_a_clean_status(project: Workspace) -> None:
+    ws = project
+    result = ws.gitexp("branch", "A", "from-a", "--switch")
+    assert result.code == 0, result.err
+    assert ws.git("symbolic-ref", "HEAD").strip() == "refs/heads/from-a"
+    assert ws.git("status", "--porcelain", "--untracked-files=no") == ""
+    assert (ws.root / "version.txt").read_text() == "v1\n"
+
+
+def test_reproduce_a_deterministic_script_matches(ws: Workspace) -> None:
+    ws.write(".gitexp.yaml", "data: [data]\n")
+    ws.write("data/x.txt", "21\n")
+    ws.write("calc.py", "import json\nn = int(open('data/x.txt').read())\njson.dump({'answer': n * 2}, open('metrics.json', 'w'))\n")
+    ws.run("-n", "orig", "--", sys.executable, "calc.py")
+    ws.freeze("metrics.json")
+    result = ws.gitexp("reproduce", "--json", "orig")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["matches"] is True and report["metrics"] == [{"key": "answer", "original": 42, "reproduced": 42, "matches": True}]
+    repro = report["reproduction"]["name"]
+    meta = ws.record(repro, "run.json")
+    assert meta["parent_run"]["name"] == "orig" and "reproduction" in meta["tags"]
+    assert ws.record(repro, "data.json")["inputs"] == ws.record("orig", "data.json")["inputs"]
+
+
+def test_reproduce_of_a_clock_reading_script_fails(ws: Workspace) -> None:
+    ws.write("clock.py", "import json, time\njson.dump({'t': time.time()}, open('metrics.json', 'w'))\n")
+    ws.run("-n", "clock", "--", sys.executable, "clock.py")
+    result = ws.gitexp("reproduce", "clock")
+    assert result.code == 1
+    assert "DIFFERENT" in result.out and "NOT reproduced" in result.out
+    loose = ws.gitexp("reproduce", "clock", "--rtol", "0.5")
+    assert loose.code == 0, loose.out
+
+
+def test_reproduce_of_a_saved_workspace_is_refused(project: Workspace) -> None:
+    ws = project
+    ws.write("version.txt", "dirty\n")
+    saved = next(line.split()[-1] for line in ws.gitexp("checkout", "A").err.splitlines() if "get it back" in line)
+    result = ws.gitexp("reproduce", saved)
+    assert result.code == 1 and "no command to reproduce" in result.err
