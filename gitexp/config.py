@@ -12,7 +12,7 @@ from gitexp.format import CONFIG_FILE
 DEFAULT_PARAMS = ("params.yaml",)
 DEFAULT_METRICS = ("metrics.json", "metrics.yaml")
 DEFAULT_LARGE_FILES = 10_000_000
-KNOWN_KEYS = ("params", "metrics", "data", "outputs", "large_files", "cache_inputs", "direction")
+KNOWN_KEYS = ("params", "metrics", "data", "outputs", "large_files", "cache_inputs", "direction", "remotes")
 LOWER_IS_BETTER_WORDS = ("loss", "error", "err", "rmse", "mae", "mse", "perplexity", "wer", "cer")
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -27,6 +27,7 @@ class Config:
     large_files: int | None = DEFAULT_LARGE_FILES
     cache_inputs: bool = True
     direction: tuple[tuple[str, str], ...] = ()  # (metric, "higher" | "lower"), the first is the primary metric
+    remotes: tuple[tuple[str, str], ...] = ()  # data remotes: (name, url)
     params_explicit: bool = False
     warnings: tuple[str, ...] = ()
 
@@ -61,6 +62,7 @@ def load(root: Path) -> Config:
         large_files=_size(data.get("large_files", DEFAULT_LARGE_FILES)),
         cache_inputs=cache_inputs,
         direction=_direction(data.get("direction", {})),
+        remotes=_remotes(data.get("remotes", {})),
         params_explicit="params" in data,
         warnings=warnings,
     )
@@ -70,6 +72,54 @@ def _direction(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and v in ("higher", "lower") for k, v in value.items()):
         raise InvalidConfig(CONFIG_FILE, "'direction' must map metric names to higher or lower, e.g. {accuracy: higher, loss: lower}")
     return tuple(value.items())
+
+
+def _remotes(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()):
+        raise InvalidConfig(CONFIG_FILE, "'remotes' must map data remote names to URLs or directories")
+    return tuple(value.items())
+
+
+def add_remote(root: Path, name: str, url: str) -> None:
+    """Add a data remote to .gitexp.yaml, editing the text so comments and layout stay as they are."""
+    import json
+    import re
+
+    from gitexp.names import validate
+
+    validate(name)
+    config = load(root)
+    if any(n == name for n, _ in config.remotes):
+        raise InvalidConfig(CONFIG_FILE, f"a data remote named {name!r} already exists")
+    path = root / CONFIG_FILE
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    line = f"  {name}: {json.dumps(url)}\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, ln in enumerate(lines) if re.match(r"remotes:[ \t]*(#.*)?$", ln.rstrip("\n"))), None)
+    if config.remotes and start is None:
+        raise InvalidConfig(CONFIG_FILE, "its 'remotes:' is not a block mapping; add the remote by hand")
+    if start is None:
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines += ["remotes:\n", line]
+    else:  # after the block's last indented line, so remotes stay in the order they were added
+        last = start
+        for i in range(start + 1, len(lines)):
+            if lines[i].strip() and not lines[i].startswith((" ", "\t")):
+                break
+            if lines[i].strip():
+                last = i
+        if not lines[last].endswith("\n"):
+            lines[last] += "\n"
+        lines.insert(last + 1, line)
+    text = "".join(lines)
+    import yaml
+
+    from gitexp.workspace import atomic_write
+
+    if (yaml.safe_load(text) or {}).get("remotes", {}).get(name) != url:  # checked before anything is written
+        raise InvalidConfig(CONFIG_FILE, "the remote could not be added to it safely; add it by hand")
+    atomic_write(path, text.encode("utf-8"), path.stat().st_mode & 0o7777 if path.exists() else None)
 
 
 def higher_is_better(config: Config, metric: str) -> bool:

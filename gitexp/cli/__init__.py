@@ -29,6 +29,10 @@ COMMANDS = {
     "checkout": ("gitexp.cli.checkout", "Restore a run's workspace: code, params, data, outputs."),
     "branch": ("gitexp.cli.branch", "Create a git branch holding a run's code."),
     "reproduce": ("gitexp.cli.reproduce", "Re-run a run in isolation and compare its metrics."),
+    "init": ("gitexp.cli.init", "Make plain git push/fetch carry runs and notes."),
+    "remote": ("gitexp.cli.remote", "Add or list data remotes."),
+    "push": ("gitexp.cli.transfer:push", "Push runs to a git remote and their data to a data remote."),
+    "pull": ("gitexp.cli.transfer:pull", "Fetch runs from a git remote and their data from a data remote."),
     "which": ("gitexp.cli.which", "Which runs used or produced a file, directory or digest?"),
     "rm": ("gitexp.cli.rm", "Delete runs."),
     "gc": ("gitexp.cli.gc", "Free cache objects that no run refers to."),
@@ -44,8 +48,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
             return None
-        module = importlib.import_module(COMMANDS[cmd_name][0])
-        return module.command  # type: ignore[no-any-return]
+        module_name, _, attr = COMMANDS[cmd_name][0].partition(":")
+        return getattr(importlib.import_module(module_name), attr or "command")  # type: ignore[no-any-return]
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

@@ -15,8 +15,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from gitexp.data.hashing import ProgressFn, StatCache, hash_file, is_digest
+from gitexp.data.hashing import ProgressFn, StatCache, copy_hashing, hash_file, is_digest
 from gitexp.errors import GitexpError
 
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
@@ -28,6 +29,12 @@ class CorruptObject(GitexpError):
             f"cache object {digest} is corrupted ({path} does not hash to its name); "
             "it was not used (run 'gitexp fsck' to list all, then re-run or re-fetch what produced it)"
         )
+        self.digest = digest
+
+
+class TamperedObject(GitexpError):
+    def __init__(self, digest: str, where: str) -> None:
+        super().__init__(f"object {digest} from {where} does not match its digest; it was rejected (the remote copy is damaged or was altered)")
         self.digest = digest
 
 
@@ -78,6 +85,28 @@ class Cache:
             self.stored_bytes += st.st_size
             self.stored_files += 1
             return digest
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def store_stream(self, digest: str, src: BinaryIO, progress: ProgressFn | None = None) -> int:
+        """Put the bytes read from src in the cache as digest, only if they hash to it; return the size.
+
+        Bytes that do not match never reach their final name (TamperedObject is raised).
+        """
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp / f"in-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            with open(tmp, "wb") as out:
+                got = copy_hashing(src, out, progress)
+                out.flush()
+                os.fsync(out.fileno())
+            if got != digest:
+                raise TamperedObject(digest, "the data remote")
+            final = self.path(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            return final.stat().st_size
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -121,3 +121,15 @@ class StatCache:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def copy_hashing(src: BinaryIO, out: BinaryIO | None, progress: Callable[[int], None] | None = None) -> str:
+    """Read src to the end, copying to out when given; return the xxh3-128 of what was read."""
+    h = xxhash.xxh3_128()
+    while chunk := src.read(CHUNK):
+        h.update(chunk)
+        if out is not None:
+            out.write(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return h.hexdigest()

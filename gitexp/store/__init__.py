@@ -324,6 +324,24 @@ class Store:
             raise StorageError(f"cannot create branch {name!r}: {exc}") from exc
         return str(oid)
 
+    def remote_names(self) -> list[str]:
+        return [n for n in self.repo.remotes.names() if n]
+
+    def config_values(self, key: str) -> list[str]:
+        try:
+            return [v for v in self.repo.config.get_multivar(key) if v is not None]
+        except (KeyError, pygit2.GitError):
+            return []
+
+    def add_config_value(self, key: str, value: str) -> None:
+        """Append a value to a multi-valued key of the repository's .git/config (if not there yet)."""
+        import re
+
+        try:
+            self.repo.config.set_multivar(key, "^" + re.escape(value) + "$", value)
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot set {key} in .git/config: {exc}") from exc
+
     def annotate(self, commit: str, annotation: dict[str, Any]) -> None:
         """Replace the run's note in NOTES_REF (a new commit on that ref; the run commit is untouched)."""
         user, email = self.identity()

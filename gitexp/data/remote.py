@@ -1,0 +1,204 @@
+"""Data remotes: where cache objects travel, with the cache's own layout (objects/<2 hex>/<30 hex>).
+
+A plain directory (a shared drive, NFS) works out of the box; any other URL
+(s3://, gs://, az://, memory://) goes through fsspec, installed with the
+`cloud` extra. Everything that arrives, in either direction, is verified
+against its digest before it is kept, and written under a temporary name
+first, so an interrupted transfer leaves nothing half-written under a final
+name and a retry simply sends what is still missing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gitexp.data.cache import Cache, TamperedObject
+from gitexp.data.hashing import copy_hashing, is_digest
+from gitexp.errors import GitexpError
+
+WORKERS = 4
+
+
+class RemoteError(GitexpError):
+    pass
+
+
+@dataclass
+class TransferReport:
+    sent: int = 0
+    sent_bytes: int = 0
+    skipped: int = 0
+    rejected: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # wanted but absent at the source
+
+
+class DataRemote:
+    """The operations gitexp needs of a data remote; subclasses say how bytes move."""
+
+    url: str
+
+    def digests(self) -> set[str]:
+        raise NotImplementedError
+
+    def open_read(self, digest: str) -> BinaryIO:
+        raise NotImplementedError
+
+    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
+        """Store src (a cache object) as digest, verifying its bytes on the way; atomic."""
+        raise NotImplementedError
+
+    def push(self, cache: Cache, digests: Iterable[str], progress: Callable[[int], None] | None = None) -> TransferReport:
+        """Send the objects the remote lacks (each verified on the way)."""
+        report = TransferReport()
+        there = self.digests()
+        todo = []
+        for d in sorted(set(digests)):
+            if d in there:
+                report.skipped += 1
+            elif not cache.has(d):
+                report.missing.append(d)
+            else:
+                todo.append(d)
+
+        def send(d: str) -> tuple[str, int, bool]:
+            src = cache.path(d)
+            try:
+                self.write(d, src, progress)
+            except TamperedObject:
+                return d, 0, False
+            return d, src.stat().st_size, True
+
+        for d, size, ok in _parallel(send, todo):
+            if ok:
+                report.sent += 1
+                report.sent_bytes += size
+            else:
+                report.rejected.append(d)
+        return report
+
+    def pull(self, cache: Cache, digests: Iterable[str], progress: Callable[[int], None] | None = None) -> TransferReport:
+        """Fetch the objects the cache lacks; bytes that do not match their digest never enter the cache."""
+        report = TransferReport()
+        there = self.digests()
+        todo = []
+        for d in sorted(set(digests)):
+            if cache.has(d):
+                report.skipped += 1
+            elif d not in there:
+                report.missing.append(d)
+            else:
+                todo.append(d)
+
+        def fetch(d: str) -> tuple[str, int, bool]:
+            try:
+                with self.open_read(d) as f:
+                    size = cache.store_stream(d, f, progress)
+            except TamperedObject:
+                return d, 0, False
+            return d, size, True
+
+        for d, size, ok in _parallel(fetch, todo):
+            if ok:
+                report.sent += 1
+                report.sent_bytes += size
+            else:
+                report.rejected.append(d)
+        return report
+
+
+class DirectoryRemote(DataRemote):
+    def __init__(self, path: Path) -> None:
+        self.url = str(path)
+        self.root = path
+        self.objects = path / "objects"
+
+    def digests(self) -> set[str]:
+        found: set[str] = set()
+        if not self.objects.is_dir():
+            return found
+        for sub in os.scandir(self.objects):
+            if len(sub.name) == 2 and sub.is_dir():
+                found.update(sub.name + e.name for e in os.scandir(sub.path) if is_digest(sub.name + e.name))
+        return found
+
+    def open_read(self, digest: str) -> BinaryIO:
+        return open(self.objects / digest[:2] / digest[2:], "rb")
+
+    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
+        final = self.objects / digest[:2] / digest[2:]
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"{digest}.{os.getpid()}.{os.urandom(3).hex()}"
+        try:
+            with open(src, "rb") as f, open(tmp, "wb") as out:
+                got = copy_hashing(f, out, progress)
+                out.flush()
+                os.fsync(out.fileno())
+            if got != digest:
+                raise TamperedObject(digest, "the local cache")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class FsspecRemote(DataRemote):
+    def __init__(self, url: str) -> None:
+        try:
+            import fsspec  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise RemoteError(f"data remote {url} needs fsspec: pip install 'gitexp[cloud]' (and the store's own package, e.g. s3fs)") from exc
+        try:
+            self.fs, self.base = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise RemoteError(f"cannot open data remote {url}: {exc}") from exc
+        self.url = url
+
+    def _path(self, digest: str) -> str:
+        return f"{self.base.rstrip('/')}/objects/{digest[:2]}/{digest[2:]}"
+
+    def digests(self) -> set[str]:
+        try:
+            paths = self.fs.find(f"{self.base.rstrip('/')}/objects")
+        except FileNotFoundError:
+            return set()
+        found = set()
+        for p in paths:
+            parts = str(p).rstrip("/").split("/")
+            if len(parts) >= 2 and is_digest(parts[-2] + parts[-1]):
+                found.add(parts[-2] + parts[-1])
+        return found
+
+    def open_read(self, digest: str) -> BinaryIO:
+        return self.fs.open(self._path(digest), "rb")  # type: ignore[no-any-return]
+
+    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
+        with open(src, "rb") as f:
+            if copy_hashing(f, None, progress) != digest:
+                raise TamperedObject(digest, "the local cache")
+        tmp = f"{self.base.rstrip('/')}/tmp/{digest}.{os.getpid()}.{os.urandom(3).hex()}"
+        self.fs.put_file(str(src), tmp)
+        self.fs.mv(tmp, self._path(digest))
+
+
+def open_remote(url: str, repo_root: Path) -> DataRemote:
+    """The data remote at url: a directory path (relative to the repository root), or an fsspec URL."""
+    if "://" in url and not url.startswith("file://"):
+        return FsspecRemote(url)
+    path = Path(url.removeprefix("file://"))
+    return DirectoryRemote(path if path.is_absolute() else repo_root / path)
+
+
+def _parallel(fn: Callable[[str], Any], items: list[str]) -> list[Any]:
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return list(pool.map(fn, items))
+
+
