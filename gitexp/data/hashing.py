@@ -101,6 +101,11 @@ class StatCache:
             self._pending.append((str(path), after.st_size, after.st_mtime_ns, after.st_ino, digest))
         return digest
 
+    def remember(self, path: Path, digest: str) -> None:
+        """Record the digest of a file gitexp has just written itself (its bytes are known: no read needed)."""
+        st = os.stat(path)
+        self._pending.append((str(path), st.st_size, st.st_mtime_ns, st.st_ino, digest))
+
     def flush(self) -> None:
         if not self._pending:
             return

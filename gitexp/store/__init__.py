@@ -241,6 +241,9 @@ class Store:
         walk(tree, "")
         return out
 
+    def has_object(self, oid: str) -> bool:
+        return pygit2.Oid(hex=oid) in self.repo
+
     def blob(self, oid: str) -> bytes:
         obj = self.repo.get(oid)
         if not isinstance(obj, pygit2.Blob):
