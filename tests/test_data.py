@@ -336,3 +336,8 @@ def test_a_single_file_input_is_a_file_pointer(ws: Workspace) -> None:
         "cached": True, "executable": False,
     }
     assert "corpus.txt" not in ws.tree("refs/experiments/onefile"), "declared data stays out of git"
+
+
+def test_no_progress_bar_when_output_is_not_a_terminal(dataset: Workspace) -> None:
+    result = dataset.run("-n", "quiet", "--", "true")
+    assert "[#" not in result.err and "%" not in result.err

@@ -30,10 +30,20 @@ class TerminalProgress(Progress):
         if self._bar is None:
             if not self._enabled or time.monotonic() - self._since < DELAY_SECONDS:
                 return
-            self._bar = click.progressbar(length=max(self._total, 1), label=f"gitexp: {self._label}", file=sys.stderr)
+            self._bar = click.progressbar(
+                length=max(self._total, self._done, 1),
+                label=f"gitexp: {self._label}",
+                file=sys.stderr,
+                item_show_func=lambda text: text,
+            )
             self._bar.__enter__()
             self._bar.update(self._done - nbytes)
-        self._bar.update(nbytes)
+        self._bar.update(nbytes, current_item=self._rate())
+
+    def _rate(self) -> str:
+        """Bytes so far and the rate, e.g. '412.0 MB at 230.1 MB/s'."""
+        elapsed = max(time.monotonic() - self._since, 1e-6)
+        return f"{self._done / 1e6:.1f} MB at {self._done / 1e6 / elapsed:.1f} MB/s"
 
     def done(self) -> None:
         if self._bar is not None:
