@@ -56,20 +56,15 @@ from pathlib import Path
 from typing import Any
 
 import xxhash
+from common import ENV, ensure_bytecode, gitexp_cmd  # bench/ is the script's own directory
 
 TARGET = 1.5
 DIRS, FILES_PER_DIR = 20, 100
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
-ENV = {**os.environ, **IDENTITY}
 CHUNK = 4 << 20
 PROFILE_SCRIPT = """\
 import cProfile, pstats, sys
 from gitexp.cli import main
+
 prof = cProfile.Profile()
 prof.enable()
 code = main(['checkout', sys.argv[2]])
@@ -92,13 +87,6 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple
     return elapsed, proc.stdout.strip() + ("\n" + proc.stderr.strip() if proc.stderr.strip() else "")
 
 
-def gitexp_cmd() -> list[str]:
-    """The console script beside this interpreter (no version-manager shim in the timing), else on PATH."""
-    beside = Path(sys.executable).parent / "gitexp"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return [str(beside)]
-    exe = shutil.which("gitexp")
-    return [exe] if exe else [sys.executable, "-m", "gitexp"]
 
 
 def write_sources(repo: Path, version: int) -> None:
@@ -258,6 +246,7 @@ def med(xs: list[float]) -> float:
 
 
 def main() -> int:
+    ensure_bytecode()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="data size per run in MiB (default 1024)")
     parser.add_argument("--files", type=int, default=64, help="number of data files (default 64)")

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import statistics
@@ -44,27 +43,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from common import ENV, IDENTITY, ensure_bytecode, gitexp_cmd  # bench/ is the script's own directory
+
 TARGET_SECONDS = 1.0
 WHERE = "metrics.acc > 0.9 and params.lr <= 0.01"
 LRS = (0.001, 0.003, 0.01, 0.03, 0.1)  # 3 of 5 satisfy lr <= 0.01
 ACC_LOW, ACC_HIGH = 0.65, 0.95  # acc > 0.9 for 1 run in 6; with the lr condition: 1 in 10
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
-ENV = {**os.environ, **IDENTITY}
 SUBPROCESS_TIMEOUT = 300
 
 
-def gitexp_cmd() -> list[str]:
-    """The real console script next to this interpreter (a pyenv shim would add its own startup), else PATH's."""
-    local = Path(sys.executable).parent / "gitexp"
-    if local.is_file() and os.access(local, os.X_OK):
-        return [str(local)]
-    exe = shutil.which("gitexp")
-    return [exe] if exe else [sys.executable, "-m", "gitexp"]
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
@@ -245,6 +232,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def main() -> int:
+    ensure_bytecode()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated run counts (default 1000,10000)")
     parser.add_argument("--repeat", type=int, default=5, help="warm repetitions, median reported (default 5)")

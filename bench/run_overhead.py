@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -29,15 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import ENV, ensure_bytecode, gitexp_cmd  # bench/ is the script's own directory
+
 TARGET = 1.5
 DIRS, FILES_PER_DIR = 20, 100
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-}
-ENV = {**os.environ, **IDENTITY}
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -68,9 +62,6 @@ def make_repo(repo: Path) -> None:
     (repo / "untracked.py").write_text("NEW = 1\n")
 
 
-def gitexp_cmd() -> list[str]:
-    exe = shutil.which("gitexp")
-    return [exe] if exe else [sys.executable, "-m", "gitexp"]
 
 
 def run_gitexp(repo: Path, cmd: list[str]) -> float:
@@ -96,6 +87,7 @@ def stats(xs: list[float]) -> dict[str, float]:
 
 
 def main() -> int:
+    ensure_bytecode()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10, help="measured repetitions (default 10)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -48,8 +48,12 @@ class DataRemote:
     def open_read(self, digest: str) -> BinaryIO:
         raise NotImplementedError
 
-    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
-        """Store src (a cache object) as digest, verifying its bytes on the way; atomic."""
+    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> Callable[[], None]:
+        """Copy src (a cache object) under a temporary name, verifying its bytes on the way.
+
+        Returns the step that makes it durable and gives it its final name; push
+        runs those steps after all copies, so the disk is flushed once, not per object.
+        """
         raise NotImplementedError
 
     def push(self, cache: Cache, digests: Iterable[str], progress: Callable[[int], None] | None = None) -> TransferReport:
@@ -65,20 +69,22 @@ class DataRemote:
             else:
                 todo.append(d)
 
-        def send(d: str) -> tuple[str, int, bool]:
+        def send(d: str) -> tuple[str, int, Callable[[], None] | None]:
             src = cache.path(d)
             try:
-                self.write(d, src, progress)
+                return d, src.stat().st_size, self.write(d, src, progress)
             except TamperedObject:
-                return d, 0, False
-            return d, src.stat().st_size, True
+                return d, 0, None
 
-        for d, size, ok in _parallel(send, todo):
-            if ok:
+        finishing = []
+        for d, size, finish in _parallel(send, todo):
+            if finish is None:
+                report.rejected.append(d)
+            else:
+                finishing.append(finish)
                 report.sent += 1
                 report.sent_bytes += size
-            else:
-                report.rejected.append(d)
+        _parallel(lambda finish: finish(), finishing)
         return report
 
     def pull(self, cache: Cache, digests: Iterable[str], progress: Callable[[int], None] | None = None) -> TransferReport:
@@ -129,7 +135,7 @@ class DirectoryRemote(DataRemote):
     def open_read(self, digest: str) -> BinaryIO:
         return open(self.objects / digest[:2] / digest[2:], "rb")
 
-    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
+    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> Callable[[], None]:
         final = self.objects / digest[:2] / digest[2:]
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -137,15 +143,26 @@ class DirectoryRemote(DataRemote):
         try:
             with open(src, "rb") as f, open(tmp, "wb") as out:
                 got = copy_hashing(f, out, progress)
-                out.flush()
-                os.fsync(out.fileno())
             if got != digest:
                 raise TamperedObject(digest, "the local cache")
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
-        finally:
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
+
+        def finish() -> None:
+            try:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+        return finish
 
 
 class FsspecRemote(DataRemote):
@@ -178,13 +195,13 @@ class FsspecRemote(DataRemote):
     def open_read(self, digest: str) -> BinaryIO:
         return self.fs.open(self._path(digest), "rb")  # type: ignore[no-any-return]
 
-    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
+    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> Callable[[], None]:
         with open(src, "rb") as f:
             if copy_hashing(f, None, progress) != digest:
                 raise TamperedObject(digest, "the local cache")
         tmp = f"{self.base.rstrip('/')}/tmp/{digest}.{os.getpid()}.{os.urandom(3).hex()}"
         self.fs.put_file(str(src), tmp)
-        self.fs.mv(tmp, self._path(digest))
+        return lambda: self.fs.mv(tmp, self._path(digest))
 
 
 def open_remote(url: str, repo_root: Path) -> DataRemote:
@@ -195,7 +212,7 @@ def open_remote(url: str, repo_root: Path) -> DataRemote:
     return DirectoryRemote(path if path.is_absolute() else repo_root / path)
 
 
-def _parallel(fn: Callable[[str], Any], items: list[str]) -> list[Any]:
+def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     if len(items) <= 1:
         return [fn(i) for i in items]
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:

@@ -1,0 +1,39 @@
+"""What every benchmark shares: a git identity that needs no global config, and which gitexp to time."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
+ENV = {**os.environ, **IDENTITY}
+
+
+def gitexp_cmd() -> list[str]:
+    """The console script beside this interpreter (no version-manager shim in the timing), else on PATH."""
+    beside = Path(sys.executable).parent / "gitexp"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    exe = shutil.which("gitexp")
+    return [exe] if exe else [sys.executable, "-m", "gitexp"]
+
+
+def ensure_bytecode() -> None:
+    """Compile gitexp's modules as `pip install .` does, so timings do not include compiling them.
+
+    An editable install under PYTHONDONTWRITEBYTECODE=1 would otherwise compile
+    every module on every command, a cost no installed user pays (and the floor's
+    pygit2 and click are precompiled).
+    """
+    import compileall
+
+    import gitexp
+
+    compileall.compile_dir(str(Path(gitexp.__file__).parent), quiet=1)
