@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 IDENTITY = {
@@ -37,3 +39,13 @@ def ensure_bytecode() -> None:
     import gitexp
 
     compileall.compile_dir(str(Path(gitexp.__file__).parent), quiet=1)
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run cmd, fail loudly if it fails; return (wall seconds, stdout stripped)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV if env is None else env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    return elapsed, proc.stdout.strip()

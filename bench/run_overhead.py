@@ -22,26 +22,17 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ENV, ensure_bytecode, gitexp_cmd  # bench/ is the script's own directory
+from common import ENV, ensure_bytecode, gitexp_cmd, timed  # bench/ is the script's own directory
 
 TARGET = 1.5
 DIRS, FILES_PER_DIR = 20, 100
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run cmd, fail loudly if it fails; return (wall seconds, stdout)."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV if env is None else env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
-    return elapsed, proc.stdout.strip()
 
 
 def make_repo(repo: Path) -> None:

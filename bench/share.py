@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import xxhash
-from common import ENV, ensure_bytecode, gitexp_cmd  # bench/ is the script's own directory
+from common import ENV, ensure_bytecode, gitexp_cmd, timed  # bench/ is the script's own directory
 
 TARGET = 1.3
 NOOP_TARGET = 0.5
@@ -101,14 +101,6 @@ sys.exit(code)
 """
 
 
-def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run cmd, fail loudly if it fails; return (wall seconds, stdout + stderr)."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV if env is None else env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
-    return elapsed, proc.stdout.strip() + ("\n" + proc.stderr.strip() if proc.stderr.strip() else "")
 
 
 

@@ -127,31 +127,33 @@ def parse_columns(text: str) -> list[str]:
 
 
 def sort_runs(found: list[RunSummary], keys: list[str]) -> list[RunSummary]:
-    """Stable sort by each key in turn ('-' prefix: descending); runs missing a key always come last."""
+    """Stable sort by each key in turn ('-' prefix: descending).
+
+    Numbers sort before text, and runs missing a key always come last, ascending or not.
+    """
     from gitexp.compare import number
-    from gitexp.filter import MISSING, lookup
+    from gitexp.filter import MISSING, getter
 
     result = list(found)
     for key in reversed(keys):
         descending = key.startswith("-")
         field = key.removeprefix("-")
-        if field == "created":
-            field = "started"
-
-        def rank(run: RunSummary, field: str = field, descending: bool = descending) -> tuple[int, int, Any]:
-            raw = run.started_at.timestamp() if field == "started" else lookup(run, field)
+        get = (lambda r: r.started_at.timestamp()) if field == "created" else getter(field)
+        numbers: list[tuple[float, RunSummary]] = []
+        texts: list[tuple[str, RunSummary]] = []
+        missing: list[RunSummary] = []
+        for run in result:
+            raw = get(run)
+            num = None if raw is MISSING or raw is None else number(raw)
             if raw is MISSING or raw is None:
-                return (1, 0, 0)
-            num = number(raw)
-            if num is not None:
-                return (0, 0, -num if descending else num)
-            return (0, 1, str(raw))
-
-        present = [r for r in result if rank(r)[0] == 0]
-        missing = [r for r in result if rank(r)[0] == 1]
-        numbers = sorted((r for r in present if rank(r)[1] == 0), key=rank)
-        texts = sorted((r for r in present if rank(r)[1] == 1), key=rank, reverse=descending)
-        result = numbers + texts + missing
+                missing.append(run)
+            elif num is not None:
+                numbers.append((num, run))
+            else:
+                texts.append((str(raw), run))
+        numbers.sort(key=lambda pair: pair[0], reverse=descending)
+        texts.sort(key=lambda pair: pair[0], reverse=descending)
+        result = [r for _, r in numbers] + [r for _, r in texts] + missing
     return result
 
 
