@@ -160,7 +160,9 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
     return RunResult(replace(summary, name=name, commit=commit), outcome.exit_code)
 
 
-def save_workspace(store: Store, notify: Notify, progress: Progress | None = None) -> RunSummary:
+def save_workspace(
+    store: Store, notify: Notify, progress: Progress | None = None, extra_outputs: tuple[str, ...] = ()
+) -> RunSummary:
     """Record the workspace as it is, without running anything, as a run with status 'saved'.
 
     Code, params, declared data and outputs and large files are all kept (data
@@ -169,9 +171,13 @@ def save_workspace(store: Store, notify: Notify, progress: Progress | None = Non
     """
     root = store.root
     config = config_mod.load(root)
-    params = params_mod.effective(params_mod.load_files(root, config.params, required=False), [])
+    try:
+        params = params_mod.effective(params_mod.load_files(root, config.params, required=False), []).params
+    except GitexpError as exc:  # a half-edited params file must not stop the save: its bytes are in the code
+        notify(f"params not recorded in the saved run: {exc.message}")
+        params = {}
     inputs = tuple(p for p in config.data if os.path.lexists(root / p))
-    outputs = config.outputs
+    outputs = tuple(p for p in dict.fromkeys(config.outputs + extra_outputs) if p not in inputs and os.path.lexists(root / p))
     snap = store.snapshot(exclude=inputs + outputs, large_threshold=config.large_files)
     _, branch = store.head()
     pointer = read_pointer(store.state_dir, branch)
@@ -181,6 +187,7 @@ def save_workspace(store: Store, notify: Notify, progress: Progress | None = Non
     data = _data_session(store, root, progress) if inputs or outputs or snap.large else None
     try:
         if data is not None:
+            data.verify_existing = True  # a save must not point at a damaged cache object
             data.add("inputs", inputs, True, "saving data")
             data.add("large_files", snap.large, True, "saving large files")
             data.add("outputs", outputs, True, "saving outputs")
@@ -188,15 +195,17 @@ def save_workspace(store: Store, notify: Notify, progress: Progress | None = Non
         summary = RunSummary(
             name=name, commit="", status="saved", exit_code=None, started=now.isoformat(timespec="milliseconds"),
             duration=0.0, user=f"{user} <{email}>", base=snap.base, base_branch=snap.base_branch,
-            parent=parent.commit if parent else None, tags=("saved",), params=params_mod.flatten(params.params),
+            parent=parent.commit if parent else None, tags=("saved",), params=params_mod.flatten(params),
             metrics={}, note="the workspace as it was before a gitexp checkout",
         )
         env_record = {"git": {"base": snap.base, "branch": snap.base_branch, "dirty": snap.dirty}}
         request = RunRequest(command=[], cwd=root)
-        record = _record_files(request, summary, now, params.params, env_record, parent, config, root)
+        record = _record_files(request, summary, now, params, env_record, parent, config, root)
         if data is not None:
             record.update(data.record_files())
         index_tree = store.index_tree()
+        if index_tree is None and store.index_has_conflicts():
+            notify("the index has unresolved conflicts: file contents are saved, which files were staged is not")
         trees = {fmt.INDEX_TREE: index_tree} if index_tree else {}
         commit, name = _write(store, summary, snap, parent, record, [], now, now, notify, trees)
     finally:

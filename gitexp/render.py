@@ -86,6 +86,8 @@ def column_formatter(column: str) -> Callable[[Any], str]:
         return ",".join
     if column == "commit":
         return lambda v: str(v)[:10]
+    if column == "note":
+        return lambda v: " / ".join(str(v).splitlines())
     return value
 
 
@@ -362,10 +364,12 @@ def compare_text(runs: list[RunSummary], rows: list[tuple[str, list[Any]]], best
     for key, values in rows:
         cells = [value(v) if repr(v) != "-" else "-" for v in values]
         if key in best:
-            cells[best[key]] = paint(cells[best[key]], "green", colour)
+            i = best[key]
+            cells[i] = paint(cells[i], "green", colour) if colour else cells[i] + " *"
         table.append([key, *cells])
     headers = ["", *(r.name for r in runs)]
-    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)
+    legend = "" if colour or not best else "\n(* best value of each metric)"
+    return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True) + legend
 
 
 # -- tree ------------------------------------------------------------------------------
@@ -407,7 +411,9 @@ def _tree_nodes(nodes: list[Any], prefix: str, glyphs: tuple[str, ...], metric: 
 def reproduction_text(r: Any, colour: bool) -> str:
     """A Reproduction (gitexp.reproduce) as a metric-by-metric table and a verdict."""
     lines = [f"reproduced {r.original.name} as {r.result.run.name} (exit code {r.result.exit_code})"]
-    width = max((len(c.key) for c in r.checks), default=0)
+    width = max((len(c.key) for c in r.checks), default=6)
+    if r.checks:
+        lines.append(f"  {'metric'.ljust(width)}  {'original':>12}  {'reproduced':>12}")
     for c in r.checks:
         mark = paint("same", "green", colour) if c.matches else paint("DIFFERENT", "red", colour)
         lines.append(f"  {c.key.ljust(width)}  {value(c.original):>12}  {value(c.reproduced):>12}  {mark}")

@@ -199,6 +199,8 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
     """Write the run's files into a new or empty directory; return how many."""
     if into.exists() and (not into.is_dir() or any(into.iterdir())):
         raise GitexpError(f"{into} exists and is not an empty directory (give a new or empty directory)")
+    if into.resolve().is_relative_to(store.root.resolve()):
+        raise GitexpError(f"{into} is inside the repository, where the copy would become code of the next run (choose a directory outside it)")
     tgt = target(store, run, sections)
     stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
     try:
@@ -241,15 +243,17 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
             raise MissingData(run.name, missing)
         touched = {e.path for e in todo} | set(removals)
         saved = None
-        if not _recoverable(store, touched, current_code, current_data, cache):
-            from gitexp.recorder import save_workspace
-
-            saved = save_workspace(store, notify, progress)
-            notify(f"your uncommitted work was saved as run {saved.name}; get it back with: gitexp checkout {saved.name}")
         stage = _Stage(store, store.state_dir / "tmp" / f"checkout-{os.getpid()}-{os.urandom(3).hex()}")
         try:
-            for entry in todo:
+            for entry in todo:  # every byte verified before anything is saved or changed
                 stage.add(entry)
+            if not _recoverable(store, touched, current_code, current_data, cache):
+                from gitexp.recorder import save_workspace
+
+                # The run's own data and output paths are saved too, even where the current config
+                # does not declare them (an ignored model file, say): the checkout will replace them.
+                saved = save_workspace(store, notify, progress, extra_outputs=declared)
+                notify(f"your uncommitted work was saved as run {saved.name}; get it back with: gitexp checkout {saved.name}")
             for path in removals:
                 _remove(root, path)
             stage.move_into(root)

@@ -258,3 +258,14 @@ def test_tags_and_notes_do_not_rewrite_runs_and_travel_with_git(runs: Workspace,
     assert gitexp(clone, "tag", "base").out.strip() == ""
     bad = runs.gitexp("tag", "lr-low", "bad tag")
     assert bad.code == 1 and "invalid tag" in bad.err
+
+
+def test_a_filter_matching_nothing_says_so(runs: Workspace) -> None:
+    result = runs.gitexp("list", "--where", "status = nosuch")
+    assert result.code == 0 and result.out.strip() == "no runs match: status = nosuch"
+
+
+def test_compare_marks_the_best_value_without_colour_too(runs: Workspace) -> None:
+    text = runs.gitexp("compare", "base", "lr-low", "lr-tiny").out
+    acc = next(line for line in text.splitlines() if line.startswith("metrics.acc"))
+    assert acc.split()[-1] == "*" and "(* best value of each metric)" in text

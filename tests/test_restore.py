@@ -236,3 +236,77 @@ def test_reproduce_of_a_saved_workspace_is_refused(project: Workspace) -> None:
     saved = next(line.split()[-1] for line in ws.gitexp("checkout", "A").err.splitlines() if "get it back" in line)
     result = ws.gitexp("reproduce", saved)
     assert result.code == 1 and "no command to reproduce" in result.err
+
+
+def test_an_ignored_file_the_run_declares_as_output_is_saved_before_it_is_replaced(ws: Workspace) -> None:
+    ws.write(".gitignore", "model.pkl\n")
+    ws.write(".gitexp.yaml", "outputs: [model.pkl]\n")
+    ws.commit_all("base")
+    ws.run("-n", "a", "--", "sh", "-c", "echo 'trained by a' > model.pkl")
+    (ws.root / ".gitexp.yaml").unlink()  # e.g. a branch whose config declares no outputs
+    ws.write("model.pkl", "HAND TRAINED\n")
+    result = ws.gitexp("checkout", "a")
+    assert result.code == 0, result.err
+    assert (ws.root / "model.pkl").read_text() == "trained by a\n"
+    saved = next(line.split()[-1] for line in result.err.splitlines() if "get it back" in line)
+    assert ws.gitexp("checkout", saved).code == 0
+    assert (ws.root / "model.pkl").read_text() == "HAND TRAINED\n", "the hand-made model came back"
+
+
+def test_a_failed_checkout_saves_nothing(project: Workspace) -> None:
+    ws = project
+    import xxhash
+
+    digest = xxhash.xxh3_128_hexdigest(b"x,y\n1,2\n")
+    victim = ws.root / ".git/gitexp/cache/objects" / digest[:2] / digest[2:]
+    victim.chmod(0o644)
+    victim.write_bytes(b"damaged!")
+    ws.write("version.txt", "uncommitted\n")
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 1 and "corrupted" in result.err and "fsck --repair" in result.err
+    assert not [n for n in ws.runs() if n.startswith("saved-")], "no saved run for a checkout that did nothing"
+    assert (ws.root / "version.txt").read_text() == "uncommitted\n"
+
+
+def test_a_damaged_cache_object_is_repaired_by_content_with_the_same_bytes(project: Workspace) -> None:
+    ws = project
+    import xxhash
+
+    good = b"x,y\n1,2\n"
+    digest = xxhash.xxh3_128_hexdigest(good)
+    victim = ws.root / ".git/gitexp/cache/objects" / digest[:2] / digest[2:]
+    victim.chmod(0o644)
+    victim.write_bytes(b"damaged!")
+    assert ws.gitexp("fsck").code == 1
+    ws.write("data/a.csv", good.decode())  # the same bytes again, as a re-run would produce them
+    ws.run("-n", "again", "--", "true")
+    assert victim.read_bytes() == good, "the object was repaired from the fresh bytes"
+    assert "0 corrupt" in ws.gitexp("fsck").out
+
+
+def test_fsck_repair_sets_damaged_objects_aside(project: Workspace) -> None:
+    ws = project
+    victim = sorted((ws.root / ".git/gitexp/cache/objects").glob("*/*"))[0]
+    digest = victim.parent.name + victim.name
+    victim.chmod(0o644)
+    victim.write_bytes(b"damaged!")
+    result = ws.gitexp("fsck", "--repair")
+    assert result.code == 1 and f"corrupt: {digest}" in result.out and "moved to" in result.out
+    assert not victim.exists() and (ws.root / ".git/gitexp/cache/corrupt" / digest).read_bytes() == b"damaged!"
+    assert "0 corrupt" in ws.gitexp("fsck").out
+
+
+def test_checkout_into_the_repository_itself_is_refused(project: Workspace) -> None:
+    ws = project
+    result = ws.gitexp("checkout", "A", "--into", "copy")
+    assert result.code == 1 and "inside the repository" in result.err and not (ws.root / "copy").exists()
+
+
+def test_a_broken_params_file_does_not_block_a_checkout(project: Workspace) -> None:
+    ws = project
+    ws.write("params.yaml", "lr: [0.1\n")
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 0, result.err
+    saved = next(line.split()[-1] for line in result.err.splitlines() if "get it back" in line)
+    assert ws.gitexp("checkout", saved).code == 0
+    assert (ws.root / "params.yaml").read_text() == "lr: [0.1\n"

@@ -4,14 +4,16 @@ import click
 
 
 @click.command("fsck")
-def command() -> int:
+@click.option("--repair", is_flag=True, help="Move corrupt objects to .git/gitexp/cache/corrupt/; then 'gitexp pull' or a re-run stores good copies.")
+def command(repair: bool) -> int:
     """Verify the data cache: every object hashes to its name; list cached content runs miss."""
     from gitexp.data.inventory import fsck
     from gitexp.store import Store
 
-    report = fsck(Store.discover())
+    report = fsck(Store.discover(), repair)
     for digest in report.corrupt:
-        click.echo(f"corrupt: {digest} (bytes do not match the digest; the object is never used)")
+        fate = "moved to .git/gitexp/cache/corrupt/" if repair else "never used; set it aside with --repair"
+        click.echo(f"corrupt: {digest} (bytes do not match the digest; {fate})")
     for use in report.missing:
         click.echo(f"missing: {use.digest} {use.path} ({use.role} of run {use.run})")
     click.echo(f"checked {report.checked} object(s): {len(report.corrupt)} corrupt, {len(report.missing)} missing")

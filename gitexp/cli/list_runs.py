@@ -24,5 +24,8 @@ def command(where: str | None, sort: str | None, limit: int | None, columns: str
     if (as_json or output == "json") and not columns:
         click.echo(render.json_lines([r.to_dict() for r in runs]))
         return
+    if not runs and where and output == "table" and not as_json:
+        click.echo(f"no runs match: {where}")
+        return
     chosen = query.parse_columns(columns) if columns else render.default_columns(runs, only_changed)
     click.echo(render.runs_output(runs, chosen, "json" if as_json else output))

@@ -17,6 +17,11 @@ def command(run: str, tags: tuple[str, ...], remove: tuple[str, ...]) -> None:
 
     store = Store.discover()
     found = query.resolve(store, run)
+    from gitexp.cli import warn
+
+    for tag in remove:
+        if tag not in found.tags:
+            warn(f"{found.name} has no tag {tag!r}")
     if tags or remove:
         found = query.set_tags(store, found, tags, remove)
     click.echo(" ".join(found.tags))

@@ -26,8 +26,8 @@ FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 class CorruptObject(GitexpError):
     def __init__(self, digest: str, path: Path) -> None:
         super().__init__(
-            f"cache object {digest} is corrupted ({path} does not hash to its name); "
-            "it was not used (run 'gitexp fsck' to list all, then re-run or re-fetch what produced it)"
+            f"cache object {digest} is corrupted ({path} does not hash to its name); it was not used "
+            "(run 'gitexp fsck --repair' to set damaged objects aside, then 'gitexp pull' or re-run to get them back)"
         )
         self.digest = digest
 
@@ -59,11 +59,17 @@ class Cache:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def store_file(self, src: Path, stats: StatCache, progress: ProgressFn | None = None) -> str:
-        """Put src's bytes in the cache (unless already there); return its digest."""
+    def store_file(
+        self, src: Path, stats: StatCache, progress: ProgressFn | None = None, verify_existing: bool = False
+    ) -> str:
+        """Put src's bytes in the cache (unless already there); return its digest.
+
+        An existing object is trusted, except with verify_existing, or when src
+        was just read anyway: then a damaged object is replaced by src's bytes.
+        """
         st = os.stat(src)
         known = stats.lookup(src, st)
-        if known is not None and self.has(known):
+        if known is not None and self.has(known) and (not verify_existing or self.verify(known)):
             return known
         self._tmp.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="obj-")
@@ -74,19 +80,26 @@ class Cache:
                     digest = stats.digest(src, st, progress=progress)
                 else:
                     digest = stats.digest(src, st, copy_to=out, progress=progress)
-                if self.has(digest):
+                if self.has(digest) and self.verify(digest):
                     return digest
                 out.flush()
                 os.fsync(out.fileno())
             final = self.path(digest)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
+            os.replace(tmp, final)  # new, or a repair of a damaged object with the same name
             self.stored_bytes += st.st_size
             self.stored_files += 1
             return digest
         finally:
             tmp.unlink(missing_ok=True)
+
+    def quarantine(self, digest: str) -> Path:
+        """Move a damaged object out of the way (kept in cache/corrupt/ for inspection); it is then missing."""
+        dest = self.root / "corrupt" / digest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(digest), dest)
+        return dest
 
     def store_stream(self, digest: str, src: BinaryIO, progress: ProgressFn | None = None) -> int:
         """Put the bytes read from src in the cache as digest, only if they hash to it; return the size.

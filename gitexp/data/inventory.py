@@ -139,14 +139,20 @@ class FsckReport:
     missing: list[Use]
 
 
-def fsck(store: Store) -> FsckReport:
-    """Re-hash every cache object; list corrupt ones and cached content runs miss."""
+def fsck(store: Store, repair: bool = False) -> FsckReport:
+    """Re-hash every cache object; list corrupt ones and cached content runs miss.
+
+    With repair, corrupt objects are moved to cache/corrupt/, so that the next
+    run, save or `gitexp pull` that has the right bytes stores them again.
+    """
     cache = Cache(cache_root(store.git_common_dir()))
     corrupt = []
     checked = 0
-    for digest, _ in cache.iter_objects():
+    for digest, _ in list(cache.iter_objects()):
         checked += 1
         if not cache.verify(digest):
             corrupt.append(digest)
+            if repair:
+                cache.quarantine(digest)
     missing = [u for u in uses(store) if u.cached and not cache.has(u.digest)]
     return FsckReport(checked, corrupt, missing)

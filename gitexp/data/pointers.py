@@ -129,7 +129,7 @@ def normalize(root: Path, cwd: Path, path: str) -> str:
 
 
 def collect(root: Path, rel: str, cache: Cache | None, stats: StatCache, progress: Progress,
-            manifests: dict[str, bytes]) -> DataPointer:
+            manifests: dict[str, bytes], verify_existing: bool = False) -> DataPointer:
     """Hash (and cache, when cache is given) the file or directory at rel.
 
     A top-level symlink the user declared is followed; links inside a directory
@@ -143,7 +143,7 @@ def collect(root: Path, rel: str, cache: Cache | None, stats: StatCache, progres
             return DataPointer(rel, "link", target=os.readlink(full))
         return DataPointer(rel, "missing")
     if stat.S_ISREG(st.st_mode):
-        digest = _file_digest(full, cache, stats, progress)
+        digest = _file_digest(full, cache, stats, progress, verify_existing)
         return DataPointer(rel, "file", digest, st.st_size, 1, bool(st.st_mode & stat.S_IXUSR), cached=cache is not None)
     if not stat.S_ISDIR(st.st_mode):
         raise BadDataPath(rel, "is neither a file nor a directory")
@@ -155,7 +155,7 @@ def collect(root: Path, rel: str, cache: Cache | None, stats: StatCache, progres
         if stat.S_ISLNK(entry_st.st_mode):
             manifest.entries.append({"path": sub_rel, "link": os.readlink(sub)})
             continue
-        digest = _file_digest(sub, cache, stats, progress)
+        digest = _file_digest(sub, cache, stats, progress, verify_existing)
         manifest.entries.append(
             {"path": sub_rel, "digest": digest, "size": entry_st.st_size, "executable": bool(entry_st.st_mode & stat.S_IXUSR)}
         )
@@ -188,7 +188,7 @@ def _walk(top: Path) -> Iterator[tuple[Path, os.stat_result]]:
             yield from _walk(Path(entry.path))
 
 
-def _file_digest(path: Path, cache: Cache | None, stats: StatCache, progress: Progress) -> str:
+def _file_digest(path: Path, cache: Cache | None, stats: StatCache, progress: Progress, verify_existing: bool = False) -> str:
     if cache is not None:
-        return cache.store_file(path, stats, progress.advance)
+        return cache.store_file(path, stats, progress.advance, verify_existing)
     return stats.digest(path, progress=progress.advance)

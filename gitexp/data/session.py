@@ -33,6 +33,7 @@ class DataSession:
         self.manifests: dict[str, bytes] = {}
         self.sections: dict[str, list[DataPointer]] = {"inputs": [], "outputs": [], "large_files": []}
         self._pin = self.cache.root / "pins" / f"{hostname()}-{os.getpid()}"
+        self.verify_existing = False  # re-check cache objects that already exist before relying on them
 
     def add(self, section: str, paths: tuple[str, ...], cache: bool, label: str) -> list[DataPointer]:
         if not paths:
@@ -40,7 +41,8 @@ class DataSession:
         self.progress.start(label, sum(total_size(self.root, p) for p in paths))
         try:
             pointers = [
-                collect(self.root, p, self.cache if cache else None, self.stats, self.progress, self.manifests)
+                collect(self.root, p, self.cache if cache else None, self.stats, self.progress, self.manifests,
+                        self.verify_existing)
                 for p in paths
             ]
         finally:

@@ -273,6 +273,13 @@ class Store:
         except pygit2.GitError:
             return None
 
+    def index_has_conflicts(self) -> bool:
+        path = Path(self.repo.path) / "index"
+        try:
+            return path.exists() and pygit2.Index(str(path)).conflicts is not None
+        except pygit2.GitError:
+            return True
+
     def move_head(self, commit: str | None, branch: str | None, index_tree: str | None) -> str:
         """Point HEAD at branch (if it is at commit) or detach it at commit; set the index to index_tree.
 
