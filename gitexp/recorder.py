@@ -92,6 +92,7 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
     for path in snap.skipped:
         notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
     data = _data_session(store, root, progress) if inputs or outputs or snap.large else None
+    outputs_before = _outputs_state(root, outputs)
     metric_states = metrics_mod.before(root, config.metrics)
     scratch = _scratch_root(store) / f"run-{os.getpid()}-{os.urandom(4).hex()}"
     scratch.mkdir()
@@ -122,9 +123,12 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
         for warning in metrics.warnings:
             notify(warning)
         if data is not None:
-            for pointer in data.add("outputs", outputs, True, "caching outputs"):
+            unchanged = {p for p in outputs if _outputs_state(root, (p,))[p] == outputs_before[p]}
+            for pointer in data.add("outputs", outputs, True, "caching outputs", unchanged):
                 if pointer.kind == "missing":
                     notify(f"output {pointer.path} was not produced by this run")
+                elif pointer.fresh is False:
+                    notify(f"output {pointer.path} was not written by this run; recorded as it stands, marked unchanged")
         env_thread.join()
         env_record["git"] = {"base": snap.base, "branch": snap.base_branch, "dirty": snap.dirty}
         status = "interrupted" if outcome.interrupted else ("completed" if outcome.exit_code == 0 else "failed")
@@ -228,6 +232,15 @@ def _data_paths(config: config_mod.Config, request: RunRequest, root: Path) -> t
 
             raise BadDataPath(path, "does not exist (declared as data, it must be there before the run)")
     return tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(outputs))
+
+
+def _outputs_state(root: Path, outputs: tuple[str, ...]) -> dict[str, Any]:
+    """What the output paths look like (names, sizes, mtimes), to tell afterwards which the run wrote."""
+    if not outputs:
+        return {}
+    from gitexp.data.pointers import stat_state
+
+    return {p: stat_state(root, p) for p in outputs}
 
 
 def _data_session(store: Store, root: Path, progress: Progress | None) -> DataSession:

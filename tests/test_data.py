@@ -341,3 +341,15 @@ def test_a_single_file_input_is_a_file_pointer(ws: Workspace) -> None:
 def test_no_progress_bar_when_output_is_not_a_terminal(dataset: Workspace) -> None:
     result = dataset.run("-n", "quiet", "--", "true")
     assert "[#" not in result.err and "%" not in result.err
+
+
+def test_outputs_a_run_did_not_write_are_marked_unchanged(dataset: Workspace) -> None:
+    ws = dataset
+    ws.run("-n", "writer", "--", sys.executable, "train.py", "1")
+    result = ws.run("-n", "idle", "--", "true")
+    assert "output model.bin was not written by this run" in result.err
+    outputs = {p["path"]: p for p in data_record(ws, "idle")["outputs"]}
+    assert outputs["model.bin"]["fresh"] is False and outputs["model.bin"]["digest"] == xxh(b"weights 1")
+    assert {p["path"]: p["fresh"] for p in data_record(ws, "writer")["outputs"]} == {"model.bin": True, "plots": True}
+    uses = {(u["run"], u["role"]) for u in ws.gitexp("which", "--json", "model.bin").json()["uses"]}  # type: ignore[index]
+    assert uses == {("writer", "output"), ("idle", "output (unchanged)")}

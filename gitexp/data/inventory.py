@@ -57,11 +57,12 @@ def uses(store: Store, dirs: bool = False) -> Iterator[Use]:
         for section, pointers in run_pointers(store, commit).items():
             role = SECTION_ROLES[section]
             for p in pointers:
+                shown = role + " (unchanged)" if p.fresh is False else role
                 if p.kind == "file" or (dirs and p.kind == "dir"):
-                    yield Use(name, commit, role, p.path, p.digest or "", p.size, p.cached)
+                    yield Use(name, commit, shown, p.path, p.digest or "", p.size, p.cached)
                 if p.kind == "dir":
                     for e in manifest(store, commit, p).files():
-                        yield Use(name, commit, role, f"{p.path}/{e['path']}", e["digest"], e.get("size", 0), p.cached)
+                        yield Use(name, commit, shown, f"{p.path}/{e['path']}", e["digest"], e.get("size", 0), p.cached)
 
 
 def which(store: Store, target: str, cwd: Path) -> tuple[str, list[Use]]:

@@ -44,11 +44,14 @@ class DataPointer:
     executable: bool = False
     target: str | None = None
     cached: bool = True
+    fresh: bool | None = None  # outputs only: whether the run wrote or changed it
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "kind": self.kind}
         if self.kind in ("file", "dir"):
             out.update(digest=self.digest, size=self.size, files=self.files, cached=self.cached)
+        if self.fresh is not None:
+            out["fresh"] = self.fresh
         if self.kind == "file":
             out["executable"] = self.executable
         if self.kind == "link":
@@ -77,8 +80,10 @@ class DataPointer:
         target = data.get("target")
         if kind == "link" and not isinstance(target, str):
             raise InvalidPointer(f"pointer {path!r}", "a link without a target")
+        fresh = data.get("fresh")
         return cls(path, kind, digest if kind in ("file", "dir") else None, size, files,
-                   bool(data.get("executable", False)), target, bool(data.get("cached", True)))
+                   bool(data.get("executable", False)), target, bool(data.get("cached", True)),
+                   fresh if isinstance(fresh, bool) else None)
 
 
 @dataclass
@@ -165,6 +170,18 @@ def collect(root: Path, rel: str, cache: Cache | None, stats: StatCache, progres
     digest = digest_bytes(raw)
     manifests[digest] = raw
     return DataPointer(rel, "dir", digest, total, count, cached=cache is not None)
+
+
+def stat_state(root: Path, rel: str) -> frozenset[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of the file or of every file and link under the directory at rel."""
+    full = root / rel
+    try:
+        st = os.lstat(full)
+    except OSError:
+        return frozenset()
+    if not stat.S_ISDIR(st.st_mode):
+        return frozenset({(rel, st.st_size, st.st_mtime_ns)})
+    return frozenset((str(p), s.st_size, s.st_mtime_ns) for p, s in _walk(full))
 
 
 def total_size(root: Path, rel: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,10 @@ class DataSession:
         self._pin = self.cache.root / "pins" / f"{hostname()}-{os.getpid()}"
         self.verify_existing = False  # re-check cache objects that already exist before relying on them
 
-    def add(self, section: str, paths: tuple[str, ...], cache: bool, label: str) -> list[DataPointer]:
+    def add(
+        self, section: str, paths: tuple[str, ...], cache: bool, label: str, unchanged: set[str] | None = None
+    ) -> list[DataPointer]:
+        """Collect pointers for paths into section; for outputs, `unchanged` names those the run did not write."""
         if not paths:
             return []
         self.progress.start(label, sum(total_size(self.root, p) for p in paths))
@@ -48,6 +52,8 @@ class DataSession:
         finally:
             self.progress.done()
             self.stats.flush()
+        if unchanged is not None:
+            pointers = [replace(p, fresh=p.path not in unchanged) if p.kind != "missing" else p for p in pointers]
         self.sections[section].extend(pointers)
         self._write_pin()
         return pointers
