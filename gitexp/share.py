@@ -62,7 +62,9 @@ def init(store: Store, remotes: list[str]) -> list[str]:
     return added
 
 
-def push(store: Store, remote: str, runs: list[str], data_remote: str | None, progress: Progress) -> ShareReport:
+def push(
+    store: Store, remote: str, runs: list[str], data_remote: str | None, progress: Progress, verify_remote: bool = False
+) -> ShareReport:
     """git push the runs (all by default) and their notes; then send their data the data remote lacks."""
     refspecs = [f"{fmt.REF_PREFIX}{n}:{fmt.REF_PREFIX}{n}" for n in runs] or [RUNS_REFSPEC]
     refspecs.append(NOTES_REFSPEC)
@@ -77,7 +79,7 @@ def push(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
         cache = Cache(cache_root(store.git_common_dir()))
         progress.start("pushing data", sum(cache.path(d).stat().st_size for d in digests if cache.has(d)))
         try:
-            report.data = target.push(cache, digests, progress.advance)
+            report.data = target.push(cache, digests, progress.advance, verify_remote)
         finally:
             progress.done()
     return report

@@ -183,3 +183,18 @@ def test_an_fsspec_data_remote_works_the_same(ws: Workspace) -> None:
     path.unlink()
     back = share.pull(store, "origin", [], None, Progress())
     assert back.data is not None and back.data.sent == 1 and cache.verify(digest)
+
+
+def test_push_verify_remote_repairs_a_damaged_remote_object(team: tuple[Workspace, Path, Path]) -> None:
+    ws, _, store = team
+    assert ws.gitexp("push").code == 0
+    import xxhash
+
+    digest = xxhash.xxh3_128_hexdigest(b"weights 1")
+    obj = store / "objects" / digest[:2] / digest[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b"EVIL")
+    assert "0 object(s)" in ws.gitexp("push").out, "a plain push trusts what the remote has"
+    repaired = ws.gitexp("push", "--verify-remote")
+    assert repaired.code == 0 and f"object {digest} was damaged on the data remote" in repaired.err
+    assert obj.read_bytes() == b"weights 1"

@@ -26,6 +26,8 @@ def _report(report: ShareReport, verb: str) -> int:
             f"data ({report.data_remote}): {data.sent} object(s), {size(data.sent_bytes)} transferred; "
             f"{data.skipped} already there"
         )
+        for digest in data.repaired:
+            warn(f"object {digest} was damaged on the data remote and has been sent again")
         for digest in data.rejected:
             warn(f"object {digest} did not match its digest and was rejected")
         for digest in data.missing:
@@ -37,7 +39,8 @@ def _report(report: ShareReport, verb: str) -> int:
 @click.argument("remote", default="origin")
 @click.argument("runs", nargs=-1)
 @click.option("--data-remote", metavar="NAME", help="The data remote (default: the only one configured, or the one named like REMOTE).")
-def push(remote: str, runs: tuple[str, ...], data_remote: str | None) -> int:
+@click.option("--verify-remote", is_flag=True, help="Also re-hash the objects the data remote already has, and replace damaged ones.")
+def push(remote: str, runs: tuple[str, ...], data_remote: str | None, verify_remote: bool) -> int:
     """Push RUNS (all by default) and their notes to git REMOTE, and their data to the data remote."""
     from gitexp import query, share
     from gitexp.cli.progress import TerminalProgress
@@ -45,7 +48,7 @@ def push(remote: str, runs: tuple[str, ...], data_remote: str | None) -> int:
 
     store = Store.discover()
     names = [query.resolve(store, r).name for r in runs]
-    return _report(share.push(store, remote, names, data_remote, TerminalProgress()), "pushed")
+    return _report(share.push(store, remote, names, data_remote, TerminalProgress(), verify_remote), "pushed")
 
 
 @click.command("pull")

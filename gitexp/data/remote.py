@@ -35,6 +35,7 @@ class TransferReport:
     skipped: int = 0
     rejected: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # wanted but absent at the source
+    repaired: list[str] = field(default_factory=list)  # damaged on the remote, sent again
 
 
 class DataRemote:
@@ -56,10 +57,28 @@ class DataRemote:
         """
         raise NotImplementedError
 
-    def push(self, cache: Cache, digests: Iterable[str], progress: Callable[[int], None] | None = None) -> TransferReport:
-        """Send the objects the remote lacks (each verified on the way)."""
+    def verify(self, digest: str) -> bool:
+        """Whether the remote's copy of digest hashes to its name."""
+        try:
+            with self.open_read(digest) as f:
+                return copy_hashing(f, None) == digest
+        except OSError:
+            return False
+
+    def push(
+        self, cache: Cache, digests: Iterable[str], progress: Callable[[int], None] | None = None, verify_remote: bool = False
+    ) -> TransferReport:
+        """Send the objects the remote lacks (each verified on the way).
+
+        With verify_remote, objects the remote already has are re-hashed there
+        too, and damaged ones replaced by the local good copy.
+        """
         report = TransferReport()
         there = self.digests()
+        if verify_remote:
+            damaged = {d for d in set(digests) & there if cache.has(d) and not self.verify(d)}
+            report.repaired = sorted(damaged)
+            there -= damaged
         todo = []
         for d in sorted(set(digests)):
             if d in there:
