@@ -23,9 +23,10 @@ writeback overlaps), the two sides in alternating order from round to round:
                 <floorstore>/objects` (the same bytes); the sum of the two;
   floor no-op   that `git push` again (for reference).
 
-`cp -r` does not flush its writes, while gitexp fsyncs each object before
-renaming it into place; for reference only, the time of an os.sync right after
-the `cp -r` is also reported (floor + sync), untimed in the floor itself.
+Neither `cp -r` nor gitexp flushes its writes to disk (gitexp, like git's
+loose objects, relies on an atomic rename and on readers re-hashing); for
+reference only, the time of an os.sync right after the `cp -r` is also
+reported (floor + sync), untimed in the floor itself.
 
 After every round it verifies: every local run ref is on origin.git with the
 same commit (and on floor.git), the data store holds exactly the cache's
@@ -366,7 +367,7 @@ def main() -> int:
     print(f"last gitexp output: {' | '.join(o.replace(chr(10), ' / ') for o in outputs)}")
     print(
         f"for reference: gitexp / (floor + sync) = {result['ratio_vs_floor_plus_sync']:.2f}x"
-        " (gitexp fsyncs every object it writes; cp -r does not)"
+        " (neither flushes to disk; this row only shows what durability would cost)"
     )
     print(
         f"ratio: {ratio:.2f}x median, {result['ratio_min']:.2f}x min (target <= {TARGET}x):"

@@ -52,8 +52,8 @@ class DataRemote:
     def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> Callable[[], None]:
         """Copy src (a cache object) under a temporary name, verifying its bytes on the way.
 
-        Returns the step that makes it durable and gives it its final name; push
-        runs those steps after all copies, so the disk is flushed once, not per object.
+        Returns the step that gives it its final name; push runs those steps
+        after all copies have succeeded.
         """
         raise NotImplementedError
 
@@ -169,12 +169,9 @@ class DirectoryRemote(DataRemote):
             raise
 
         def finish() -> None:
+            # Like git's loose objects, no fsync: the rename is atomic, and every reader re-hashes
+            # what it gets (pull rejects a damaged object; push --verify-remote replaces it).
             try:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
