@@ -222,6 +222,13 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
     tgt = target(store, run)
     config = config_mod.load(root)
     declared = tuple(dict.fromkeys(config.data + config.outputs + tgt.owned))
+    for path in tgt.owned:
+        link = root / path
+        if link.is_symlink() and any(p.startswith(path + "/") for p in tgt.entries):
+            raise GitexpError(
+                f"{path} is a symlink ({path} -> {os.readlink(link)}) and the checkout would replace it by a "
+                "directory of the run's files; move the link aside first, or use --into DIR; nothing was changed"
+            )
     current = store.snapshot(exclude=declared, large_threshold=config.large_files)
     current_code = {path: (mode, oid) for path, mode, oid in store.code_entries(current.tree)}
     stats = StatCache(stat_db(store.git_common_dir()))

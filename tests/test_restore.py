@@ -310,3 +310,17 @@ def test_a_broken_params_file_does_not_block_a_checkout(project: Workspace) -> N
     saved = next(line.split()[-1] for line in result.err.splitlines() if "get it back" in line)
     assert ws.gitexp("checkout", saved).code == 0
     assert (ws.root / "params.yaml").read_text() == "lr: [0.1\n"
+
+
+def test_a_data_symlink_is_never_replaced_silently(ws: Workspace, tmp_path: Path) -> None:
+    mounted = tmp_path / "mounted-dataset"
+    mounted.mkdir()
+    (mounted / "x.csv").write_text("1\n")
+    ws.write(".gitexp.yaml", "data: [data]\n")
+    os.symlink(mounted, ws.root / "data")
+    ws.run("-n", "linked", "--", "true")
+    (mounted / "x.csv").write_text("2\n")
+    ws.freeze()
+    result = ws.gitexp("checkout", "linked")
+    assert result.code == 1 and "is a symlink" in result.err and "--into" in result.err
+    assert (mounted / "x.csv").read_text() == "2\n"
