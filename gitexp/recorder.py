@@ -230,7 +230,7 @@ def _data_paths(config: config_mod.Config, request: RunRequest, root: Path) -> t
         if not os.path.lexists(root / path):
             from gitexp.data.pointers import BadDataPath
 
-            raise BadDataPath(path, "does not exist (declared as data, it must be there before the run)")
+            raise BadDataPath(path, "does not exist", "inputs declared as data must exist before the run; create it, or drop it from 'data:'")
     return tuple(dict.fromkeys(inputs)), tuple(dict.fromkeys(outputs))
 
 

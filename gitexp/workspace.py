@@ -67,6 +67,19 @@ def write_pointer(state_dir: Path, branch: str | None, pointer: Pointer) -> None
     atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), durable=False)
 
 
+def rename_in_pointers(state_dir: Path, old: Pointer, new_name: str) -> None:
+    """Keep branches whose current run was renamed pointing at it."""
+    path = state_dir / "current.json"
+    data = _read_json(path)
+    changed = False
+    for entry in data.values():
+        if isinstance(entry, dict) and entry.get("name") == old.name and entry.get("commit") == old.commit:
+            entry["name"] = new_name
+            changed = True
+    if changed:
+        atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), durable=False)
+
+
 # -- params files rewritten for a run ---------------------------------------------
 
 

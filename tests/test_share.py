@@ -198,3 +198,24 @@ def test_push_verify_remote_repairs_a_damaged_remote_object(team: tuple[Workspac
     repaired = ws.gitexp("push", "--verify-remote")
     assert repaired.code == 0 and f"object {digest} was damaged on the data remote" in repaired.err
     assert obj.read_bytes() == b"weights 1"
+
+
+def test_a_clash_is_settled_by_renaming_the_local_run(team: tuple[Workspace, Path, Path], tmp_path: Path) -> None:
+    ws, bare, _ = team
+    assert ws.gitexp("push").code == 0
+    clone = tmp_path / "mine"
+    git(tmp_path, "clone", "-q", str(bare), str(clone))
+    (clone / "data").mkdir()
+    (clone / "data/train.csv").write_text("mine\n")
+    assert gitexp(clone, "run", "-n", "r1", "--", "true").code == 0
+    mine = git(clone, "rev-parse", "refs/experiments/r1").strip()
+    assert gitexp(clone, "pull", "--no-data").code == 1
+    renamed = gitexp(clone, "rename", "r1", "r1-mine")
+    assert renamed.code == 0, renamed.err
+    assert git(clone, "rev-parse", "refs/experiments/r1-mine").strip() == mine
+    assert gitexp(clone, "pull", "--no-data").code == 0
+    assert git(clone, "rev-parse", "refs/experiments/r1").strip() == ws.runs()["r1"]
+    assert gitexp(clone, "run", "-n", "next", "--", "true").code == 0
+    assert git(clone, "log", "-1", "--format=%(trailers:key=Gitexp-Parent-Run,valueonly)", "refs/experiments/next").strip() == mine
+    taken = gitexp(clone, "rename", "r1-mine", "r2")
+    assert taken.code == 1 and "already exists" in taken.err

@@ -34,6 +34,7 @@ COMMANDS = {
     "push": ("gitexp.cli.transfer:push", "Push runs to a git remote and their data to a data remote."),
     "pull": ("gitexp.cli.transfer:pull", "Fetch runs from a git remote and their data from a data remote."),
     "which": ("gitexp.cli.which", "Which runs used or produced a file, directory or digest?"),
+    "rename": ("gitexp.cli.rename", "Give a run another name."),
     "rm": ("gitexp.cli.rm", "Delete runs."),
     "gc": ("gitexp.cli.gc", "Free cache objects that no run refers to."),
     "fsck": ("gitexp.cli.fsck", "Verify the data cache."),

@@ -30,8 +30,8 @@ class InvalidPointer(GitexpError):
 
 
 class BadDataPath(GitexpError):
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"data/output path {path!r} {reason} (give a relative path inside the repository)")
+    def __init__(self, path: str, reason: str, fix: str = "give a relative path inside the repository") -> None:
+        super().__init__(f"data/output path {path!r} {reason} ({fix})")
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,16 @@ class Store:
             raise StorageError(f"cannot delete {fmt.REF_PREFIX}{name}: {exc}") from exc
         return True
 
+    def rename_run(self, old: str, new: str, commit: str) -> None:
+        """Move a run to a new name: create refs/experiments/<new> (refusing a taken name), then drop <old>."""
+        try:
+            self.repo.references.create(fmt.REF_PREFIX + new, pygit2.Oid(hex=commit), force=False)
+        except pygit2.AlreadyExistsError as exc:
+            raise RunNameTaken(new) from exc
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot create {fmt.REF_PREFIX}{new}: {exc}") from exc
+        self.delete_run(old, commit)
+
     def run_refs(self) -> Iterator[tuple[str, str]]:
         """(name, commit id) of every run ref."""
         prefix = fmt.REF_PREFIX
