@@ -108,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the file system said no: say what and where, in one line
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(
+            f"gitexp: error: {exc.strerror or exc}{where} (check permissions and free space; nothing was recorded"
+            " unless a line above said so)",
+            err=True,
+        )
+        return 1
     except Exception as exc:
         if os.environ.get("GITEXP_DEBUG"):
             raise
