@@ -65,14 +65,22 @@ def strict(value: Any) -> Any:
 
 def to_json(value: Any) -> str:
     """Canonical JSON of a record file: sorted keys, 2-space indent, final newline, strict JSON."""
-    return json.dumps(strict(value), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False, default=str) + "\n"
+    return _dumps(value, indent=2) + "\n"
 
 
 def compact_json(value: Any) -> str:
     """One-line strict JSON for a trailer value (never contains a newline)."""
-    return json.dumps(
-        strict(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str
-    )
+    return _dumps(value, separators=(",", ":"))
+
+
+def _dumps(value: Any, **style: Any) -> str:
+    """UTF-8 JSON; a file name that is not UTF-8 (a lone surrogate here) is written \\u-escaped instead."""
+    text = json.dumps(strict(value), sort_keys=True, ensure_ascii=False, allow_nan=False, default=str, **style)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(strict(value), sort_keys=True, ensure_ascii=True, allow_nan=False, default=str, **style)
+    return text
 
 
 def build_message(subject: str, note: str, trailers: list[tuple[str, str]]) -> str:

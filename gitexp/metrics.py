@@ -59,7 +59,14 @@ def read(root: Path, states: dict[str, FileState]) -> Metrics:
         except (ValueError, UnicodeDecodeError) as exc:
             warnings.append(f"{rel} could not be read as metrics ({' '.join(str(exc).split())}); not recorded")
             continue
-        values.update(flatten(data))
+        for key, value in flatten(data).items():
+            if not key or "" in key.split("."):
+                warnings.append(f"{rel}: metric name {key!r} has an empty part; not recorded")
+            elif key in values:
+                warnings.append(f"{rel}: metric {key} is given twice; the last value is recorded")
+                values[key] = value
+            else:
+                values[key] = value
     return Metrics(values, tuple(warnings))
 
 

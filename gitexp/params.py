@@ -71,6 +71,8 @@ def load_files(root: Path, paths: tuple[str, ...], required: bool) -> list[Param
         full = root / rel
         real = os.path.relpath(os.path.realpath(full), real_root)
         target = None if real == ".." or real.startswith(".." + os.sep) else real.replace(os.sep, "/")
+        if full.exists() and not full.is_file():
+            raise InvalidParamsFile(rel, "it is not a regular file (a directory?)")
         if not full.is_file():
             if required:
                 raise InvalidParamsFile(rel, "it does not exist")

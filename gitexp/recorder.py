@@ -355,7 +355,8 @@ def _write(
             )
             return commit, name
         except RunNameTaken:
-            new = f"{run.name}-{attempt}"
+            suffix = f"-{attempt}"
+            new = run.name[: names.MAX_LENGTH - len(suffix)] + suffix
             notify(f"the name {name!r} was taken while the command ran; the run is recorded as {new!r}")
             name = new
     raise RunNameTaken(name)

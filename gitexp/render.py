@@ -67,6 +67,9 @@ def column_reader(column: str) -> Callable[[RunSummary], Any]:
 
     if column == "created":
         return lambda run: run.started or None
+    section, _, key = column.partition(".")
+    if section in ("params", "metrics"):  # any recorded key, even one the filter language cannot spell
+        return lambda run: getattr(run, section).get(key)
     get = getter(column)
 
     def read(run: RunSummary) -> Any:

@@ -241,6 +241,7 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
                 f"workspace no longer has them: {', '.join(uncached_bad[:5])}; nothing was changed"
             )
         todo = [e for e in tgt.entries.values() if not _same(root, e, current_code, current_data)]
+        todo = _guard_unsaveable(store, todo, current_code, current_data)
         removals = sorted(
             p for p in (set(current_code) | set(current_data)) - set(tgt.entries) if _removable(root / p)
         )
@@ -307,6 +308,33 @@ def _same(root: Path, e: Entry, code: dict[str, tuple[int, str]], data: dict[str
     if data.get(e.path) != e.source:
         return False
     return bool(os.stat(path).st_mode & stat.S_IXUSR) == e.executable
+
+
+def _guard_unsaveable(
+    store: Store, todo: list[Entry], code: dict[str, tuple[int, str]], data: dict[str, str]
+) -> list[Entry]:
+    """Refuse to overwrite a file no run can hold (ignored, or inside a nested repository) unless it already
+    has the run's content; such files are dropped from the work when identical."""
+    root = store.root
+    keep: list[Entry] = []
+    blocked: list[str] = []
+    for entry in todo:
+        path = root / entry.path
+        if entry.path in code or entry.path in data or not os.path.lexists(path):
+            keep.append(entry)
+        elif entry.kind == "link" and path.is_symlink() and os.readlink(path) == entry.source:
+            continue
+        elif entry.kind == "blob" and path.is_file() and not path.is_symlink() and store.hash_file(path) == entry.source:
+            continue
+        else:
+            blocked.append(entry.path)
+    if blocked:
+        shown = ", ".join(blocked[:5]) + (f" and {len(blocked) - 5} more" if len(blocked) > 5 else "")
+        raise GitexpError(
+            f"the checkout would overwrite files that gitexp cannot save first (ignored, or inside a nested "
+            f"repository): {shown}; move them aside (or stop ignoring them) and try again; nothing was changed"
+        )
+    return keep
 
 
 def _removable(path: Path) -> bool:

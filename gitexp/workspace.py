@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from gitexp.environment import hostname
 from gitexp.errors import GitexpError
 
 DETACHED = "(detached)"
+STALE_CLAIM_SECONDS = 60
 
 
 def atomic_write(path: Path, data: bytes, mode: int | None = None, durable: bool = True) -> None:
@@ -86,7 +88,8 @@ def rename_in_pointers(state_dir: Path, old: Pointer, new_name: str) -> None:
 class ParamsInUse(GitexpError):
     def __init__(self, pid: int) -> None:
         super().__init__(
-            f"another gitexp run (pid {pid}) has rewritten the params files of this workspace with its -S values; "
+            f"another gitexp run ({'pid ' + str(pid) if pid > 0 else 'starting now'}) has rewritten the params files "
+            "of this workspace with its -S values; "
             "wait for it to finish, or run this one without -S"
         )
         self.pid = pid
@@ -106,7 +109,14 @@ class ParamsGuard:
     def recover(self) -> list[str]:
         """Restore files left rewritten by a gitexp that died; return their paths."""
         data = _read_json(self._backup)
-        if not data or pid_alive(data.get("pid"), data.get("host")):
+        if not data:
+            try:  # an empty claim left by a gitexp killed between creating and writing it
+                if time.time() - self._backup.stat().st_mtime > STALE_CLAIM_SECONDS:
+                    self._backup.unlink()
+            except OSError:
+                pass
+            return []
+        if pid_alive(data.get("pid"), data.get("host")):
             return []
         restored = self._put_back(data, report_kept=False)
         self._backup.unlink(missing_ok=True)
@@ -122,7 +132,6 @@ class ParamsGuard:
     def apply(self, contents: dict[str, bytes], originals: dict[str, bytes | None]) -> None:
         if not contents:
             return
-        self.ensure_free()
         files = {}
         for path, content in contents.items():
             original = originals.get(path)
@@ -135,11 +144,31 @@ class ParamsGuard:
                 "mtime_ns": mtime_ns,
                 "written": base64.b64encode(content).decode(),
             }
-        atomic_write(self._backup, json.dumps({"pid": os.getpid(), "host": hostname(), "files": files}).encode())
+        self._claim(json.dumps({"pid": os.getpid(), "host": hostname(), "files": files}).encode())
         for path, content in contents.items():
             full = self._root / path
+            if full.exists() and not full.is_file():
+                raise GitexpError(f"the params file {path} is not a regular file (a directory?); fix 'params:' in .gitexp.yaml")
             mode = full.stat().st_mode & 0o7777 if full.exists() else None
             atomic_write(full, content, mode)
+
+    def _claim(self, record: bytes) -> None:
+        """Create the backup file exclusively: the one lock that keeps two -S runs from crossing."""
+        self._backup.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in (1, 2):
+            try:
+                fd = os.open(self._backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                if attempt == 2:
+                    raise ParamsInUse(-1) from None
+                self.ensure_free()  # a live run holds it: refuse
+                self.recover()  # a dead one: put its files back, then claim again
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(record)
+                f.flush()
+                os.fsync(f.fileno())
+            return
 
     def restore(self) -> list[str]:
         """Put the originals back; return the paths kept as the user edited them."""

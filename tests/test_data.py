@@ -353,3 +353,26 @@ def test_outputs_a_run_did_not_write_are_marked_unchanged(dataset: Workspace) ->
     assert {p["path"]: p["fresh"] for p in data_record(ws, "writer")["outputs"]} == {"model.bin": True, "plots": True}
     uses = {(u["run"], u["role"]) for u in ws.gitexp("which", "--json", "model.bin").json()["uses"]}  # type: ignore[index]
     assert uses == {("writer", "output"), ("idle", "output (unchanged)")}
+
+
+def test_file_names_that_are_not_utf8_are_recorded_and_restored(ws: Workspace) -> None:
+    ws.write(".gitexp.yaml", "data: [data]\nlarge_files: 1kB\n")
+    (ws.root / "data").mkdir()
+    odd = os.fsdecode(b"data/f\xff.bin")
+    (ws.root / odd).write_bytes(b"odd name\n")
+    (ws.root / os.fsdecode(b"big\xfe.bin")).write_bytes(b"x" * 2000)
+    ws.run("-n", "odd", "--", "true")
+    [entry] = json.loads(ws.git("show", f"refs/experiments/odd:.gitexp/manifests/{data_record(ws, 'odd')['inputs'][0]['digest']}.json"))["files"]
+    assert os.fsencode(entry["path"]) == b"f\xff.bin"
+    (ws.root / odd).unlink()
+    (ws.root / os.fsdecode(b"big\xfe.bin")).unlink()
+    assert ws.gitexp("checkout", "odd").code == 0
+    assert (ws.root / odd).read_bytes() == b"odd name\n"
+    assert (ws.root / os.fsdecode(b"big\xfe.bin")).read_bytes() == b"x" * 2000
+
+
+def test_a_metric_with_an_empty_name_is_skipped_and_list_still_works(ws: Workspace) -> None:
+    result = ws.run("-n", "m", "--", "sh", "-c", "echo '{\"\": 1, \"ok\": 2}' > metrics.json")
+    assert "has an empty part" in result.err
+    assert ws.record("m", "metrics.json") == {"ok": 2}
+    assert ws.gitexp("list").code == 0

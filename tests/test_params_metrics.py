@@ -201,3 +201,25 @@ def test_non_finite_metrics_are_recorded_as_strict_json(ws: Workspace) -> None:
     listed = json.loads(ws.gitexp("list", "--json").out, parse_constant=refuse)
     assert listed[0]["metrics"]["loss"] == "NaN"
     assert "Infinity" in ws.gitexp("list").out
+
+
+def test_concurrent_overrides_never_record_params_the_command_did_not_see(ws: Workspace) -> None:
+    ws.write("params.yaml", "lr: 0.1\n")
+    ws.freeze()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gitexp", "run", "-n", f"c{i}", "-S", f"lr={i}", "--", "sh", "-c", "head -1 params.yaml; sleep 0.3"],
+            cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(1, 5)
+    ]
+    outcomes = [(p.communicate(timeout=60), p.returncode) for p in procs]
+    recorded = set(ws.runs())
+    assert recorded, "at least one run gets through"
+    for i, ((out, err), code) in enumerate(outcomes, start=1):
+        if f"c{i}" in recorded:
+            assert out.strip() == f"lr: {i}", "the command saw exactly the recorded override"
+            assert ws.record(f"c{i}", "params.json") == {"lr": i}
+        else:
+            assert code == 1 and "has rewritten the params files" in err
+    assert (ws.root / "params.yaml").read_text() == "lr: 0.1\n"

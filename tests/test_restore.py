@@ -324,3 +324,24 @@ def test_a_data_symlink_is_never_replaced_silently(ws: Workspace, tmp_path: Path
     result = ws.gitexp("checkout", "linked")
     assert result.code == 1 and "is a symlink" in result.err and "--into" in result.err
     assert (mounted / "x.csv").read_text() == "2\n"
+
+
+def test_an_ignored_file_the_run_had_as_code_is_never_overwritten_unsaved(ws: Workspace) -> None:
+    ws.write("notes.txt", "v1\n")
+    ws.run("-n", "A", "--", "true")
+    ws.write(".gitignore", "notes.txt\n")
+    ws.commit_all("ignore notes")
+    ws.write("notes.txt", "PRECIOUS\n")
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 1 and "cannot save first" in result.err and "notes.txt" in result.err
+    assert (ws.root / "notes.txt").read_text() == "PRECIOUS\n"
+
+
+def test_files_inside_a_nested_repository_are_never_overwritten_unsaved(ws: Workspace) -> None:
+    ws.write("nested/n.txt", "n1\n")
+    ws.run("-n", "A", "--", "true")
+    git(ws.root / "nested", "init", "-q")
+    ws.write("nested/n.txt", "PRECIOUS2\n")
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 1 and "nested/n.txt" in result.err
+    assert (ws.root / "nested/n.txt").read_text() == "PRECIOUS2\n"

@@ -53,7 +53,7 @@ class StatCache:
     def __init__(self, db_path: Path) -> None:
         self._path = db_path
         self._db: sqlite3.Connection | None = None
-        self._pending: list[tuple[str, int, int, int, str]] = []
+        self._pending: list[tuple[bytes, int, int, int, str]] = []
         self.hashed_bytes = 0
         self.hashed_files = 0
 
@@ -72,7 +72,7 @@ class StatCache:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute(
-            "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
+            "CREATE TABLE IF NOT EXISTS stat (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
             " inode INTEGER, digest TEXT)"
         )
         return db
@@ -80,7 +80,7 @@ class StatCache:
     def lookup(self, path: Path, st: os.stat_result) -> str | None:
         row = self._conn().execute(
             "SELECT digest FROM stat WHERE path = ? AND size = ? AND mtime_ns = ? AND inode = ?",
-            (str(path), st.st_size, st.st_mtime_ns, st.st_ino),
+            (_key(path), st.st_size, st.st_mtime_ns, st.st_ino),
         ).fetchone()
         return row[0] if row else None
 
@@ -98,13 +98,13 @@ class StatCache:
         after = os.stat(path)
         unchanged = (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
         if unchanged and after.st_mtime_ns < began - RACY_SECONDS * 1e9:
-            self._pending.append((str(path), after.st_size, after.st_mtime_ns, after.st_ino, digest))
+            self._pending.append((_key(path), after.st_size, after.st_mtime_ns, after.st_ino, digest))
         return digest
 
     def remember(self, path: Path, digest: str) -> None:
         """Record the digest of a file gitexp has just written itself (its bytes are known: no read needed)."""
         st = os.stat(path)
-        self._pending.append((str(path), st.st_size, st.st_mtime_ns, st.st_ino, digest))
+        self._pending.append((_key(path), st.st_size, st.st_mtime_ns, st.st_ino, digest))
 
     def flush(self) -> None:
         if not self._pending:
@@ -138,3 +138,8 @@ def copy_hashing(src: BinaryIO, out: BinaryIO | None, progress: Callable[[int], 
         if progress is not None:
             progress(len(chunk))
     return h.hexdigest()
+
+
+def _key(path: Path) -> bytes:
+    """The stat cache's key: the path's bytes, as the file system has them (names need not be UTF-8)."""
+    return os.fsencode(path)

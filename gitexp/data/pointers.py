@@ -93,8 +93,9 @@ class Manifest:
     entries: list[dict[str, Any]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        data = {"format": MANIFEST_FORMAT, "files": sorted(self.entries, key=lambda e: e["path"])}
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        from gitexp.format import compact_json
+
+        return compact_json({"format": MANIFEST_FORMAT, "files": sorted(self.entries, key=lambda e: e["path"])}).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes, what: str) -> Manifest:

@@ -251,6 +251,10 @@ class Store:
         walk(tree, "")
         return out
 
+    def hash_file(self, path: Path) -> str:
+        """The blob id git would give the file's bytes (no filters applied)."""
+        return str(pygit2.hashfile(str(path)))
+
     def has_object(self, oid: str) -> bool:
         return pygit2.Oid(hex=oid) in self.repo
 
