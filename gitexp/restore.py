@@ -133,6 +133,7 @@ class _Stage:
             self.direct.append(entry)
 
     def move_into(self, root: Path) -> None:
+        filtered = self.store.needs_filters([e.path for e in self.direct])
         for entry in self.direct:
             dest = self._clear(root, entry.path)
             if entry.kind == "link":
@@ -141,7 +142,7 @@ class _Stage:
             # An existing file with no other hard link is rewritten in place (cheaper than unlink + create).
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o777 if entry.executable else 0o666)
             with os.fdopen(fd, "wb") as out:
-                out.write(self.store.blob(entry.source))
+                out.write(self.store.worktree_bytes(entry.source, entry.path) if filtered else self.store.blob(entry.source))
                 mode = os.fstat(out.fileno()).st_mode
                 wanted = mode | 0o100 if entry.executable else mode & ~0o111
                 if wanted != mode:

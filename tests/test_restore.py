@@ -345,3 +345,14 @@ def test_files_inside_a_nested_repository_are_never_overwritten_unsaved(ws: Work
     result = ws.gitexp("checkout", "A")
     assert result.code == 1 and "nested/n.txt" in result.err
     assert (ws.root / "nested/n.txt").read_text() == "PRECIOUS2\n"
+
+
+def test_checkout_writes_line_endings_as_git_would(ws: Workspace) -> None:
+    ws.git("config", "core.autocrlf", "true")
+    (ws.root / "crlf.txt").write_bytes(b"a\r\nb\r\n")
+    ws.commit_all("crlf")
+    (ws.root / "crlf.txt").write_bytes(b"a\r\nb\r\nc\r\n")
+    ws.run("-n", "A", "--", "true")
+    (ws.root / "crlf.txt").write_bytes(b"a\r\nb\r\n")
+    assert ws.gitexp("checkout", "A").code == 0
+    assert (ws.root / "crlf.txt").read_bytes() == b"a\r\nb\r\nc\r\n"

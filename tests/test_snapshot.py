@@ -159,3 +159,15 @@ def test_run_commits_are_readable_by_plain_git(ws: Workspace) -> None:
     assert "Gitexp-Run: plain" in trailers
     assert "try a thing" in ws.git("log", "-1", "--format=%b", "refs/experiments/plain")
     assert ws.git("show", "refs/experiments/plain:.gitexp/run.json").startswith("{")
+
+
+def test_git_dir_and_git_work_tree_are_honoured_like_git_does(ws: Workspace, tmp_path: object) -> None:
+    ws.write("a.py", "in the repo\n")
+    elsewhere = ws.root.parent / "elsewhere"
+    elsewhere.mkdir()
+    env = {"GIT_DIR": str(ws.root / ".git"), "GIT_WORK_TREE": str(ws.root)}
+    result = gitexp(elsewhere, "run", "-n", "via-env", "--", "true", env=env)
+    assert result.code == 0, result.err
+    assert ws.tree("refs/experiments/via-env")["a.py"][1] == "in the repo\n"
+    wrong = gitexp(elsewhere, "run", "--", "true", env={"GIT_DIR": str(elsewhere / "nope")})
+    assert wrong.code == 1 and "GIT_DIR" in wrong.err

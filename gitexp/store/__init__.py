@@ -35,6 +35,15 @@ class Store:
 
     @classmethod
     def discover(cls, start: str | os.PathLike[str] = ".") -> Store:
+        """The repository around start, or the one GIT_DIR (and GIT_WORK_TREE) name, as git would use."""
+        if os.environ.get("GIT_DIR"):
+            try:
+                repo = pygit2.Repository(os.path.abspath(os.environ["GIT_DIR"]))
+                if os.environ.get("GIT_WORK_TREE"):
+                    repo.workdir = os.path.abspath(os.environ["GIT_WORK_TREE"])
+            except pygit2.GitError as exc:
+                raise NotARepository(f"{os.environ['GIT_DIR']} (from GIT_DIR)") from exc
+            return cls(repo)
         start = os.path.abspath(start)
         try:
             path = pygit2.discover_repository(start)
@@ -254,6 +263,27 @@ class Store:
     def hash_file(self, path: Path) -> str:
         """The blob id git would give the file's bytes (no filters applied)."""
         return str(pygit2.hashfile(str(path)))
+
+    def needs_filters(self, paths: list[str]) -> bool:
+        """Whether writing blobs to the work tree may need git's filters (autocrlf, eol, .gitattributes)."""
+        for key in ("core.autocrlf", "core.eol"):
+            try:
+                value = self.repo.config[key]
+            except KeyError:
+                continue
+            if str(value).lower() not in ("false", "lf"):
+                return True
+        return any(p == ".gitattributes" or p.endswith("/.gitattributes") for p in paths) or (
+            Path(self.repo.path) / "info" / "attributes"
+        ).exists()
+
+    def worktree_bytes(self, oid: str, path: str) -> bytes:
+        """A blob's bytes as git would write them at path (line endings and other filters applied)."""
+        blob = self.repo.get(oid)
+        if not isinstance(blob, pygit2.Blob):
+            raise StorageError(f"git object {oid} is missing or not a file (run 'git fsck')")
+        with pygit2.BlobIO(blob, as_path=path) as f:
+            return f.read()
 
     def has_object(self, oid: str) -> bool:
         return pygit2.Oid(hex=oid) in self.repo
