@@ -132,7 +132,7 @@ def _gpus(env: dict[str, str]) -> list[dict[str, str]]:
         return []
     query = "--query-gpu=name,memory.total,driver_version"
     try:
-        out = subprocess.run([smi, query, "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run([smi, query, "--format=csv,noheader"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return []
     gpus = []

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import os
+import re
 from collections.abc import Callable
 
 from gitexp.errors import InvalidRunName, InvalidTag
@@ -51,7 +51,7 @@ def validate(name: str, reserved: frozenset[str] = RESERVED) -> str:
         raise InvalidRunName(name, "it must start with a letter or a digit")
     if ".." in name:
         raise InvalidRunName(name, "it contains '..'")
-    if name.endswith(".lock") or name.endswith("."):
+    if name.endswith((".lock", ".")):
         raise InvalidRunName(name, "it ends with '.lock' or '.'")
     return name
 

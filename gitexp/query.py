@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 from gitexp import format as fmt
-from gitexp.errors import AmbiguousRun, RunNotFound
 from gitexp.config import Config
+from gitexp.errors import AmbiguousRun, RunNotFound
 from gitexp.model import RunSummary
 from gitexp.store import Store
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from gitexp.model import RunSummary
@@ -19,7 +19,7 @@ def duration(seconds: float | None) -> str:
         return "-"
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -127,8 +127,7 @@ def aligned(headers: list[str], rows: list[list[str]]) -> str:
     for row in rows:
         for i, text in enumerate(row):
             w = len(text) if text.isascii() else _width(text)
-            if w > widths[i]:
-                widths[i] = w
+            widths[i] = max(widths[i], w)
     def line(cells: list[str]) -> str:
         return "  ".join(c + " " * (w - (len(c) if c.isascii() else _width(c))) for c, w in zip(cells, widths)).rstrip()
 

@@ -142,7 +142,7 @@ _FETCH_LINE = re.compile(r"^ (?P<flag>[*+ !=t-]) +(?P<summary>\[[^]]+\]|\S+) +\S
 
 def _git_transfer(root: Path, args: list[str], report: ShareReport) -> None:
     """Run git push/fetch with the user's own git; turn refusals into clear reasons."""
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     lines = proc.stdout.splitlines() if args[0] == "push" else proc.stderr.splitlines()
     for line in lines:
         match = _PUSH_LINE.match(line) if args[0] == "push" else _FETCH_LINE.match(line)
