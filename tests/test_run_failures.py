@@ -153,18 +153,6 @@ def test_bare_repository_is_refused(tmp_path: Path) -> None:
     assert "not inside a git repository" not in result.err
 
 
-def test_an_unreadable_data_file_is_a_clear_error(ws: Workspace) -> None:
-    import os
-
-    if os.geteuid() == 0:
-        import pytest
-
-        pytest.skip("root can read anything")
-    ws.write("data/secret.csv", "x\n", mode=0o000)
-    result = ws.gitexp("run", "-d", "data", "--", "touch", "ran")
-    assert result.code == 1 and "Permission denied" in result.err and "Traceback" not in result.err
-
-
 def test_a_file_system_refusal_is_one_clear_line(ws: Workspace) -> None:
     (ws.root / ".git" / "gitexp").write_text("not a directory")  # gitexp's state dir cannot be made
     ws.freeze()
