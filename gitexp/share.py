@@ -119,8 +119,13 @@ def _wanted(store: Store, runs: list[str]) -> set[str]:
     return {u.digest for u in uses(store) if u.cached and (not chosen or u.run in chosen)}
 
 
+def data_remotes(store: Store) -> dict[str, str]:
+    """The data remotes: those of .gitexp.yaml (shared with the team), then this clone's own from .git/config."""
+    return {**dict(config_mod.load(store.root).remotes), **store.local_data_remotes()}
+
+
 def _data_remote(store: Store, name: str | None, git_remote: str) -> DataRemote | None:
-    remotes = dict(config_mod.load(store.root).remotes)
+    remotes = data_remotes(store)
     if name is not None:
         if name not in remotes:
             raise GitexpError(f"no data remote named {name!r} (add one with: gitexp remote add {name} URL)")

@@ -219,3 +219,19 @@ def test_a_clash_is_settled_by_renaming_the_local_run(team: tuple[Workspace, Pat
     assert git(clone, "log", "-1", "--format=%(trailers:key=Gitexp-Parent-Run,valueonly)", "refs/experiments/next").strip() == mine
     taken = gitexp(clone, "rename", "r1-mine", "r2")
     assert taken.code == 1 and "already exists" in taken.err
+
+
+def test_a_local_data_remote_survives_checking_out_an_older_config(ws: Workspace, tmp_path: Path) -> None:
+    store = tmp_path / "local-store"
+    ws.write(".gitexp.yaml", "outputs: [out.txt]\n")
+    ws.commit_all("config without remotes")
+    assert ws.gitexp("remote", "add", "--local", "mine", str(store)).code == 0
+    assert ws.git("config", "gitexp-remote.mine.url").strip() == str(store)
+    assert (ws.root / ".gitexp.yaml").read_text() == "outputs: [out.txt]\n", "the shared config is untouched"
+    ws.run("-n", "o", "--", "sh", "-c", "echo hi > out.txt")
+    bare = tmp_path / "o.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    ws.git("remote", "add", "origin", str(bare))
+    pushed = ws.gitexp("push")
+    assert pushed.code == 0 and "1 object(s)" in pushed.out
+    assert ws.gitexp("remote", "list").out.split() == ["mine", str(store)]

@@ -11,20 +11,27 @@ def command() -> None:
 @command.command("add")
 @click.argument("name")
 @click.argument("url")
-def add(name: str, url: str) -> None:
+@click.option("--local", is_flag=True, help="Keep it in this clone's .git/config instead (not shared, not versioned).")
+def add(name: str, url: str, local: bool) -> None:
     """Add data remote NAME at URL to .gitexp.yaml (commit it to share it with the team)."""
-    from gitexp import config
+    from gitexp import config, names
     from gitexp.store import Store
 
-    config.add_remote(Store.discover().root, name, url)
+    store = Store.discover()
+    if local:
+        names.validate(name)
+        store.set_local_data_remote(name, url)
+        click.echo(f"added local data remote {name}: {url}")
+        return
+    config.add_remote(store.root, name, url)
     click.echo(f"added data remote {name}: {url}")
 
 
 @command.command("list")
 def list_() -> None:
     """List the data remotes."""
-    from gitexp import config
+    from gitexp.share import data_remotes
     from gitexp.store import Store
 
-    for name, url in config.load(Store.discover().root).remotes:
+    for name, url in data_remotes(Store.discover()).items():
         click.echo(f"{name}\t{url}")

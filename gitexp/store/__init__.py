@@ -387,6 +387,21 @@ class Store:
         except (KeyError, pygit2.GitError):
             return []
 
+    def local_data_remotes(self) -> dict[str, str]:
+        """Data remotes kept in this clone's .git/config ([gitexp-remote "NAME"] url = ...), not shared."""
+        found = {}
+        for entry in self.repo.config:
+            name = entry.name or ""
+            if name.startswith("gitexp-remote.") and name.endswith(".url") and entry.value:
+                found[name[len("gitexp-remote.") : -len(".url")]] = entry.value
+        return found
+
+    def set_local_data_remote(self, name: str, url: str) -> None:
+        try:
+            self.repo.config[f"gitexp-remote.{name}.url"] = url
+        except pygit2.GitError as exc:
+            raise StorageError(f"cannot write .git/config: {exc}") from exc
+
     def add_config_value(self, key: str, value: str) -> None:
         """Append a value to a multi-valued key of the repository's .git/config (if not there yet)."""
         import re
