@@ -215,6 +215,7 @@ def test_which_finds_runs_by_file_directory_inner_file_and_digest(dataset: Works
     assert sorted(u["run"] for u in whole["uses"]) == ["r1", "r2"]  # type: ignore[index]
     by_digest = ws.gitexp("which", xxh(b"weights 1")).out
     assert "r1" in by_digest and "output" in by_digest and "r2" not in by_digest
+    assert "r1" in ws.gitexp("which", xxh(b"weights 1")[:10]).out, "a digest prefix works too"
     none = ws.gitexp("which", "train.py")
     assert none.code == 0 and "no run used or produced" in none.out
     bad = ws.gitexp("which", "nope")

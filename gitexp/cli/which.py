@@ -19,7 +19,8 @@ def command(target: str, as_json: bool) -> None:
         click.echo(render.to_json({"digest": digest, "uses": [u.__dict__ for u in found]}))
         return
     if not found:
-        click.echo(f"no run used or produced {digest}")
+        click.echo(f"no run used or produced {digest} as data, output or large file"
+                   " (code is in git: git log --all -- PATH)")
         return
     from tabulate import tabulate
 

@@ -66,17 +66,18 @@ def uses(store: Store, dirs: bool = False) -> Iterator[Use]:
 
 
 def which(store: Store, target: str, cwd: Path) -> tuple[str, list[Use]]:
-    """(digest, uses) of the content of a file or directory, or of a digest given as text."""
+    """(digest, uses) of the content of a file or directory, or of a digest (or its 8+ first hex digits)."""
     digest = _digest_of(store, target, cwd)
-    return digest, [u for u in uses(store, dirs=True) if u.digest == digest]
+    return digest, [u for u in uses(store, dirs=True) if u.digest.startswith(digest)]
 
 
 def _digest_of(store: Store, target: str, cwd: Path) -> str:
     path = Path(cwd, target)
     if not path.exists():
-        if is_digest(target.lower()):
-            return target.lower()
-        raise GitexpError(f"{target!r} is neither an existing file or directory nor a 32-hex-digit digest")
+        text = target.lower()
+        if 8 <= len(text) <= 32 and all(c in "0123456789abcdef" for c in text):
+            return text
+        raise GitexpError(f"{target!r} is neither an existing file or directory nor a digest (8 to 32 hex digits)")
     stats = StatCache(stat_db(store.git_common_dir()))
     try:
         if path.is_dir():
