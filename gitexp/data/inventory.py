@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gitexp import format as fmt
 from gitexp.data.cache import Cache
-from gitexp.data.hashing import StatCache, is_digest
+from gitexp.data.hashing import StatCache
 from gitexp.data.pointers import DataPointer, Manifest, collect
 from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
