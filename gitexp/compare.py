@@ -120,7 +120,7 @@ def compare_table(runs: list[RunSummary], only_changed: bool) -> list[tuple[str,
     for section in ("params", "metrics"):
         maps: list[dict[str, Any]] = [getattr(r, section) for r in runs]
         for key in sorted({k for m in maps for k in m}):
-            values = [m.get(key, fmt_missing) for m in maps]
+            values = [m.get(key) for m in maps]
             if only_changed and len({json.dumps(v, sort_keys=True, default=str) for v in values}) == 1:
                 continue
             rows.append((f"{section}.{key}", values))
@@ -139,14 +139,6 @@ def best_columns(config: Config, rows: list[tuple[str, list[Any]]]) -> dict[str,
         pick = max if higher_is_better(config, key.removeprefix("metrics.")) else min
         best[key] = pick(scored)[1]
     return best
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "-"
-
-
-fmt_missing: Any = _Missing()
 
 
 def _command(store: Store, run: RunSummary) -> str | None:

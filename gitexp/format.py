@@ -29,8 +29,6 @@ DATA_FILE = "data.json"
 MANIFEST_DIR = "manifests"
 INDEX_TREE = "index"  # a saved run's record: the tree the user had staged
 
-STATUSES = ("completed", "failed", "interrupted", "saved")
-
 # Commit message trailers, in the order they are written.
 T_FORMAT = "Gitexp-Format"
 T_RUN = "Gitexp-Run"

@@ -108,7 +108,7 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
         guard.apply(params.contents, {f.target: f.original for f in files if f.target})
         try:
             env_record: dict[str, Any] = {}
-            env_thread = threading.Thread(target=lambda: env_record.update(_capture_env(request.command, env)), daemon=True)
+            env_thread = threading.Thread(target=lambda: env_record.update(environment.capture(request.command, env)), daemon=True)
             env_thread.start()
             notify(f"run {name}: {shlex.join(request.command)}")
             started = datetime.now(timezone.utc).astimezone()
@@ -285,10 +285,6 @@ def _scratch_root(store: Store) -> Path:
         if pid.isdigit() and not pid_alive(int(pid), hostname()):
             shutil.rmtree(old, ignore_errors=True)
     return path
-
-
-def _capture_env(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
-    return environment.capture(argv, env)
 
 
 def _record_files(

@@ -364,7 +364,7 @@ def compare_text(runs: list[RunSummary], rows: list[tuple[str, list[Any]]], best
 
     table = []
     for key, values in rows:
-        cells = [value(v) if repr(v) != "-" else "-" for v in values]
+        cells = [value(v) for v in values]
         if key in best:
             i = best[key]
             cells[i] = paint(cells[i], "green", colour) if colour else cells[i] + " *"

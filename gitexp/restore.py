@@ -130,9 +130,6 @@ class _Stage:
             if entry.kind != "object":
                 self.add(entry)
 
-    def missing(self, entries: list[Entry], present: Callable[[Entry], bool]) -> list[str]:
-        return [e.path for e in entries if e.kind == "object" and not present(e) and not self.cache.has(e.source)]
-
     def add(self, entry: Entry) -> None:
         if entry.kind == "object":
             tmp = self.scratch / os.urandom(8).hex()
@@ -184,6 +181,11 @@ class _Stage:
         return dest
 
 
+def _missing_objects(cache: Cache, entries: list[Entry]) -> list[str]:
+    """Paths of the entries whose data object is not in the cache."""
+    return [e.path for e in entries if e.kind == "object" and not cache.has(e.source)]
+
+
 def _make_parents(root: Path, directory: Path) -> None:
     """mkdir -p, replacing a file or link that stands where a directory must be (it was the run's to replace)."""
     if directory.is_dir() and not directory.is_symlink():
@@ -222,7 +224,7 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
     tgt = target(store, run, sections)
     stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
     try:
-        missing = stage.missing(list(tgt.entries.values()), lambda e: False)
+        missing = _missing_objects(stage.cache, list(tgt.entries.values()))
         if missing:
             raise MissingData(run.name, missing)
         stage.add_all(list(tgt.entries.values()))
@@ -263,7 +265,7 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
             p for p in (set(current_code) | set(current_data)) - set(tgt.entries) if _removable(root / p)
         )
         cache = Cache(cache_root(store.git_common_dir()))
-        missing = [e.path for e in todo if e.kind == "object" and not cache.has(e.source)]
+        missing = _missing_objects(cache, todo)
         if missing:
             raise MissingData(run.name, missing)
         touched = {e.path for e in todo} | set(removals)

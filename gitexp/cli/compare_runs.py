@@ -22,7 +22,7 @@ def command(runs: tuple[str, ...], only_changed: bool, as_json: bool, color: str
     if as_json:
         click.echo(render.to_json({
             "runs": [{"name": r.name, "commit": r.commit} for r in found],
-            "rows": [{"key": key, "values": [None if v is compare.fmt_missing else v for v in values], "best": best.get(key)} for key, values in rows],
+            "rows": [{"key": key, "values": values, "best": best.get(key)} for key, values in rows],
         }))
     else:
         click.echo(render.compare_text(found, rows, best, use_color(color)), color=use_color(color))

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import click
 
+from gitexp.render import FORMATS
+
 
 @click.command("list")
 @click.option("-w", "--where", "where", metavar="EXPR", help='Only runs matching EXPR, e.g. "metrics.acc > 0.9 and params.lr <= 0.01" (see docs/cli.md).')
@@ -9,7 +11,7 @@ import click
 @click.option("-l", "--limit", type=click.IntRange(min=1), help="Show at most this many runs.")
 @click.option("-c", "--columns", metavar="KEY[,...]", help="Columns to show, e.g. name,params.lr,metrics.acc (default: name, created, status, duration, params, metrics).")
 @click.option("--only-changed", is_flag=True, help="Hide param and metric columns whose value is the same in every row.")
-@click.option("-f", "--format", "output", type=click.Choice(["table", "csv", "json", "markdown"]), default="table", show_default=True, help="Output format.")
+@click.option("-f", "--format", "output", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json: every run's summary (schema in docs/format.md).")
 def command(where: str | None, sort: str | None, limit: int | None, columns: str | None, only_changed: bool, output: str, as_json: bool) -> None:
     """List runs, newest first."""
