@@ -12,7 +12,11 @@ from gitexp.format import CONFIG_FILE
 DEFAULT_PARAMS = ("params.yaml",)
 DEFAULT_METRICS = ("metrics.json", "metrics.yaml")
 DEFAULT_LARGE_FILES = 10_000_000
-KNOWN_KEYS = ("params", "metrics", "data", "outputs", "large_files", "cache_inputs", "direction", "remotes")
+KNOWN_KEYS = (
+    "params", "metrics", "data", "outputs", "large_files", "cache_inputs", "direction", "remotes", "scalars",
+    "sample_interval",
+)
+DEFAULT_SAMPLE_INTERVAL = 2.0
 LOWER_IS_BETTER_WORDS = ("loss", "error", "err", "rmse", "mae", "mse", "perplexity", "wer", "cer")
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}
@@ -28,6 +32,8 @@ class Config:
     cache_inputs: bool = True
     direction: tuple[tuple[str, str], ...] = ()  # (metric, "higher" | "lower"), the first is the primary metric
     remotes: tuple[tuple[str, str], ...] = ()  # data remotes: (name, url)
+    scalars: str | None = None  # capture scalars printed on stdout: None (off), "default", or a regex
+    sample_interval: float = DEFAULT_SAMPLE_INTERVAL  # seconds between hardware samples; 0: off
     params_explicit: bool = False
     warnings: tuple[str, ...] = ()
 
@@ -63,9 +69,27 @@ def load(root: Path) -> Config:
         cache_inputs=cache_inputs,
         direction=_direction(data.get("direction", {})),
         remotes=_remotes(data.get("remotes", {})),
+        scalars=_scalars(data.get("scalars")),
+        sample_interval=_interval(data.get("sample_interval", DEFAULT_SAMPLE_INTERVAL)),
         params_explicit="params" in data,
         warnings=warnings,
     )
+
+
+def _scalars(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "default"
+    if not isinstance(value, str) or not value:
+        raise InvalidConfig(CONFIG_FILE, "'scalars' must be true, false, default, or a regular expression")
+    return value
+
+
+def _interval(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InvalidConfig(CONFIG_FILE, "'sample_interval' must be a number of seconds (0 turns sampling off)")
+    return float(value)
 
 
 def _direction(value: Any) -> tuple[tuple[str, str], ...]:

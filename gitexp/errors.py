@@ -67,6 +67,14 @@ class RunNotFound(GitexpError):
         self.spec = spec
 
 
+class RunInProgress(GitexpError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"run {name!r} is still running (wait for it to end, or follow it with: gitexp logs -f {name})"
+        )
+        self.name = name
+
+
 class AmbiguousRun(GitexpError):
     def __init__(self, spec: str, candidates: list[str]) -> None:
         shown = ", ".join(candidates[:5])

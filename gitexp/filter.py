@@ -13,6 +13,7 @@ Grammar (keywords `and`, `or`, `not`, `true`, `false`, `null`, `none` are case-i
     OP         := "=" | "==" | "!=" | "<" | "<=" | ">" | ">="
     FIELD      := name | status | user | note | commit | branch | base | tag | tags
                   | created | duration | exit_code | params.<key> | metrics.<key>
+                  | resources.<key>
     VALUE      := number | 'string' | "string" | bare word | true | false | null | none
 
 A bare word is made of letters, digits and `_ . : + - /`; one that reads as a number
@@ -54,7 +55,8 @@ class _Missing:
 MISSING: Final = _Missing()
 
 FIELDS_HELP: Final = (
-    "name, status, tag, created, duration, user, base, branch, exit_code, note, commit, params.<key>, metrics.<key>"
+    "name, status, tag, created, duration, user, base, branch, exit_code, note, commit, params.<key>, metrics.<key>, "
+    "resources.<key>"
 )
 
 # A compiled (sub)expression: True, False, or None for "unknown" (a field the run lacks).
@@ -118,12 +120,9 @@ def _getter(key: str) -> Callable[[RunSummary], Any] | None:
     simple = _GETTERS.get(key)
     if simple is not None:
         return simple
-    if key.startswith("params.") and len(key) > len("params."):
-        sub = key[len("params.") :]
-        return lambda run: run.params.get(sub, MISSING)
-    if key.startswith("metrics.") and len(key) > len("metrics."):
-        sub = key[len("metrics.") :]
-        return lambda run: run.metrics.get(sub, MISSING)
+    section, dot, sub = key.partition(".")
+    if dot and sub and section in ("params", "metrics", "resources"):
+        return lambda run: getattr(run, section).get(sub, MISSING)
     return None
 
 
@@ -154,7 +153,7 @@ def lookup(run: RunSummary, key: str) -> Any:
 
     name/status/user/note/commit -> str; exit_code -> int; duration -> float seconds;
     created -> the ISO start time; base -> the base commit id; branch -> the base
-    branch; tag/tags -> the tuple of tags; params.<key>/metrics.<key> -> the stored
+    branch; tag/tags -> the tuple of tags; params./metrics./resources.<key> -> the stored
     value (None when stored as null). An unknown field raises FilterError.
     """
     get = _getter(key)

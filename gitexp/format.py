@@ -28,6 +28,10 @@ STDERR_FILE = "stderr.log"
 DATA_FILE = "data.json"
 MANIFEST_DIR = "manifests"
 INDEX_TREE = "index"  # a saved run's record: the tree the user had staged
+STEPS_FILE = "steps.jsonl"  # metrics logged per step (gitexp.log, scalars captured from stdout)
+SYSTEM_FILE = "system.jsonl"  # hardware samples of the command's process tree, same line format
+RESOURCES_FILE = "resources.json"  # the hardware summary (peak RSS, CPU-seconds, ...)
+LOG_TIMES_FILE = "logtimes.tsv"  # when each piece of stdout.log / stderr.log arrived
 
 # Commit message trailers, in the order they are written.
 T_FORMAT = "Gitexp-Format"
@@ -43,6 +47,8 @@ T_PARENT = "Gitexp-Parent-Run"
 T_TAGS = "Gitexp-Tags"
 T_PARAMS = "Gitexp-Params"
 T_METRICS = "Gitexp-Metrics"
+T_RESOURCES = "Gitexp-Resources"
+T_RECORDER = "Gitexp-Recorder"  # only while status is running: pid@host of the recording process
 
 SUBJECT_MAX = 72
 
@@ -130,6 +136,10 @@ def run_trailers(run: RunSummary) -> list[tuple[str, str]]:
         trailers.append((T_TAGS, compact_json(list(run.tags))))
     trailers.append((T_PARAMS, compact_json(run.params)))
     trailers.append((T_METRICS, compact_json(run.metrics)))
+    if run.resources:
+        trailers.append((T_RESOURCES, compact_json(run.resources)))
+    if run.recorder:
+        trailers.append((T_RECORDER, run.recorder))
     return trailers
 
 
@@ -153,6 +163,8 @@ def summary_from_message(name: str, commit: str, message: str) -> RunSummary:
         tags=tuple(_json(t.get(T_TAGS), [])),
         params=_json(t.get(T_PARAMS), {}),
         metrics=_json(t.get(T_METRICS), {}),
+        resources=_json(t.get(T_RESOURCES), {}),
+        recorder=t.get(T_RECORDER, ""),
         note=parse_note(message),
         subject=message.split("\n", 1)[0],
     )

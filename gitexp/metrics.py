@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitexp.params import flatten
+from gitexp.paramfiles import flatten
 
 
 @dataclass(frozen=True)

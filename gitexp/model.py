@@ -26,6 +26,8 @@ class RunSummary:
     metrics: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     subject: str = ""
+    resources: dict[str, Any] = field(default_factory=dict)
+    recorder: str = ""  # pid@host of the process recording a run still in progress
 
     @property
     def started_at(self) -> datetime:
@@ -52,6 +54,7 @@ class RunSummary:
             "note": self.note,
             "params": self.params,
             "metrics": self.metrics,
+            "resources": self.resources,
         }
 
 

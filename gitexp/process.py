@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import select
 import shutil
 import signal
@@ -15,9 +16,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 from gitexp.errors import CommandNotExecutable, CommandNotFound
 
@@ -29,14 +32,37 @@ ESCALATION = (  # after an interrupt: (seconds since it, signal sent to the comm
 )
 
 
+class OutputSink(Protocol):
+    """Also fed the command's stdout as it arrives (scalar capture)."""
+
+    def feed(self, data: bytes, when: float) -> None: ...
+
+    def close(self, when: float) -> None: ...
+
+
 @dataclass(frozen=True)
 class Outcome:
     exit_code: int
     interrupted: bool
+    usage: resource.struct_rusage | None = None  # the command's and its reaped descendants' CPU and peak memory
 
 
-def execute(argv: list[str], cwd: Path, env: dict[str, str], stdout_log: Path, stderr_log: Path) -> Outcome:
-    """Run argv to completion; return its exit code (128+N when killed by signal N)."""
+def execute(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    stdout_log: Path,
+    stderr_log: Path,
+    times_log: Path | None = None,
+    on_start: Callable[[int], None] | None = None,
+    stdout_sink: OutputSink | None = None,
+) -> Outcome:
+    """Run argv to completion; return its exit code (128+N when killed by signal N).
+
+    times_log gets a line `<unix time> <stdout|stderr> <end offset>` per piece of
+    output read, so every line of the logs has the time it arrived; on_start is
+    called with the command's pid once it runs.
+    """
     check_command(argv[0], cwd, env)
     out_r, out_w = _channel(sys.stdout)
     err_r, err_w = _channel(sys.stderr)
@@ -52,16 +78,32 @@ def execute(argv: list[str], cwd: Path, env: dict[str, str], stdout_log: Path, s
         _close(out_r, out_w, err_r, err_w)
         raise CommandNotExecutable(argv[0], exc.strerror or str(exc)) from exc
     _close(out_w, err_w)
-    pump = _Pump([(out_r, _fileno(sys.stdout), stdout_log), (err_r, _fileno(sys.stderr), stderr_log)])
+    pump = _Pump(
+        [(out_r, _fileno(sys.stdout), stdout_log, "stdout"), (err_r, _fileno(sys.stderr), stderr_log, "stderr")],
+        times_log,
+        {out_r: stdout_sink} if stdout_sink is not None else {},
+    )
     pump.start()
     guard = _SignalGuard(proc)
     try:
-        returncode = proc.wait()
+        if on_start is not None:
+            on_start(proc.pid)
+        returncode, usage = _wait(proc)
     finally:
         guard.restore()
         pump.finish()
     exit_code = 128 - returncode if returncode < 0 else returncode
-    return Outcome(exit_code=exit_code, interrupted=guard.interrupted)
+    return Outcome(exit_code=exit_code, interrupted=guard.interrupted, usage=usage)
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage | None]:
+    """Reap the command with wait4, which also gives its resource usage (that of its whole reaped tree)."""
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # reaped by a concurrent poll() of the signal guard
+        return proc.wait(), None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage
 
 
 def check_command(program: str, cwd: Path, env: dict[str, str]) -> None:
@@ -116,9 +158,13 @@ def _close(*fds: int) -> None:
 class _Pump:
     """Copies the child's output to our terminal and to log files, in one thread."""
 
-    def __init__(self, channels: list[tuple[int, int | None, Path]]) -> None:
+    def __init__(
+        self, channels: list[tuple[int, int | None, Path, str]], times_log: Path | None, sinks: dict[int, OutputSink]
+    ) -> None:
         self._wake_r, self._wake_w = os.pipe()
         self._channels = channels
+        self._times_log = times_log
+        self._sinks = sinks
         self._thread = threading.Thread(target=self._run, name="gitexp-output", daemon=True)
 
     def start(self) -> None:
@@ -131,8 +177,11 @@ class _Pump:
 
     def _run(self) -> None:
         # Unbuffered: if gitexp itself is killed, the logs hold everything read so far.
-        logs = {src: open(log, "wb", buffering=0) for src, _, log in self._channels}
-        dests = {src: dst for src, dst, _ in self._channels}
+        logs = {src: open(log, "wb", buffering=0) for src, _, log, _ in self._channels}  # noqa: SIM115
+        dests = {src: dst for src, dst, _, _ in self._channels}
+        labels = {src: label for src, _, _, label in self._channels}
+        offsets = dict.fromkeys(dests, 0)
+        times = open(self._times_log, "wb", buffering=0) if self._times_log is not None else None  # noqa: SIM115
         open_fds = set(dests)
         deadline: float | None = None
         try:
@@ -151,6 +200,16 @@ class _Pump:
                         open_fds.discard(fd)
                         continue
                     logs[fd].write(data)
+                    now = time.time()
+                    offsets[fd] += len(data)
+                    if times is not None:
+                        times.write(f"{now:.3f} {labels[fd]} {offsets[fd]}\n".encode())
+                    sink = self._sinks.get(fd)
+                    if sink is not None:
+                        try:
+                            sink.feed(data, now)
+                        except (OSError, ValueError):
+                            del self._sinks[fd]  # capture is a bonus: it never stops the logs
                     dst = dests[fd]
                     if dst is not None and not _write_all(dst, data):
                         dests[fd] = None  # our output was closed (e.g. piped to head): keep logging
@@ -158,6 +217,10 @@ class _Pump:
             for fd, log in logs.items():
                 log.close()
                 _close(fd)
+            for sink in self._sinks.values():
+                sink.close(time.time())
+            if times is not None:
+                times.close()
 
 
 def _read(fd: int) -> bytes:

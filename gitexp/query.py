@@ -8,7 +8,7 @@ from typing import Any
 
 from gitexp import format as fmt
 from gitexp.config import Config
-from gitexp.errors import AmbiguousRun, RunNotFound
+from gitexp.errors import AmbiguousRun, RunInProgress, RunNotFound
 from gitexp.model import RunSummary
 from gitexp.store import Store
 
@@ -17,11 +17,27 @@ MIN_PREFIX = 4
 
 def runs(store: Store, problems: list[str] | None = None) -> list[RunSummary]:
     """Every readable run with its tags and notes, newest first (unreadable ones are described in problems)."""
-    found = store.summaries(problems)
+    found = [_now(store, r) for r in store.summaries(problems)]
     notes = store.annotations()
     if notes:
         found = [annotated(r, notes.get(r.commit, {})) for r in found]
     return sorted(found, key=lambda r: (r.started_at, r.name), reverse=True)
+
+
+def settled(run: RunSummary) -> RunSummary:
+    """run, unless it is still running (RunInProgress): for commands that need its final record or must not race it."""
+    if run.status == "running":
+        raise RunInProgress(run.name)
+    return run
+
+
+def _now(store: Store, run: RunSummary) -> RunSummary:
+    """A run still `running` as it stands now: with its latest metrics, or `crashed` if its recorder died."""
+    if run.status != "running":
+        return run
+    from gitexp.live import current
+
+    return current(store.git_common_dir(), run)
 
 
 def annotated(run: RunSummary, annotation: dict[str, Any]) -> RunSummary:
@@ -40,7 +56,7 @@ def resolve(store: Store, spec: str) -> RunSummary:
     name = spec.removeprefix(fmt.REF_PREFIX)
     commit = store.run_commit(name) if name and "/" not in name and name != "latest" else None
     if commit is not None:
-        return annotated(store.summary(name, commit), store.annotation(commit))
+        return annotated(_now(store, store.summary(name, commit)), store.annotation(commit))
     if spec == "latest":
         all_runs = runs(store)
         if not all_runs:
@@ -49,7 +65,7 @@ def resolve(store: Store, spec: str) -> RunSummary:
     if len(spec) >= MIN_PREFIX and all(c in "0123456789abcdefABCDEF" for c in spec):
         matches = store.commits_with_prefix(spec)
         if len(matches) == 1:
-            return annotated(store.summary(*matches[0]), store.annotation(matches[0][1]))
+            return annotated(_now(store, store.summary(*matches[0])), store.annotation(matches[0][1]))
         if len(matches) > 1:
             raise AmbiguousRun(spec, sorted(n for n, _ in matches))
     raise RunNotFound(spec)

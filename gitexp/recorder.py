@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shlex
 import shutil
 import threading
@@ -16,16 +17,21 @@ from typing import TYPE_CHECKING, Any
 from gitexp import config as config_mod
 from gitexp import environment, names, process
 from gitexp import format as fmt
+from gitexp import live as live_mod
 from gitexp import metrics as metrics_mod
-from gitexp import params as params_mod
+from gitexp import paramfiles as params_mod
 from gitexp.environment import hostname, login
 from gitexp.errors import GitexpError, RunNameTaken
+from gitexp.live import Heartbeat, LiveState, boot_id, recorder_tag
+from gitexp.live import remove as remove_live
 from gitexp.model import Progress, RunSummary, Snapshot
+from gitexp.scalars import ScalarCapture, compile_pattern
 from gitexp.store import Store
 from gitexp.workspace import ParamsGuard, Pointer, pid_alive, read_pointer, write_pointer
 
 if TYPE_CHECKING:
     from gitexp.data.session import DataSession
+    from gitexp.sampler import Sampler
 
 ENV_RUN_NAME = "GITEXP_RUN_NAME"
 ENV_RUN_DIR = "GITEXP_RUN_DIR"
@@ -43,6 +49,11 @@ class RunRequest:
     tags: tuple[str, ...] = ()
     data: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    scalars: str | None = None  # capture stdout scalars: "default" or a regex (None: as .gitexp.yaml says)
+    sample_interval: float | None = None  # seconds between hardware samples, 0: off (None: as .gitexp.yaml says)
+    # For `gitexp.start()`: the params the script passes, merged over the params files; the "command" is the process.
+    extra_params: dict[str, Any] | None = None
+    in_process: bool = False
     # For `gitexp reproduce`: run in a copy of a run's workspace instead of the repository's.
     repository: Path | None = None  # the repository to record into (default: the one around cwd)
     workdir: Path | None = None  # the copy's root: params, metrics and data paths are read there
@@ -58,110 +69,268 @@ class RunResult:
 
 Notify = Callable[[str], None]
 
+# Files of the scratch directory ($GITEXP_RUN_DIR) that the in-script API writes (see gitexp/tracking.py).
+API_STEPS = "steps.jsonl"
+API_SUMMARY = "summary.jsonl"
+API_ARTIFACTS = "artifacts.jsonl"
+API_PARAMS = "params.json"
+CAPTURED_STEPS = "scalars.jsonl"
+
 
 def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress: Progress | None = None) -> RunResult:
     """Run request.command and record it; everything checkable is checked before it starts."""
-    if not request.command:
-        raise GitexpError("no command given (usage: gitexp run [OPTIONS] -- COMMAND [ARGS]...)")
-    store = Store.discover(request.repository or request.cwd)
-    root = request.workdir or store.root
-    guard = ParamsGuard(store.state_dir, root)
-    for path in guard.recover():
-        notify(f"restored {path}, left rewritten by a gitexp run that was killed")
-    config = config_mod.load(root)
-    for warning in config.warnings:
-        notify(warning)
-
-    name = _choose_name(store, request.name)
-    for tag in request.tags:
-        names.validate_tag(tag)
-    process.check_command(request.command[0], request.cwd, dict(os.environ))
-    overrides = [params_mod.parse_override(text) for text in request.overrides]
-    files = params_mod.load_files(root, config.params, required=config.params_explicit)
-    params = params_mod.effective(files, overrides)
-    for key in params.new_keys:
-        notify(f"-S {key}: no params file defines {key}; it is added for this run (a typo?)")
-    if params.contents:
-        guard.ensure_free()
-    parent = _choose_parent(store, request, notify)
-    inputs, outputs = _data_paths(config, request, root)
-
-    snap = request.code or store.snapshot(
-        replace=params.contents, exclude=inputs + outputs, large_threshold=config.large_files
-    )
-    for path in snap.skipped:
-        notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
-    data = _data_session(store, root, progress) if inputs or outputs or snap.large else None
-    outputs_before = _outputs_state(root, outputs)
-    metric_states = metrics_mod.before(root, config.metrics)
-    scratch = _scratch_root(store) / f"run-{os.getpid()}-{os.urandom(4).hex()}"
-    scratch.mkdir()
-    env = dict(os.environ)
-    env[ENV_RUN_NAME] = name
-    env[ENV_RUN_DIR] = str(scratch)
+    recording = Recording.begin(request, notify, progress)
     try:
-        if data is not None:
-            data.add("inputs", inputs, config.cache_inputs, "hashing inputs")
-            for path in snap.large:
-                notify(f"{path} is large and untracked: recorded as a data pointer, not a git blob")
-            data.add("large_files", snap.large, True, "caching large files")
-        guard.apply(params.contents, {f.target: f.original for f in files if f.target})
+        outcome = recording.execute()
+        return recording.finish(outcome.exit_code, outcome.interrupted, outcome.usage)
+    finally:
+        recording.close()
+
+
+class Recording:
+    """One run being recorded, from its `running` commit to its final one.
+
+    begin() checks everything, snapshots the code and writes the run's ref with
+    status `running` (its live file kept fresh by a heartbeat); execute() runs
+    the command; finish() writes the final commit over the running one; close()
+    cleans up, and deletes the ref if the run never finished (gitexp itself failed).
+    """
+
+    def __init__(self, store: Store, request: RunRequest, notify: Notify, progress: Progress | None) -> None:
+        self.store = store
+        self.request = request
+        self.notify = notify
+        self.progress = progress
+        self.root = request.workdir or store.root
+        self.guard = ParamsGuard(store.state_dir, self.root)
+        self.common_dir = store.git_common_dir()
+        self.data: DataSession | None = None
+        self.scratch: Path | None = None
+        self.running_commit: str | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.sampler: Sampler | None = None
+        self.finished = False
+        self.env_record: dict[str, Any] = {}
+        self._env_thread: threading.Thread | None = None
+
+    # -- begin -------------------------------------------------------------
+
+    @classmethod
+    def begin(cls, request: RunRequest, notify: Notify = lambda _msg: None, progress: Progress | None = None) -> Recording:
+        if not request.command:
+            raise GitexpError("no command given (usage: gitexp run [OPTIONS] -- COMMAND [ARGS]...)")
+        self = cls(Store.discover(request.repository or request.cwd), request, notify, progress)
         try:
-            env_record: dict[str, Any] = {}
-            env_thread = threading.Thread(target=lambda: env_record.update(environment.capture(request.command, env)), daemon=True)
-            env_thread.start()
-            notify(f"run {name}: {shlex.join(request.command)}")
-            started = datetime.now(timezone.utc).astimezone()
-            t0 = time.monotonic()
-            outcome = process.execute(request.command, request.cwd, env, scratch / fmt.STDOUT_FILE, scratch / fmt.STDERR_FILE)
-            duration = time.monotonic() - t0
-            ended = datetime.now(timezone.utc).astimezone()
-        finally:
-            for path in guard.restore():
-                notify(f"{path} was edited during the run; your edit was kept")
-        metrics = metrics_mod.read(root, metric_states)
-        for warning in metrics.warnings:
+            self._prepare()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _prepare(self) -> None:
+        store, request, root, notify = self.store, self.request, self.root, self.notify
+        for path in self.guard.recover():
+            notify(f"restored {path}, left rewritten by a gitexp run that was killed")
+        for crashed in finalize_crashed(store, notify):
+            notify(f"run {crashed}: its recorder died; recorded as crashed with the logs and metrics it left")
+        config = config_mod.load(root)
+        for warning in config.warnings:
             notify(warning)
-        if data is not None:
-            unchanged = {p for p in outputs if _outputs_state(root, (p,))[p] == outputs_before[p]}
-            for pointer in data.add("outputs", outputs, True, "caching outputs", unchanged):
+        self.config = config
+        self.name = _choose_name(store, request.name)
+        for tag in request.tags:
+            names.validate_tag(tag)
+        if not request.in_process:
+            process.check_command(request.command[0], request.cwd, dict(os.environ))
+        scalars = request.scalars if request.scalars is not None else config.scalars
+        self.scalars = compile_pattern(scalars) if scalars else None
+        self.sample_interval = request.sample_interval if request.sample_interval is not None else config.sample_interval
+        overrides = [params_mod.parse_override(text) for text in request.overrides]
+        files = params_mod.load_files(root, config.params, required=config.params_explicit)
+        self.params = params_mod.effective(files, overrides)
+        self.param_originals = {f.target: f.original for f in files if f.target}
+        self.effective_params = _merged(self.params.params, request.extra_params or {})
+        for key in self.params.new_keys:
+            notify(f"-S {key}: no params file defines {key}; it is added for this run (a typo?)")
+        if self.params.contents:
+            self.guard.ensure_free()
+        self.parent = _choose_parent(store, request, notify)
+        self.inputs, self.outputs = _data_paths(config, request, root)
+        self.snap = request.code or store.snapshot(
+            replace=self.params.contents, exclude=self.inputs + self.outputs, large_threshold=config.large_files
+        )
+        for path in self.snap.skipped:
+            notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
+        if self.inputs or self.outputs or self.snap.large:
+            self.data = _data_session(store, root, self.progress)
+        self.outputs_before = _outputs_state(root, self.outputs)
+        self.metric_states = metrics_mod.before(root, config.metrics)
+        self.scratch = _scratch_root(store) / f"run-{os.getpid()}-{os.urandom(4).hex()}"
+        self.scratch.mkdir()
+        if self.data is not None:
+            self.data.add("inputs", self.inputs, config.cache_inputs, "hashing inputs")
+            for path in self.snap.large:
+                notify(f"{path} is large and untracked: recorded as a data pointer, not a git blob")
+            self.data.add("large_files", self.snap.large, True, "caching large files")
+        (self.scratch / API_PARAMS).write_text(fmt.to_json(self.effective_params), encoding="utf-8")
+        self.env = dict(os.environ)
+        self.env[ENV_RUN_NAME] = self.name
+        self.env[ENV_RUN_DIR] = str(self.scratch)
+        self._env_thread = threading.Thread(
+            target=lambda: self.env_record.update(environment.capture(request.command, self.env)), daemon=True
+        )
+        self._env_thread.start()
+        self._write_running()
+
+    def _write_running(self) -> None:
+        """The run's ref, from now on: a commit with status `running`, and its live file."""
+        assert self.scratch is not None
+        self.started = datetime.now(timezone.utc).astimezone()
+        self.t0 = time.monotonic()
+        user, email = self.store.identity()
+        self.summary = RunSummary(
+            name=self.name,
+            commit="",
+            status="running",
+            exit_code=None,
+            started=self.started.isoformat(timespec="milliseconds"),
+            duration=None,
+            user=f"{user} <{email}>",
+            base=self.snap.base,
+            base_branch=self.snap.base_branch,
+            parent=self.parent.commit if self.parent else None,
+            tags=tuple(dict.fromkeys(self.request.tags)),
+            params=params_mod.flatten(self.effective_params),
+            note=self.request.note.strip(),
+            recorder=recorder_tag(),
+        )
+        record = self._record_files(self.summary, None)
+        commit, self.name = _write(
+            self.store, self.summary, self.snap, self.parent, record, self.request.command, self.started,
+            self.started, self.notify,
+        )
+        self.running_commit = commit
+        self.summary = replace(self.summary, name=self.name)
+        self.env[ENV_RUN_NAME] = self.name
+        state = LiveState(
+            name=self.name, commit=commit, pid=os.getpid(), host=hostname(), boot=boot_id(),
+            scratch=str(self.scratch), started=round(self.started.timestamp(), 3),
+        )
+        self.heartbeat = Heartbeat(self.common_dir, state, [self.scratch / API_STEPS, self.scratch / CAPTURED_STEPS])
+        self.heartbeat.start()
+
+    # -- execute -----------------------------------------------------------
+
+    def execute(self) -> process.Outcome:
+        """Run the command (params files rewritten for it, hardware sampled); its outcome."""
+        assert self.scratch is not None
+        request = self.request
+        self.guard.apply(self.params.contents, self.param_originals)
+        try:
+            self.notify(f"run {self.name}: {shlex.join(request.command)}")
+            self.t0 = time.monotonic()
+            capture = ScalarCapture(self.scalars, self.scratch / CAPTURED_STEPS) if self.scalars else None
+            return process.execute(
+                request.command, request.cwd, self.env, self.scratch / fmt.STDOUT_FILE, self.scratch / fmt.STDERR_FILE,
+                self.scratch / fmt.LOG_TIMES_FILE, self.start_sampler, capture,
+            )
+        finally:
+            for path in self.guard.restore():
+                self.notify(f"{path} was edited during the run; your edit was kept")
+
+    def start_sampler(self, pid: int, include_self: bool = False) -> None:
+        if self.sample_interval > 0 and self.scratch is not None:
+            from gitexp.sampler import Sampler
+
+            self.sampler = Sampler(pid, self.scratch / fmt.SYSTEM_FILE, self.sample_interval, include_self=include_self)
+            self.sampler.start()
+
+    # -- finish ------------------------------------------------------------
+
+    def finish(self, exit_code: int, interrupted: bool, usage: resource.struct_rusage | None = None) -> RunResult:
+        """Write the final commit over the running one: status, metrics, logs, steps, resources, outputs."""
+        assert self.scratch is not None and self.heartbeat is not None
+        duration = time.monotonic() - self.t0
+        ended = datetime.now(timezone.utc).astimezone()
+        resources = self.sampler.stop(usage) if self.sampler is not None else {}
+        self.heartbeat.stop()
+        scratch, notify, root = self.scratch, self.notify, self.root
+        steps = _steps_bytes(scratch / CAPTURED_STEPS) + _steps_bytes(scratch / API_STEPS)
+        metrics = self._final_metrics(steps)
+        artifacts = _artifacts(scratch / API_ARTIFACTS, root, notify)
+        outputs = tuple(dict.fromkeys(self.outputs + artifacts))
+        if outputs and self.data is None:
+            self.data = _data_session(self.store, root, self.progress)
+        if self.data is not None:
+            unchanged = {p for p in self.outputs if _outputs_state(root, (p,))[p] == self.outputs_before[p]}
+            for pointer in self.data.add("outputs", outputs, True, "caching outputs", unchanged):
                 if pointer.kind == "missing":
                     notify(f"output {pointer.path} was not produced by this run")
                 elif pointer.fresh is False:
                     notify(f"output {pointer.path} was not written by this run; recorded as it stands, marked unchanged")
-        env_thread.join()
-        env_record["git"] = {"base": snap.base, "branch": snap.base_branch, "dirty": snap.dirty}
-        status = "interrupted" if outcome.interrupted else ("completed" if outcome.exit_code == 0 else "failed")
-        user, email = store.identity()
-        summary = RunSummary(
-            name=name,
-            commit="",
-            status=status,
-            exit_code=outcome.exit_code,
-            started=started.isoformat(timespec="milliseconds"),
-            duration=round(duration, 3),
-            user=f"{user} <{email}>",
-            base=snap.base,
-            base_branch=snap.base_branch,
-            parent=parent.commit if parent else None,
-            tags=tuple(dict.fromkeys(request.tags)),
-            params=params_mod.flatten(params.params),
-            metrics=metrics.values,
-            note=request.note.strip(),
+        if self._env_thread is not None:
+            self._env_thread.join()
+        self.env_record["git"] = {"base": self.snap.base, "branch": self.snap.base_branch, "dirty": self.snap.dirty}
+        status = "interrupted" if interrupted else ("completed" if exit_code == 0 else "failed")
+        summary = replace(
+            self.summary, status=status, exit_code=exit_code, duration=round(duration, 3), metrics=metrics,
+            resources=resources, recorder="",
         )
-        record = _record_files(request, summary, ended, params.params, env_record, parent, config, root)
-        record[fmt.STDOUT_FILE] = scratch / fmt.STDOUT_FILE
-        record[fmt.STDERR_FILE] = scratch / fmt.STDERR_FILE
-        if data is not None:
-            record.update(data.record_files())
-        commit, name = _write(store, summary, snap, parent, record, request.command, started, ended, notify)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if data is not None:
-            data.close()
-    if request.update_pointer:
-        write_pointer(store.state_dir, snap.base_branch, Pointer(name, commit))
-    return RunResult(replace(summary, name=name, commit=commit), outcome.exit_code)
+        record = self._record_files(summary, ended)
+        for filename in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE, fmt.SYSTEM_FILE):
+            if (scratch / filename).exists():
+                record[filename] = scratch / filename
+        if steps:
+            record[fmt.STEPS_FILE] = steps
+        if resources:
+            record[fmt.RESOURCES_FILE] = fmt.to_json(resources).encode()
+        if self.data is not None:
+            record.update(self.data.record_files())
+        commit, name = _write(
+            self.store, summary, self.snap, self.parent, record, self.request.command, self.started, ended, notify,
+            replacing=self.running_commit,
+        )
+        self.finished = True
+        if self.request.update_pointer:
+            write_pointer(self.store.state_dir, self.snap.base_branch, Pointer(name, commit))
+        return RunResult(replace(summary, name=name, commit=commit), exit_code)
+
+    def _final_metrics(self, steps: bytes) -> dict[str, Any]:
+        """The last value of each step series, then the metrics files, then gitexp.summary() (later wins)."""
+        from gitexp.series import parse
+
+        assert self.scratch is not None
+        metrics: dict[str, Any] = {name: points[-1].value for name, points in parse(steps).items() if points}
+        read = metrics_mod.read(self.root, self.metric_states)
+        for warning in read.warnings:
+            self.notify(warning)
+        metrics.update(read.values)
+        metrics.update(_summary_values(self.scratch / API_SUMMARY))
+        return metrics
+
+    def _record_files(self, run: RunSummary, ended: datetime | None) -> dict[str, bytes | Path]:
+        record = _record_files(
+            self.request, run, ended, self.effective_params, self.env_record, self.parent, self.config, self.root
+        )
+        if ended is None:
+            del record[fmt.ENV_FILE]  # not known yet: the running commit has what is
+        return record
+
+    # -- close -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the helpers and remove the scratch dir; an unfinished run's ref and live file go too."""
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            remove_live(self.common_dir, self.heartbeat.state.name)
+        if not self.finished and self.running_commit is not None:
+            self.store.delete_run(self.name, self.running_commit)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        if self.data is not None:
+            self.data.close()
 
 
 def save_workspace(
@@ -290,7 +459,7 @@ def _scratch_root(store: Store) -> Path:
 def _record_files(
     request: RunRequest,
     run: RunSummary,
-    ended: datetime,
+    ended: datetime | None,
     effective: dict[str, Any],
     env_record: dict[str, Any],
     parent: Pointer | None,
@@ -306,7 +475,7 @@ def _record_files(
         "status": run.status,
         "exit_code": run.exit_code,
         "started": run.started,
-        "ended": ended.isoformat(timespec="milliseconds"),
+        "ended": ended.isoformat(timespec="milliseconds") if ended else None,
         "duration": run.duration,
         "user": run.user,
         "os_user": login(),
@@ -339,20 +508,118 @@ def _write(
     ended: datetime,
     notify: Notify,
     record_trees: dict[str, str] | None = None,
+    replacing: str | None = None,
 ) -> tuple[str, str]:
-    """Write the commit and ref; if the name was taken meanwhile, keep the run under a new name."""
+    """Write the commit and ref (over the run's `running` commit); if the name was taken meanwhile, take a new one."""
     name = run.name
     for attempt in range(2, 100):
         subject = f"{name}: {run.status} ({shlex.join(command)})" if command else f"{name}: {run.status} workspace"
         message = fmt.build_message(subject, run.note, fmt.run_trailers(replace(run, name=name)))
         try:
             commit = store.write_run(
-                name, snap, parent.commit if parent else None, record, message, started, ended, record_trees
+                name, snap, parent.commit if parent else None, record, message, started, ended, record_trees,
+                replacing,
             )
             return commit, name
         except RunNameTaken:
             suffix = f"-{attempt}"
             new = run.name[: names.MAX_LENGTH - len(suffix)] + suffix
-            notify(f"the name {name!r} was taken while the command ran; the run is recorded as {new!r}")
-            name = new
+            notify(f"the name {name!r} was taken meanwhile; the run is recorded as {new!r}")
+            name, replacing = new, None
     raise RunNameTaken(name)
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """base with extra merged in, nested mappings key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _steps_bytes(path: Path) -> bytes:
+    """A steps file's complete lines (a line cut short by a kill is dropped)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return b""
+    return data[: data.rfind(b"\n") + 1]
+
+
+def _summary_values(path: Path) -> dict[str, Any]:
+    """What gitexp.summary() calls gave, later calls winning."""
+    import json
+
+    values: dict[str, Any] = {}
+    for line in _steps_bytes(path).splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            values.update(item)
+    return values
+
+
+def _artifacts(path: Path, root: Path, notify: Notify) -> tuple[str, ...]:
+    """The workspace-relative paths gitexp.log_artifact() named (outside the workspace: skipped, said)."""
+    import json
+
+    found: list[str] = []
+    for line in _steps_bytes(path).splitlines():
+        try:
+            target = Path(json.loads(line)["path"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        try:
+            rel = target.relative_to(root.resolve())
+        except ValueError:
+            notify(f"artifact {target} is outside the workspace {root}: not recorded (save artifacts inside it)")
+            continue
+        if not os.path.lexists(target):
+            notify(f"artifact {rel.as_posix()} no longer exists at the end of the run: not recorded")
+            continue
+        found.append(rel.as_posix())
+    return tuple(dict.fromkeys(found))
+
+
+def finalize_crashed(store: Store, notify: Notify) -> list[str]:
+    """Write the final `crashed` commit of every run whose recorder on this host died, from what it left."""
+
+    def finish(state: LiveState) -> None:
+        commit = store.run_commit(state.name)
+        if commit != state.commit:
+            return  # deleted, renamed or finished meanwhile
+        run = store.summary(state.name, commit)
+        scratch = Path(state.scratch)
+        files: dict[str, bytes | Path] = {}
+        for filename in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE, fmt.SYSTEM_FILE):
+            if (scratch / filename).is_file():
+                files[filename] = scratch / filename
+        steps = _steps_bytes(scratch / CAPTURED_STEPS) + _steps_bytes(scratch / API_STEPS)
+        if steps:
+            files[fmt.STEPS_FILE] = steps
+        from gitexp.series import parse
+
+        metrics = {**state.metrics, **{k: points[-1].value for k, points in parse(steps).items() if points}}
+        last = max([state.updated, state.started] + [p.stat().st_mtime for p in files.values() if isinstance(p, Path)])
+        duration = round(last - state.started, 3)
+        ended = datetime.fromtimestamp(last, timezone.utc).astimezone()
+        import json
+
+        meta = json.loads(store.read_record(commit, fmt.RUN_FILE) or b"{}")
+        meta.update(status="crashed", duration=duration, ended=ended.isoformat(timespec="milliseconds"))
+        files[fmt.RUN_FILE] = fmt.to_json(meta).encode()
+        files[fmt.METRICS_FILE] = fmt.to_json(metrics).encode()
+        final = replace(run, status="crashed", duration=duration, metrics=metrics, recorder="")
+        subject = run.subject.replace(": running", ": crashed", 1)
+        store.amend_record(state.name, commit, files, fmt.build_message(subject, run.note, fmt.run_trailers(final)))
+
+    try:
+        return live_mod.finalize_crashed(store.git_common_dir(), finish)
+    except GitexpError as exc:
+        notify(f"a crashed run could not be finalized: {exc.message}")
+        return []

@@ -180,7 +180,14 @@ def to_json(data: Any) -> str:
     return json.dumps(strict(data), indent=2, ensure_ascii=False, allow_nan=False, default=str)
 
 
-def show_text(details: dict[str, Any], parent_name: str | None, stdout: bytes, stderr: bytes) -> str:
+def show_text(
+    details: dict[str, Any],
+    parent_name: str | None,
+    stdout: bytes,
+    stderr: bytes,
+    series: list[tuple[str, str, str]] | None = None,
+) -> str:
+    """The text of `gitexp show`; series are (name, sparkline, summary) rows of the step metrics."""
     meta = details.get("meta") or {}
     env = details.get("env") or {}
     lines = [
@@ -201,6 +208,11 @@ def show_text(details: dict[str, Any], parent_name: str | None, stdout: bytes, s
         lines.append(f"set      {' '.join(meta['overrides'])}")
     lines += _section("params", details.get("params") or {})
     lines += _section("metrics", details.get("metrics") or {})
+    if series:
+        width = max(len(name) for name, _, _ in series)
+        lines += ["", "series:"] + [f"  {name.ljust(width)}  {spark}  {text}" for name, spark, text in series]
+    if details.get("resources"):
+        lines += _section("resources", details["resources"])
     lines += _data(details.get("data") or {})
     lines += _environment(env)
     for label, data in (("stdout", stdout), ("stderr", stderr)):

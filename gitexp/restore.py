@@ -62,6 +62,9 @@ class Target:
 
 def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECTION_ROLES)) -> Target:
     """Every file of the run: its code, then its data pointers (validated: they may come from anyone)."""
+    from gitexp.query import settled
+
+    settled(run)  # a run in progress has no outputs yet
     entries: dict[str, Entry] = {}
     for path, mode, oid in store.code_entries(run.commit):
         _check_path(path, run)

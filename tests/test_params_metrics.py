@@ -107,7 +107,8 @@ def test_params_rewritten_by_a_killed_gitexp_are_restored_by_the_next_run(ws: Wo
     assert "restored params.yaml" in result.err
     assert (ws.root / "params.yaml").read_text() == PARAMS
     assert ws.record("next", "params.json")["lr"] == 0.1
-    assert "doomed" not in ws.runs()
+    assert ws.record("doomed", "run.json")["status"] == "crashed"  # what the killed gitexp was recording
+    assert ws.record("doomed", "params.json")["lr"] == 9
 
 
 def test_an_edit_of_the_params_file_during_the_run_is_kept(ws: Workspace) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gitexp import format as fmt
-from gitexp import names, params
+from gitexp import names
+from gitexp import paramfiles as params
 from gitexp.errors import InvalidOverride, InvalidRunName
 from gitexp.model import RunSummary
 

@@ -21,6 +21,8 @@ COMMANDS = {
     "run": ("gitexp.cli.run", "Run a command and record it as an experiment."),
     "list": ("gitexp.cli.list_runs", "List runs: name, when, status, duration, params, metrics."),
     "show": ("gitexp.cli.show", "Show everything recorded about one run."),
+    "logs": ("gitexp.cli.logs", "Print a run's output, with times; follow a run in progress."),
+    "plot": ("gitexp.cli.plot:plot", "Plot a per-step metric of several runs as an image."),
     "diff": ("gitexp.cli.diff", "What changed between two runs."),
     "compare": ("gitexp.cli.compare_runs", "Params and metrics of several runs side by side."),
     "tree": ("gitexp.cli.tree", "The evolution tree of runs."),

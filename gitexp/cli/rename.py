@@ -17,7 +17,7 @@ def command(run: str, new_name: str) -> None:
     from gitexp.workspace import Pointer, rename_in_pointers
 
     store = Store.discover()
-    found = query.resolve(store, run)
+    found = query.settled(query.resolve(store, run))
     names.validate(new_name)
     store.rename_run(found.name, new_name, found.commit)
     rename_in_pointers(store.state_dir, Pointer(found.name, found.commit), new_name)

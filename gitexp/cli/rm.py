@@ -15,7 +15,7 @@ def command(runs: tuple[str, ...], yes: bool) -> None:
     from gitexp.store import Store
 
     store = Store.discover()
-    found = list({r.name: r for r in (query.resolve(store, spec) for spec in runs)}.values())
+    found = list({r.name: r for r in (query.settled(query.resolve(store, spec)) for spec in runs)}.values())
     names = ", ".join(r.name for r in found)
     if not yes:
         if not sys.stdin.isatty():

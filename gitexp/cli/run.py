@@ -31,6 +31,9 @@ Examples:
 @click.option("--no-parent", is_flag=True, help="Start a new root: no parent run.")
 @click.option("-d", "--data", "data", multiple=True, metavar="PATH", help="An input file or directory: hashed and cached before the run. Repeatable; adds to 'data:' in .gitexp.yaml.")
 @click.option("-o", "--output", "outputs", multiple=True, metavar="PATH", help="An output file or directory: hashed and cached after the run. Repeatable; adds to 'outputs:' in .gitexp.yaml.")
+@click.option("--scalars", "scalars_default", is_flag=True, help="Capture scalars printed on stdout (lines like 'epoch 3 loss=0.41 acc=0.88' or 'loss: 0.41') as step metrics.")
+@click.option("--scalars-regex", metavar="REGEX", help="Capture stdout scalars with this regex: groups (?P<name>) and (?P<value>), or groups named after metrics; (?P<step>) gives the step.")
+@click.option("--sample-interval", type=click.FloatRange(min=0), metavar="SECONDS", help="Seconds between hardware samples of the command's processes (default 2; 0: off).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(
     name: str | None,
@@ -41,6 +44,9 @@ def command(
     no_parent: bool,
     data: tuple[str, ...],
     outputs: tuple[str, ...],
+    scalars_default: bool,
+    scalars_regex: str | None,
+    sample_interval: float | None,
     command: tuple[str, ...],
 ) -> int:
     from gitexp.cli.progress import TerminalProgress
@@ -59,6 +65,8 @@ def command(
         tags=tags,
         data=data,
         outputs=outputs,
+        scalars=scalars_regex or ("default" if scalars_default else None),
+        sample_interval=sample_interval,
     )
     result = record_run(request, notify=warn, progress=TerminalProgress())
     run = result.run

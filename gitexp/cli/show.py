@@ -21,4 +21,7 @@ def command(run: str, as_json: bool) -> None:
     parent_name = query.name_of(store, found.parent) if found.parent else None
     stdout = query.read_log(store, found, fmt.STDOUT_FILE)
     stderr = query.read_log(store, found, fmt.STDERR_FILE)
-    click.echo(render.show_text(details, parent_name, stdout, stderr))
+    from gitexp import series
+
+    curves = series.merge(*(series.parse(query.read_log(store, found, f)) for f in (fmt.STEPS_FILE, fmt.SYSTEM_FILE)))
+    click.echo(render.show_text(details, parent_name, stdout, stderr, series.describe(curves, width=30)))

@@ -97,10 +97,13 @@ class Store:
         started: datetime,
         ended: datetime,
         record_trees: dict[str, str] | None = None,
+        replacing: str | None = None,
     ) -> str:
-        """Write the run commit and create its ref; refuse to replace an existing run.
+        """Write the run commit and point refs/experiments/<name> at it.
 
-        record_trees adds existing trees to the record directory (name -> tree id).
+        Without replacing, an existing run is never replaced (RunNameTaken); with
+        it, the ref must still point at that commit (a run's `running` commit)
+        or be gone. record_trees adds existing trees to the record directory.
         """
         repo = self.repo
         try:
@@ -114,13 +117,44 @@ class Store:
             oid = repo.create_commit(None, author, committer, message, tree, parents)
         except pygit2.GitError as exc:
             raise StorageError(f"cannot write the run commit: {exc}") from exc
+        self._point(name, oid, replacing)
+        return str(oid)
+
+    def amend_record(self, name: str, commit: str, files: dict[str, bytes | Path], message: str) -> str:
+        """Replace run commit `commit` by one whose record has `files` added or replaced, same parents and author."""
+        repo = self.repo
         try:
-            repo.references.create(fmt.REF_PREFIX + name, oid, force=False)
+            old = repo[commit]
+            assert isinstance(old, pygit2.Commit)
+            record = old.tree[fmt.RECORD_DIR]
+            builder = repo.TreeBuilder(record)  # type: ignore[arg-type]
+            for filename, data in files.items():
+                blob = repo.create_blob_fromdisk(str(data)) if isinstance(data, Path) else repo.create_blob(data)
+                builder.insert(filename, blob, FileMode.BLOB)
+            root = repo.TreeBuilder(old.tree)
+            root.insert(fmt.RECORD_DIR, builder.write(), FileMode.TREE)
+            now = datetime.now().astimezone()
+            committer = pygit2.Signature(old.author.name, old.author.email, int(now.timestamp()), _offset(now))
+            oid = repo.create_commit(None, old.author, committer, message, root.write(), old.parent_ids)
+        except (KeyError, pygit2.GitError) as exc:
+            raise StorageError(f"cannot rewrite the record of {fmt.REF_PREFIX}{name}: {exc}") from exc
+        self._point(name, oid, commit)
+        return str(oid)
+
+    def _point(self, name: str, oid: pygit2.Oid, replacing: str | None) -> None:
+        refname = fmt.REF_PREFIX + name
+        try:
+            ref = self.repo.references.get(refname) if replacing else None
+            if ref is None:
+                self.repo.references.create(refname, oid, force=False)
+            elif str(ref.target) != replacing:
+                raise RunNameTaken(name)
+            else:
+                ref.set_target(oid)  # libgit2 refuses if the ref moved since it was read
         except pygit2.AlreadyExistsError as exc:
             raise RunNameTaken(name) from exc
         except pygit2.GitError as exc:
-            raise StorageError(f"cannot create {fmt.REF_PREFIX}{name}: {exc}") from exc
-        return str(oid)
+            raise StorageError(f"cannot update {refname}: {exc}") from exc
 
     def _write_tree(self, files: dict[str, bytes | Path], trees: dict[str, str] | None = None) -> pygit2.Oid:
         """A tree of files keyed by '/'-separated paths (bytes, or a file to read), plus existing subtrees."""

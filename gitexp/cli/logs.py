@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("logs")
+@click.argument("run", default="latest")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing a run in progress as it writes, until it ends.")
+@click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with the time it was written (E marks stderr).")
+@click.option("--stdout", "only", flag_value="stdout", help="Only stdout.")
+@click.option("--stderr", "only", flag_value="stderr", help="Only stderr.")
+def command(run: str, follow: bool, timestamps: bool, only: str | None) -> None:
+    """Print RUN's output (stdout and stderr, in the order written); --follow a run in progress."""
+    from pathlib import Path
+
+    from gitexp import format as fmt
+    from gitexp import live, logs, query
+    from gitexp.store import Store
+
+    store = Store.discover()
+    found = query.resolve(store, run)
+    out = sys.stdout.buffer
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    printer = logs.Printer(write, timestamps, (only,) if only else ("stdout", "stderr"))
+    common = store.git_common_dir()
+    state = live.read(common, found.name) if found.status in ("running", "crashed") else None
+    if state is not None and state.commit == found.commit:
+        scratch = Path(state.scratch)
+        if follow:
+
+            def still_running() -> bool:
+                now = live.read(common, found.name)
+                return now is not None and now.commit == found.commit and live.alive(now)
+
+            if logs.follow(scratch, printer, still_running):
+                return
+        else:
+            try:
+                source = [(scratch / f).read_bytes() for f in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE)]
+            except OSError:
+                source = []
+            if source:
+                for piece in logs.pieces(*source):
+                    printer.write(piece)
+                return
+        found = query.resolve(store, found.name)  # it ended meanwhile: its record has everything
+    stdout, stderr, times = (query.read_log(store, found, f) for f in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE))
+    for piece in logs.pieces(stdout, stderr, times):
+        printer.write(piece)

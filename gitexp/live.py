@@ -1,0 +1,189 @@
+"""Runs in progress: their live file, the heartbeat that keeps it fresh, and telling running from crashed.
+
+While `gitexp run` (or `gitexp.start()`) records, the run's ref already points
+at a commit with status `running`. Its latest metrics and the recorder's
+identity live beside it in `<git common dir>/gitexp/live/<name>.json`, rewritten
+every few seconds, and its logs and step metrics grow in a scratch directory.
+No git object is written per heartbeat, so a week-long run leaves no litter.
+
+A reader sees a `running` run whose recorder is gone as `crashed`, with the
+metrics of the last heartbeat; the next `gitexp run` in the repository then
+finalizes it: a commit with status `crashed` holding the logs and steps the
+scratch directory kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gitexp import format as fmt
+from gitexp.environment import hostname
+from gitexp.model import RunSummary
+from gitexp.workspace import atomic_write, pid_alive
+
+HEARTBEAT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What live/<name>.json holds."""
+
+    name: str
+    commit: str  # the `running` commit the ref points at
+    pid: int
+    host: str
+    boot: str  # the kernel's boot id: a pid from before a reboot is not alive
+    scratch: str  # the directory where logs and steps grow
+    started: float  # unix time
+    updated: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return fmt.to_json(self.__dict__).encode()
+
+
+def live_dir(common_dir: Path) -> Path:
+    return common_dir / "gitexp" / "live"
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def recorder_tag() -> str:
+    """The Gitexp-Recorder trailer value of this process: pid@host."""
+    return f"{os.getpid()}@{hostname()}"
+
+
+def write(common_dir: Path, state: LiveState) -> None:
+    path = live_dir(common_dir) / f"{state.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, state.to_json(), durable=False)
+
+
+def read(common_dir: Path, name: str) -> LiveState | None:
+    try:
+        data = json.loads((live_dir(common_dir) / f"{name}.json").read_text(encoding="utf-8"))
+        return LiveState(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remove(common_dir: Path, name: str) -> None:
+    (live_dir(common_dir) / f"{name}.json").unlink(missing_ok=True)
+
+
+def alive(state: LiveState) -> bool:
+    """Whether the recorder of state still runs (one on another host counts as alive: we cannot tell)."""
+    if state.host == hostname() and state.boot and state.boot != boot_id():
+        return False
+    return pid_alive(state.pid, state.host)
+
+
+def current(common_dir: Path, run: RunSummary) -> RunSummary:
+    """A `running` run as it stands now: still running with its latest metrics, or crashed."""
+    if run.status != "running":
+        return run
+    state = read(common_dir, run.name)
+    if state is not None and state.commit == run.commit:
+        metrics = {**run.metrics, **state.metrics}
+        if alive(state):
+            return replace(run, metrics=metrics, duration=round(time.time() - state.started, 3))
+        return replace(run, status="crashed", metrics=metrics, duration=round(state.updated - state.started, 3))
+    pid, _, host = run.recorder.partition("@")
+    if host == hostname() and not (pid.isdigit() and pid_alive(int(pid), host)):
+        return replace(run, status="crashed")
+    return run
+
+
+class Heartbeat:
+    """Rewrites the live file every few seconds with the latest values of the run's step series."""
+
+    def __init__(self, common_dir: Path, state: LiveState, steps: list[Path], interval: float = HEARTBEAT_SECONDS):
+        self._common = common_dir
+        self.state = state
+        self._tails = [_Tail(p) for p in steps]
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gitexp-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def beat(self) -> None:
+        latest = dict(self.state.metrics)
+        for tail in self._tails:
+            latest.update(tail.latest())
+        self.state = replace(self.state, metrics=latest, updated=round(time.time(), 3))
+        write(self._common, self.state)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.beat()
+            except OSError:
+                pass  # a full disk must not stop the run; the next beat tries again
+
+
+class _Tail:
+    """Reads a growing steps file incrementally; remembers each name's latest value."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._latest: dict[str, Any] = {}
+
+    def latest(self) -> dict[str, Any]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except OSError:
+            return self._latest
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next beat
+        self._offset += end
+        for line in chunk[:end].splitlines():
+            try:
+                values = json.loads(line).get("values")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(values, dict):
+                self._latest.update(values)
+        return self._latest
+
+
+def finalize_crashed(common_dir: Path, finish: Callable[[LiveState], None]) -> list[str]:
+    """Call finish for every run whose recorder on this host died; then drop its live file and scratch dir.
+
+    finish writes the run's final `crashed` commit; the names handled are returned.
+    """
+    handled: list[str] = []
+    directory = live_dir(common_dir)
+    if not directory.is_dir():
+        return handled
+    for path in sorted(directory.glob("*.json")):
+        state = read(common_dir, path.stem)
+        if state is None or state.host != hostname() or alive(state):
+            continue
+        finish(state)
+        remove(common_dir, state.name)
+        shutil.rmtree(state.scratch, ignore_errors=True)
+        handled.append(state.name)
+    return handled

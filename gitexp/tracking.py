@@ -1,0 +1,304 @@
+"""Log from inside a training script: `gitexp.log`, `summary`, `log_artifact`, `params`, `start`.
+
+Under `gitexp run` the calls write into the run's scratch directory, which the
+environment variable GITEXP_RUN_DIR names; `gitexp run` folds what they wrote
+into the run's record when the command ends. Outside it, `gitexp.start()`
+records a run from this process (a script or a notebook). With no run at all,
+every call is a cheap no-op that warns once: tracking never kills training.
+
+This module is imported by scripts, so it imports nothing heavy until needed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import math
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gitexp.recorder import Recording
+
+ENV_RUN_DIR = "GITEXP_RUN_DIR"  # the same as gitexp.recorder.ENV_RUN_DIR (not imported: it pulls in pygit2)
+FLUSH_SECONDS = 1.0  # logged points reach the file at least this often, so `gitexp list` sees them live
+MAX_PENDING = 1000  # or when this many points wait
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+class _Writer:
+    """Appends steps lines to the run's scratch files: whole lines per write, flushed every FLUSH_SECONDS and at exit."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._fd = os.open(run_dir / "steps.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._pending: list[str] = []
+        self._next_flush = time.monotonic() + FLUSH_SECONDS
+        self._lock = threading.Lock()
+        self._bad: set[str] = set()
+
+    def log(self, values: Mapping[str, Any], step: int | None) -> None:
+        clean: dict[str, float | str] = {}
+        for key, value in values.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self._reject(key, value)
+                continue
+            if math.isnan(number):
+                clean[str(key)] = "NaN"
+            elif number in _NON_FINITE:
+                clean[str(key)] = _NON_FINITE[number]
+            else:
+                clean[str(key)] = number
+        if not clean:
+            return
+        step_text = "null" if step is None else int(step)
+        line = f'{{"step":{step_text},"time":{time.time():.3f},"values":{json.dumps(clean, separators=(",", ":"))}}}\n'
+        with self._lock:
+            self._pending.append(line)
+            if len(self._pending) >= MAX_PENDING or time.monotonic() >= self._next_flush:
+                self._flush()
+
+    def _flush(self) -> None:
+        data, self._pending = "".join(self._pending).encode(), []
+        self._next_flush = time.monotonic() + FLUSH_SECONDS
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            _warn(f"gitexp.log: cannot write to the run's directory ({exc}); points lost")
+
+    def _reject(self, key: object, value: object) -> None:
+        if str(key) not in self._bad:
+            self._bad.add(str(key))
+            _warn(f"gitexp.log: {key!r} is not a number ({type(value).__name__}); not logged")
+
+    def append(self, filename: str, item: dict[str, Any]) -> None:
+        """One JSON line to a small side file (summary, artifacts), written at once."""
+        with open(self.run_dir / filename, "ab") as f:
+            f.write((json.dumps(item, default=str) + "\n").encode())
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                self._flush()
+
+    def close(self) -> None:
+        self.flush()
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+
+
+_writer: _Writer | None = None
+_active: ActiveRun | None = None
+_warned: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _current() -> _Writer | None:
+    """The writer of the run being recorded (found through GITEXP_RUN_DIR), or None: no run."""
+    global _writer
+    if _writer is not None:
+        return _writer
+    run_dir = os.environ.get(ENV_RUN_DIR)
+    if not run_dir or not os.path.isdir(run_dir):
+        _warn("gitexp: no run is being recorded (use `gitexp run -- ...` or `with gitexp.start():`); not logged")
+        return None
+    try:
+        _writer = _Writer(Path(run_dir))
+    except OSError as exc:
+        _warn(f"gitexp: cannot write to the run's directory {run_dir}: {exc}; not logged")
+        return None
+    return _writer
+
+
+def _forget_writer() -> None:
+    """In a forked child (a DataLoader worker): drop the parent's buffer, open the file anew on the next call."""
+    global _writer
+    _writer = None
+
+
+os.register_at_fork(after_in_child=_forget_writer)
+atexit.register(lambda: _writer.close() if _writer is not None else None)
+
+
+def log(values: Mapping[str, Any], step: int | None = None) -> None:
+    """Record one point of each named series, e.g. log({"loss": 0.41, "acc": 0.88}, step=epoch).
+
+    Values are anything float() takes (Python, NumPy or 0-d tensor numbers);
+    NaN and infinities are kept. The last point of each series becomes the
+    run's metric of that name, unless a metrics file or summary() says otherwise.
+    """
+    writer = _writer or _current()
+    if writer is not None:
+        writer.log(values, step)
+
+
+def summary(values: Mapping[str, Any]) -> None:
+    """Set final metrics of the run (they win over the last logged points and the metrics files)."""
+    writer = _writer or _current()
+    if writer is not None:
+        writer.append("summary.jsonl", {str(k): _plain(v) for k, v in values.items()})
+
+
+def log_artifact(path: str | os.PathLike[str]) -> None:
+    """Record a file or directory the run produced: cached by content, its pointer in the run (`gitexp which`)."""
+    writer = _writer or _current()
+    if writer is None:
+        return
+    target = Path(path).absolute()
+    if not target.exists():
+        _warn(f"gitexp.log_artifact: {target} does not exist; not recorded")
+        return
+    writer.append("artifacts.jsonl", {"path": str(target)})
+
+
+def params() -> dict[str, Any]:
+    """The run's effective params (params files with the -S overrides applied), as a nested dict.
+
+    With no run being recorded: the params files of the repository around the
+    current directory as they are (so the script also works without gitexp).
+    """
+    run_dir = _writer.run_dir if _writer is not None else os.environ.get(ENV_RUN_DIR)
+    if run_dir:
+        try:
+            data = json.loads(Path(run_dir, "params.json").read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            pass
+    try:
+        from gitexp import config
+        from gitexp import paramfiles as params_mod
+        from gitexp.store import Store
+
+        root = Store.discover().root
+        files = params_mod.load_files(root, config.load(root).params, required=False)
+        return params_mod.effective(files, []).params
+    except Exception as exc:  # noqa: BLE001 - reading params must never stop a script
+        _warn(f"gitexp.params: no params ({exc})")
+        return {}
+
+
+def _plain(value: Any) -> Any:
+    """A summary value as JSON can hold it: numbers as floats where float() takes them, else as they are."""
+    if isinstance(value, (str, bool, int)) or value is None:
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "NaN" if math.isnan(number) else _NON_FINITE.get(number, number)
+
+
+class ActiveRun:
+    """A run recorded from this process; a context manager (also closed at interpreter exit)."""
+
+    def __init__(self, recording: Recording) -> None:
+        self._recording = recording
+        self.name = recording.name
+        self.commit = ""
+        self.ended = False
+        self.uncaught: type[BaseException] | None = None  # set by the excepthook: the script died of it
+        self._previous_dir: str | None = None
+
+    def __enter__(self) -> ActiveRun:  # noqa: PYI034
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None:
+            self.end()
+        else:
+            self.end(interrupted=issubclass(kind, KeyboardInterrupt), failed=True)
+
+    def end(self, failed: bool = False, interrupted: bool = False) -> None:
+        """Finish the run: status completed (or failed/interrupted), with everything logged so far."""
+        global _writer, _active
+        if self.ended:
+            return
+        self.ended = True
+        if _writer is not None:
+            _writer.close()
+            _writer = None
+        os.environ.pop(ENV_RUN_DIR, None)
+        _active = None
+        try:
+            result = self._recording.finish(1 if failed else 0, interrupted)
+            self.commit = result.run.commit
+            self.name = result.run.name
+        finally:
+            self._recording.close()
+            if self._previous_dir is not None:
+                os.environ[ENV_RUN_DIR] = self._previous_dir
+
+
+def start(
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    note: str = "",
+    tags: tuple[str, ...] | list[str] = (),
+) -> ActiveRun:
+    """Record a run from this Python process (a script or a notebook), in the repository around the cwd.
+
+    `with gitexp.start(name="baseline", params={"lr": 0.1}):` ... The code state
+    is snapshot now; params are the params files merged with `params`; the
+    process's hardware use is sampled; the run ends with the block (failed if
+    it raised), or at exit. Under `gitexp run` there is a run already: this
+    raises, as does any problem found before the run starts (not a repo, ...).
+    """
+    global _active, _writer
+    from gitexp.errors import GitexpError
+    from gitexp.recorder import Recording, RunRequest
+
+    if os.environ.get(ENV_RUN_DIR) and os.environ.get("GITEXP_RUN_NAME"):
+        raise GitexpError("gitexp.start(): this process runs under `gitexp run`, which records it already")
+    if _active is not None and not _active.ended:
+        raise GitexpError(f"gitexp.start(): run {_active.name!r} is still active (end it first: run.end())")
+    argv = [sys.executable, *sys.argv] if sys.argv and sys.argv[0] else [sys.executable]
+    request = RunRequest(
+        command=argv, cwd=Path.cwd(), name=name, note=note, tags=tuple(tags), extra_params=dict(params or {}),
+        in_process=True,
+    )
+    recording = Recording.begin(request)
+    assert recording.scratch is not None
+    run = ActiveRun(recording)
+    run._previous_dir = os.environ.get(ENV_RUN_DIR)
+    if _writer is not None:
+        _writer.close()
+    _writer = _Writer(recording.scratch)
+    os.environ[ENV_RUN_DIR] = str(recording.scratch)  # child processes log into this run too
+    recording.start_sampler(os.getpid(), include_self=True)
+    _active = run
+    previous_hook = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        run.uncaught = kind
+        previous_hook(kind, value, tb)
+
+    sys.excepthook = hook
+    atexit.register(_end_at_exit, run)
+    return run
+
+
+def _end_at_exit(run: ActiveRun) -> None:
+    if not run.ended:
+        kind = run.uncaught
+        try:
+            run.end(failed=kind is not None, interrupted=kind is not None and issubclass(kind, KeyboardInterrupt))
+        except Exception as exc:  # noqa: BLE001 - at exit, a message is all that is left to give
+            print(f"gitexp: run {run.name} could not be recorded: {exc}", file=sys.stderr)

@@ -1,0 +1,190 @@
+"""Runs in progress and after: live status, crashed recorders, logs with times and --follow, stdout scalars,
+hardware usage, sparklines and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Workspace
+
+PY = sys.executable
+
+SLOW = """\
+import gitexp, sys, time
+for i in range(int(sys.argv[1])):
+    gitexp.log({"loss": 1.0 / (i + 1)}, step=i)
+    print(f"step {i}", flush=True)
+    time.sleep(0.1)
+"""
+
+
+def start(ws: Workspace, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [PY, "-m", "gitexp", "run", *args], cwd=ws.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_for(predicate: object, timeout: float = 20) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def listed(ws: Workspace) -> dict[str, dict[str, object]]:
+    return {r["name"]: r for r in ws.gitexp("list", "--json").json()}  # type: ignore[attr-defined, index]
+
+
+def test_a_run_in_progress_is_listed_as_running_with_its_latest_metrics(ws: Workspace) -> None:
+    ws.write("slow.py", SLOW)
+    proc = start(ws, "-n", "live", "--", PY, "slow.py", "60")
+    try:
+        wait_for(lambda: "live" in ws.runs())
+        assert ws.gitexp("show", "live").code == 0
+        wait_for(lambda: listed(ws)["live"]["metrics"].get("loss", 1) < 0.2)  # type: ignore[attr-defined]
+        run = listed(ws)["live"]
+        assert run["status"] == "running" and run["duration"] > 0  # type: ignore[operator]
+        assert ws.gitexp("list", "--where", "status = running", "--json").json()[0]["name"] == "live"  # type: ignore[index]
+        for refused in (("checkout", "live"), ("rm", "-y", "live"), ("rename", "live", "other")):
+            result = ws.gitexp(*refused)
+            assert result.code == 1 and "'live' is still running" in result.err, refused
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+    assert listed(ws)["live"]["status"] == "interrupted"
+    assert not (ws.root / ".git/gitexp/live/live.json").exists()
+
+
+def test_a_sigkilled_recorder_shows_crashed_with_partial_metrics_and_logs(ws: Workspace) -> None:
+    ws.write("slow.py", SLOW)
+    ws.commit_all()
+    ws.freeze()
+    proc = start(ws, "-n", "doomed", "--", PY, "slow.py", "600")
+    wait_for(lambda: "doomed" in ws.runs() and listed(ws)["doomed"]["metrics"].get("loss", 1) < 0.1)  # type: ignore[attr-defined]
+    os.killpg(proc.pid, signal.SIGKILL)  # gitexp and the script die without a word
+    proc.wait()
+    run = listed(ws)["doomed"]
+    assert run["status"] == "crashed" and run["metrics"]["loss"] < 0.1  # type: ignore[index]
+    assert "step 5" in ws.gitexp("logs", "doomed").out  # read from what the dead recorder left
+    # The next run finalizes it: a real commit with status crashed, its logs and steps.
+    result = ws.run("-n", "next", "--", "true")
+    assert "run doomed: its recorder died; recorded as crashed" in result.err
+    meta = ws.record("doomed", "run.json")
+    assert meta["status"] == "crashed" and meta["duration"] > 0.5  # type: ignore[index, operator]
+    last = ws.git("show", "refs/experiments/doomed:.gitexp/steps.jsonl").splitlines()[-1]
+    assert ws.record("doomed", "metrics.json")["loss"] == json.loads(last)["values"]["loss"]  # type: ignore[index]
+    assert "step 5" in ws.git("show", "refs/experiments/doomed:.gitexp/stdout.log")
+    assert "Gitexp-Recorder" not in ws.git("log", "-1", "--format=%B", "refs/experiments/doomed")
+    assert list((ws.root / ".git/gitexp/live").iterdir()) == []
+    assert list((ws.root / ".git/gitexp/tmp").iterdir()) == []
+    assert listed(ws)["doomed"]["status"] == "crashed"
+
+
+def test_logs_replay_stdout_and_stderr_in_order_with_timestamps(ws: Workspace) -> None:
+    ws.write("s.py", (
+        "import sys, time\n"
+        "print('first', flush=True); time.sleep(0.2)\n"
+        "print('oops', file=sys.stderr, flush=True); time.sleep(0.2)\n"
+        "print('last', flush=True)\n"
+    ))
+    ws.run("-n", "ordered", "--", PY, "s.py")
+    assert ws.gitexp("logs", "ordered").out == "first\noops\nlast\n"
+    stamped = ws.gitexp("logs", "-t", "ordered").out.splitlines()
+    assert [line.split(" ", 1)[1].strip() for line in stamped] == ["first", "E oops", "last"]
+    times = [line.split(" ", 1)[0] for line in stamped]
+    assert times == sorted(times) and times[0] < times[2]
+    assert ws.gitexp("logs", "--stderr", "ordered").out == "oops\n"
+
+
+def test_logs_follow_prints_a_run_in_progress_until_it_ends(ws: Workspace) -> None:
+    ws.write("slow.py", SLOW)
+    proc = start(ws, "-n", "followed", "--", PY, "slow.py", "20")
+    wait_for(lambda: "followed" in ws.runs())
+    follow = ws.gitexp("logs", "--follow", "followed", timeout=60)
+    proc.wait(timeout=30)
+    assert follow.code == 0
+    assert follow.out == "".join(f"step {i}\n" for i in range(20))  # all of it, once, and it stopped by itself
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--scalars",), [(3, {"loss": 0.41, "acc": 0.88}), (None, {"val_loss": 0.5}), (7, {"loss": 0.2})]),
+        (("--scalars-regex", r"L=(?P<loss>\S+)"), [(None, {"loss": 0.9})]),
+    ],
+)
+def test_scalars_printed_on_stdout_become_step_metrics(ws: Workspace, args: tuple[str, ...], expected: list[object]) -> None:
+    ws.write("p.py", (
+        "print('epoch 3 loss=0.41 acc=0.88')\n"
+        "print('starting at 12:30, see http://x.org/a:1')\n"
+        "print('val_loss: 0.5')\n"
+        "print('Epoch 7/10 | loss=0.2 | L=0.9')\n"
+    ))
+    ws.run("-n", "printed", *args, "--", PY, "p.py")
+    points = [json.loads(line) for line in ws.git("show", "refs/experiments/printed:.gitexp/steps.jsonl").splitlines()]
+    got = [(p["step"], p["values"]) for p in points]
+    if args == ("--scalars",):
+        assert got == [(3, {"loss": 0.41, "acc": 0.88}), (None, {"val_loss": 0.5}), (7, {"loss": 0.2, "L": 0.9})]
+    else:
+        assert got == expected
+
+
+def test_scalars_can_be_turned_on_in_the_config_and_a_bad_regex_is_refused_before_running(ws: Workspace) -> None:
+    ws.write(".gitexp.yaml", "scalars: true\n")
+    ws.write("p.py", "open('ran', 'w')\nprint('loss=1.5')\n")
+    ws.run("-n", "cfg", "--", PY, "p.py")
+    assert ws.record("cfg", "metrics.json") == {"loss": 1.5}
+    (ws.root / "ran").unlink()
+    bad = ws.gitexp("run", "-n", "bad", "--scalars-regex", "loss=(\\d", "--", PY, "p.py")
+    assert bad.code == 1 and "invalid scalars pattern" in bad.err and "Traceback" not in bad.err
+    assert not (ws.root / "ran").exists() and "bad" not in ws.runs()
+
+
+def test_hardware_usage_is_recorded_and_filterable(ws: Workspace) -> None:
+    ws.write("mem.py", (
+        "import time\n"
+        "block = bytearray(220 * 10**6)\n"
+        "for i in range(0, len(block), 4096):\n"
+        "    block[i] = 1\n"
+        "end = time.time() + 1.2\n"
+        "while time.time() < end:\n"
+        "    pass\n"
+    ))
+    ws.run("-n", "big", "--sample-interval", "0.2", "--", PY, "mem.py")
+    ws.run("-n", "small", "--", "true")
+    resources = ws.record("big", "resources.json")
+    assert resources["peak_rss_mb"] >= 200 and resources["cpu_seconds"] >= 0.8  # type: ignore[index, operator]
+    assert resources["samples"] >= 2  # type: ignore[index, operator]
+    samples = ws.git("show", "refs/experiments/big:.gitexp/system.jsonl").splitlines()
+    assert max(json.loads(s)["values"]["rss_mb"] for s in samples) >= 200
+    found = ws.gitexp("list", "--where", "resources.peak_rss_mb >= 200", "-c", "name", "--format", "csv").out
+    assert found.split() == ["name", "big"]
+    shown = ws.gitexp("show", "big").out
+    assert "resources:" in shown and "peak_rss_mb" in shown and "rss_mb" in shown  # summary and series
+    off = ws.run("-n", "off", "--sample-interval", "0", "--", "true")
+    assert off.code == 0 and ws.gitexp("list", "--where", "name = off", "--json").json()[0]["resources"] == {}  # type: ignore[index]
+
+
+def test_show_draws_each_series_and_plot_writes_the_curves_of_several_runs(ws: Workspace, tmp_path: Path) -> None:
+    ws.write("curve.py", "import gitexp, sys\nfor i in range(20):\n    gitexp.log({'loss': float(sys.argv[1]) / (i + 1)}, step=i)\n")
+    ws.run("-n", "a", "--", PY, "curve.py", "1")
+    ws.run("-n", "b", "--", PY, "curve.py", "2")
+    shown = ws.gitexp("show", "a").out
+    assert "series:" in shown and "█" in shown and "n=20 first 1 last 0.05" in shown
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "loss.png"
+    plotted = ws.gitexp("plot", "a", "b", "--metric", "loss", "-o", str(out))
+    assert plotted.code == 0, plotted.err
+    assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 5000
+    missing = ws.gitexp("plot", "a", "--metric", "nope", "-o", str(tmp_path / "x.png"))
+    assert missing.code == 1 and "nope" in missing.err and "loss" in missing.err
