@@ -16,9 +16,9 @@ import json
 import math
 import random
 
-import yaml  # gitexp depends on PyYAML, so the demo can read params.yaml
+import gitexp
 
-params = yaml.safe_load(open("params.yaml"))
+params = gitexp.params()  # params.yaml with the -S overrides of this run
 rng = random.Random(params["seed"])
 
 
@@ -39,6 +39,7 @@ for epoch in range(params["epochs"]):
         p = 1 / (1 + math.exp(-sum(wi * fi for wi, fi in zip(w, f))))
         loss -= math.log(max(p if label else 1 - p, 1e-12))
         w = [wi - params["lr"] * (p - label) * fi for wi, fi in zip(w, f)]
+    gitexp.log({"train_loss": loss / len(train)}, step=epoch)  # a point of the curve that gitexp show draws
     if epoch % max(1, params["epochs"] // 4) == 0 or epoch == params["epochs"] - 1:
         print(f"epoch {epoch:3d}  loss {loss / len(train):.4f}")
 

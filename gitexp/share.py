@@ -13,7 +13,7 @@ from gitexp.data.cache import Cache
 from gitexp.data.inventory import uses
 from gitexp.data.remote import DataRemote, TransferReport, open_remote
 from gitexp.data.session import cache_root
-from gitexp.errors import GitexpError
+from gitexp.errors import GitexpError, RunInProgress
 from gitexp.model import Progress
 from gitexp.store import Store
 
@@ -67,8 +67,15 @@ def push(
 ) -> ShareReport:
     """git push the runs (all by default) and their notes; then send their data the data remote lacks."""
     refspecs = [f"{fmt.REF_PREFIX}{n}:{fmt.REF_PREFIX}{n}" for n in runs] or [RUNS_REFSPEC]
-    refspecs.append(NOTES_REFSPEC)
     report = ShareReport()
+    in_progress = _in_progress(store)
+    for name in runs:
+        if name in in_progress:
+            raise RunInProgress(name)
+    if not runs:  # a run in progress would later end as a commit that does not fast-forward the pushed one
+        refspecs += [f"^{fmt.REF_PREFIX}{name}" for name in sorted(in_progress)]
+        report.warnings += [f"{name} is still running: not pushed (push it once it ends)" for name in sorted(in_progress)]
+    refspecs.append(NOTES_REFSPEC)
     _git_transfer(store.root, ["push", "--porcelain", remote, *refspecs], report)
     target = _data_remote(store, data_remote, remote)
     if target is None:
@@ -83,6 +90,15 @@ def push(
         finally:
             progress.done()
     return report
+
+
+def _in_progress(store: Store) -> set[str]:
+    """Names of the runs being recorded on this machine right now (from their live files)."""
+    from gitexp import live
+
+    common = store.git_common_dir()
+    states = (live.read(common, p.stem) for p in sorted(live.live_dir(common).glob("*.json")))
+    return {s.name for s in states if s is not None and live.alive(s) and store.run_commit(s.name) == s.commit}
 
 
 def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, progress: Progress, data: bool = True) -> ShareReport:

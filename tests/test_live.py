@@ -45,8 +45,13 @@ def listed(ws: Workspace) -> dict[str, dict[str, object]]:
     return {r["name"]: r for r in ws.gitexp("list", "--json").json()}  # type: ignore[attr-defined, index]
 
 
-def test_a_run_in_progress_is_listed_as_running_with_its_latest_metrics(ws: Workspace) -> None:
+def test_a_run_in_progress_is_listed_as_running_with_its_latest_metrics(ws: Workspace, tmp_path: Path) -> None:
     ws.write("slow.py", SLOW)
+    ws.commit_all()
+    ws.run("-n", "done", "--", "true")
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    ws.git("remote", "add", "origin", str(bare))
     proc = start(ws, "-n", "live", "--", PY, "slow.py", "60")
     try:
         wait_for(lambda: "live" in ws.runs())
@@ -58,10 +63,18 @@ def test_a_run_in_progress_is_listed_as_running_with_its_latest_metrics(ws: Work
         for refused in (("checkout", "live"), ("rm", "-y", "live"), ("rename", "live", "other")):
             result = ws.gitexp(*refused)
             assert result.code == 1 and "'live' is still running" in result.err, refused
+        pushed = ws.gitexp("push")  # its final commit would not fast-forward a pushed running one
+        assert pushed.code == 0 and "live is still running: not pushed" in pushed.out + pushed.err
+        remote_refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)"], cwd=bare, capture_output=True,
+                                     text=True, check=True).stdout.split()
+        assert "refs/experiments/done" in remote_refs and "refs/experiments/live" not in remote_refs
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
     assert listed(ws)["live"]["status"] == "interrupted"
+    assert ws.gitexp("push").code == 0
+    assert "refs/experiments/live" in subprocess.run(["git", "for-each-ref"], cwd=bare, capture_output=True, text=True,
+                                                     check=True).stdout
     assert not (ws.root / ".git/gitexp/live/live.json").exists()
 
 
