@@ -17,5 +17,7 @@ def __getattr__(name: str) -> Any:
     if name in __all__:
         from gitexp import tracking
 
-        return getattr(tracking, name)
+        value = getattr(tracking, name)
+        globals()[name] = value  # later calls skip this function
+        return value
     raise AttributeError(f"module 'gitexp' has no attribute {name!r}")

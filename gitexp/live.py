@@ -30,6 +30,7 @@ from gitexp.model import RunSummary
 from gitexp.workspace import atomic_write, pid_alive
 
 HEARTBEAT_SECONDS = 2.0
+TAIL_LINES = 500  # of the lines logged since the last beat, how many are read for the latest values
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ class _Tail:
             return self._latest
         end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next beat
         self._offset += end
-        for line in chunk[:end].splitlines():
+        # The last lines only: a script logging 100k points/s must not cost this process a core.
+        for line in chunk[:end].splitlines()[-TAIL_LINES:]:
             try:
                 values = json.loads(line).get("values")
             except (ValueError, AttributeError):

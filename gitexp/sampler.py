@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 DEFAULT_INTERVAL = 2.0
 MIN_INTERVAL = 0.05
-FIRST_SAMPLE = 0.5  # seconds from start to the first sample, at most
+FIRST_SAMPLE = 0.5  # seconds from the first look at the tree to the first sample, at most
+START_DELAY = 0.25  # before the first look at a child's tree
 GPU_TIMEOUT = 5.0  # seconds nvidia-smi may take
 GPU_MAX_FAILURES = 3  # consecutive failed nvidia-smi readings after which it is no longer asked
 GPU_QUERY = ("--query-gpu=index,utilization.gpu,memory.used", "--format=csv,noheader,nounits")
@@ -89,8 +90,9 @@ class Sampler:
         self._started = time.monotonic()
         self._usage0 = _rusage()
         self._nvidia = shutil.which("nvidia-smi")
-        with contextlib.suppress(ImportError):  # here, not in the thread: there a busy caller would slow it down
-            importlib.import_module("psutil")
+        if self._own_tree:  # here, not in the thread: there our own busy caller would slow the import down
+            with contextlib.suppress(ImportError):
+                importlib.import_module("psutil")
         thread = threading.Thread(target=self._run, name="gitexp-sampler", daemon=True)
         try:
             thread.start()
@@ -128,6 +130,9 @@ class Sampler:
             self._thread_cpu = time.thread_time() - cpu0
 
     def _loop(self, cpu0: float) -> None:
+        # A command that ends within the delay costs nothing: psutil is not even imported (gitexp run -- true).
+        if not self._own_tree and self._stopping.wait(min(START_DELAY, self._interval / 2)):
+            return
         import psutil
 
         try:
