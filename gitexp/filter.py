@@ -11,7 +11,7 @@ Grammar (keywords `and`, `or`, `not`, `true`, `false`, `null`, `none` are case-i
     not_expr   := "not" not_expr | "(" or_expr ")" | comparison
     comparison := FIELD OP VALUE
     OP         := "=" | "==" | "!=" | "<" | "<=" | ">" | ">="
-    FIELD      := name | status | user | note | commit | branch | base | tag | tags
+    FIELD      := name | status | user | note | commit | branch | base | tag | tags | sweep | config
                   | created | duration | exit_code | params.<key> | metrics.<key>
                   | resources.<key>
     VALUE      := number | 'string' | "string" | bare word | true | false | null | none
@@ -55,7 +55,8 @@ class _Missing:
 MISSING: Final = _Missing()
 
 FIELDS_HELP: Final = (
-    "name, status, tag, created, duration, user, base, branch, exit_code, note, commit, params.<key>, metrics.<key>, "
+    "name, status, tag, created, duration, user, base, branch, exit_code, note, commit, sweep, config, params.<key>, "
+    "metrics.<key>, "
     "resources.<key>"
 )
 
@@ -110,9 +111,11 @@ _GETTERS: Final[dict[str, Callable[[RunSummary], Any]]] = {
     "branch": _branch,
     "tag": operator.attrgetter("tags"),
     "tags": operator.attrgetter("tags"),
+    "sweep": lambda run: run.sweep.get("id", MISSING),
+    "config": lambda run: run.config,
 }
 
-_STRING_FIELDS: Final = frozenset({"name", "status", "user", "note", "commit", "branch"})
+_STRING_FIELDS: Final = frozenset({"name", "status", "user", "note", "commit", "branch", "sweep", "config"})
 
 
 def _getter(key: str) -> Callable[[RunSummary], Any] | None:

@@ -48,6 +48,7 @@ T_TAGS = "Gitexp-Tags"
 T_PARAMS = "Gitexp-Params"
 T_METRICS = "Gitexp-Metrics"
 T_RESOURCES = "Gitexp-Resources"
+T_SWEEP = "Gitexp-Sweep"
 T_RECORDER = "Gitexp-Recorder"  # only while status is running: pid@host of the recording process
 
 SUBJECT_MAX = 72
@@ -138,6 +139,8 @@ def run_trailers(run: RunSummary) -> list[tuple[str, str]]:
     trailers.append((T_METRICS, compact_json(run.metrics)))
     if run.resources:
         trailers.append((T_RESOURCES, compact_json(run.resources)))
+    if run.sweep:
+        trailers.append((T_SWEEP, compact_json(run.sweep)))
     if run.recorder:
         trailers.append((T_RECORDER, run.recorder))
     return trailers
@@ -164,6 +167,7 @@ def summary_from_message(name: str, commit: str, message: str) -> RunSummary:
         params=_json(t.get(T_PARAMS), {}),
         metrics=_json(t.get(T_METRICS), {}),
         resources=_json(t.get(T_RESOURCES), {}),
+        sweep=_json(t.get(T_SWEEP), {}),
         recorder=t.get(T_RECORDER, ""),
         note=parse_note(message),
         subject=message.split("\n", 1)[0],

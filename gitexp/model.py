@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -28,6 +29,14 @@ class RunSummary:
     subject: str = ""
     resources: dict[str, Any] = field(default_factory=dict)
     recorder: str = ""  # pid@host of the process recording a run still in progress
+    sweep: dict[str, Any] = field(default_factory=dict)  # {"id", "index", "size", "seed_param"} of a sweep's run
+
+    @property
+    def config(self) -> str:
+        """The params without the seed (the sweep's seed param, else `seed`), as one text: repeats share it."""
+        seed = self.sweep.get("seed_param") or "seed"
+        kept = {k: v for k, v in self.params.items() if k != seed}
+        return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(kept.items())) or "(no params)"
 
     @property
     def started_at(self) -> datetime:
@@ -55,6 +64,7 @@ class RunSummary:
             "params": self.params,
             "metrics": self.metrics,
             "resources": self.resources,
+            "sweep": self.sweep,
         }
 
 

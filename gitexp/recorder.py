@@ -54,6 +54,9 @@ class RunRequest:
     # For `gitexp.start()`: the params the script passes, merged over the params files; the "command" is the process.
     extra_params: dict[str, Any] | None = None
     in_process: bool = False
+    sweep: dict[str, Any] | None = None  # the sweep this run belongs to (gitexp.sweep.Plan.record)
+    claim: RunSummary | None = None  # a queued run to execute: its name, parent, code (in `code`) and inputs
+    apply_overrides: bool = True  # False: the code already has them (a queued run); they are only recorded
     # For `gitexp reproduce`: run in a copy of a run's workspace instead of the repository's.
     repository: Path | None = None  # the repository to record into (default: the one around cwd)
     workdir: Path | None = None  # the copy's root: params, metrics and data paths are read there
@@ -82,7 +85,8 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
     recording = Recording.begin(request, notify, progress)
     try:
         outcome = recording.execute()
-        return recording.finish(outcome.exit_code, outcome.interrupted, outcome.usage)
+        with process.signals_deferred():  # a second Ctrl-C must not lose the run being written
+            return recording.finish(outcome.exit_code, outcome.interrupted, outcome.usage)
     finally:
         recording.close()
 
@@ -117,6 +121,35 @@ class Recording:
 
     @classmethod
     def begin(cls, request: RunRequest, notify: Notify = lambda _msg: None, progress: Progress | None = None) -> Recording:
+        """Check, snapshot, and write the run's `running` commit: the command may start."""
+        self = cls._checked(request, notify, progress)
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    @classmethod
+    def enqueue(cls, request: RunRequest, notify: Notify = lambda _msg: None, progress: Progress | None = None) -> RunSummary:
+        """Check, snapshot (inputs hashed and cached too) and store the run as a commit with status `queued`."""
+        self = cls._checked(request, notify, progress)
+        try:
+            started = datetime.now(timezone.utc).astimezone()
+            summary = replace(self._summary(started), status="queued", recorder="")
+            record = self._record_files(summary, None)
+            if self.data is not None:
+                record.update(self.data.record_files())
+            commit, name = _write(
+                self.store, summary, self.snap, self.parent, record, request.command, started, started, notify
+            )
+            self.finished = True
+            return replace(summary, name=name, commit=commit)
+        finally:
+            self.close()
+
+    @classmethod
+    def _checked(cls, request: RunRequest, notify: Notify, progress: Progress | None) -> Recording:
         if not request.command:
             raise GitexpError("no command given (usage: gitexp run [OPTIONS] -- COMMAND [ARGS]...)")
         self = cls(Store.discover(request.repository or request.cwd), request, notify, progress)
@@ -137,7 +170,8 @@ class Recording:
         for warning in config.warnings:
             notify(warning)
         self.config = config
-        self.name = _choose_name(store, request.name)
+        claim = request.claim
+        self.name = claim.name if claim else _choose_name(store, request.name)
         for tag in request.tags:
             names.validate_tag(tag)
         if not request.in_process:
@@ -145,33 +179,39 @@ class Recording:
         scalars = request.scalars if request.scalars is not None else config.scalars
         self.scalars = compile_pattern(scalars) if scalars else None
         self.sample_interval = request.sample_interval if request.sample_interval is not None else config.sample_interval
-        overrides = [params_mod.parse_override(text) for text in request.overrides]
+        overrides = [params_mod.parse_override(text) for text in request.overrides] if request.apply_overrides else []
         files = params_mod.load_files(root, config.params, required=config.params_explicit)
         self.params = params_mod.effective(files, overrides)
         self.param_originals = {f.target: f.original for f in files if f.target}
         self.effective_params = _merged(self.params.params, request.extra_params or {})
         for key in self.params.new_keys:
             notify(f"-S {key}: no params file defines {key}; it is added for this run (a typo?)")
-        if self.params.contents:
-            self.guard.ensure_free()
-        self.parent = _choose_parent(store, request, notify)
+        self.parent = _claimed_parent(store, claim) if claim else _choose_parent(store, request, notify)
         self.inputs, self.outputs = _data_paths(config, request, root)
         self.snap = request.code or store.snapshot(
             replace=self.params.contents, exclude=self.inputs + self.outputs, large_threshold=config.large_files
         )
         for path in self.snap.skipped:
             notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
-        if self.inputs or self.outputs or self.snap.large:
+        if self.inputs or self.outputs or self.snap.large or (claim and store.read_record(claim.commit, fmt.DATA_FILE)):
             self.data = _data_session(store, root, self.progress)
         self.outputs_before = _outputs_state(root, self.outputs)
         self.metric_states = metrics_mod.before(root, config.metrics)
-        self.scratch = _scratch_root(store) / f"run-{os.getpid()}-{os.urandom(4).hex()}"
-        self.scratch.mkdir()
-        if self.data is not None:
+        if self.data is not None and claim is not None:
+            self.data.adopt(store, claim.commit, ("inputs", "large_files"))  # hashed when it was queued
+        elif self.data is not None:
             self.data.add("inputs", self.inputs, config.cache_inputs, "hashing inputs")
             for path in self.snap.large:
                 notify(f"{path} is large and untracked: recorded as a data pointer, not a git blob")
             self.data.add("large_files", self.snap.large, True, "caching large files")
+
+    def _start(self) -> None:
+        """The scratch dir, the environment capture, and the `running` commit."""
+        request = self.request
+        if self.params.contents:
+            self.guard.ensure_free()
+        self.scratch = _scratch_root(self.store) / f"run-{os.getpid()}-{os.urandom(4).hex()}"
+        self.scratch.mkdir()
         (self.scratch / API_PARAMS).write_text(fmt.to_json(self.effective_params), encoding="utf-8")
         self.env = dict(os.environ)
         self.env[ENV_RUN_NAME] = self.name
@@ -182,18 +222,14 @@ class Recording:
         self._env_thread.start()
         self._write_running()
 
-    def _write_running(self) -> None:
-        """The run's ref, from now on: a commit with status `running`, and its live file."""
-        assert self.scratch is not None
-        self.started = datetime.now(timezone.utc).astimezone()
-        self.t0 = time.monotonic()
+    def _summary(self, started: datetime) -> RunSummary:
         user, email = self.store.identity()
-        self.summary = RunSummary(
+        return RunSummary(
             name=self.name,
             commit="",
             status="running",
             exit_code=None,
-            started=self.started.isoformat(timespec="milliseconds"),
+            started=started.isoformat(timespec="milliseconds"),
             duration=None,
             user=f"{user} <{email}>",
             base=self.snap.base,
@@ -203,11 +239,20 @@ class Recording:
             params=params_mod.flatten(self.effective_params),
             note=self.request.note.strip(),
             recorder=recorder_tag(),
+            sweep=self.request.sweep or {},
         )
+
+    def _write_running(self) -> None:
+        """The run's ref, from now on: a commit with status `running`, and its live file."""
+        assert self.scratch is not None
+        self.started = datetime.now(timezone.utc).astimezone()
+        self.t0 = time.monotonic()
+        self.summary = self._summary(self.started)
         record = self._record_files(self.summary, None)
+        claim = self.request.claim
         commit, self.name = _write(
             self.store, self.summary, self.snap, self.parent, record, self.request.command, self.started,
-            self.started, self.notify,
+            self.started, self.notify, replacing=claim.commit if claim else None, rename=claim is None,
         )
         self.running_commit = commit
         self.summary = replace(self.summary, name=self.name)
@@ -489,6 +534,12 @@ def _record_files(
         "overrides": list(request.overrides),
         "metrics_files": list(config.metrics),
     }
+    if run.sweep:
+        meta["sweep"] = run.sweep
+    if request.scalars:
+        meta["scalars"] = request.scalars
+    if request.sample_interval is not None:
+        meta["sample_interval"] = request.sample_interval
     return {
         fmt.RUN_FILE: fmt.to_json(meta).encode(),
         fmt.PARAMS_FILE: fmt.to_json(effective).encode(),
@@ -509,6 +560,7 @@ def _write(
     notify: Notify,
     record_trees: dict[str, str] | None = None,
     replacing: str | None = None,
+    rename: bool = True,
 ) -> tuple[str, str]:
     """Write the commit and ref (over the run's `running` commit); if the name was taken meanwhile, take a new one."""
     name = run.name
@@ -522,11 +574,23 @@ def _write(
             )
             return commit, name
         except RunNameTaken:
+            if not rename:
+                raise GitexpError(f"run {name!r} was taken by another worker (or changed) before this one could start it")
             suffix = f"-{attempt}"
             new = run.name[: names.MAX_LENGTH - len(suffix)] + suffix
             notify(f"the name {name!r} was taken meanwhile; the run is recorded as {new!r}")
             name, replacing = new, None
     raise RunNameTaken(name)
+
+
+def _claimed_parent(store: Store, claim: RunSummary) -> Pointer | None:
+    """The parent run a queued run was given when it was queued."""
+    if not claim.parent:
+        return None
+    import json
+
+    meta = json.loads(store.read_record(claim.commit, fmt.RUN_FILE) or b"{}")
+    return Pointer(((meta.get("parent_run") or {}).get("name")) or "", claim.parent)
 
 
 def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

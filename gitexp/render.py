@@ -327,6 +327,19 @@ def age(iso: str, now: datetime | None = None) -> str:
 # -- diff and compare ----------------------------------------------------------------
 
 
+def batch_summary(outcomes: list[Any]) -> str:
+    """The end of a sweep: each run's status, exit code, duration and overrides."""
+    if not outcomes:
+        return "no run was started"
+    rows = [
+        [o.name, o.status, value(o.exit_code), duration(o.duration), " ".join(o.overrides) or o.error]
+        for o in outcomes
+    ]
+    failed = sum(o.status != "completed" for o in outcomes)
+    head = f"{len(outcomes)} run(s): {len(outcomes) - failed} completed" + (f", {failed} not" if failed else "")
+    return head + "\n" + aligned(["name", "status", "exit", "duration", "overrides"], rows)
+
+
 def diff_text(d: Any, colour: bool) -> str:
     """A RunDiff (gitexp.compare) as text: only what differs, improvements green, regressions red."""
     lines = [f"diff {d.a.name} ({d.a.commit[:10]}) -> {d.b.name} ({d.b.commit[:10]})"]

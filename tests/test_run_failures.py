@@ -50,7 +50,7 @@ def test_a_taken_name_is_refused_before_the_command_starts(ws: Workspace) -> Non
         ("lr", ["no '='"]),
         ("=3", ["key is empty"]),
         ("a..b=1", ["empty part"]),
-        ("lr=[1, 2]", ["single YAML scalar"]),
+        ("lr=[[1, 2]]", ["single YAML scalar"]),
         ("lr={a: 1}", ["single YAML scalar"]),
         ("lr=: [", ["not valid YAML"]),
         ("model.depth.x=2", ["model.depth is a value"]),

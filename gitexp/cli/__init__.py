@@ -26,6 +26,7 @@ COMMANDS = {
     "diff": ("gitexp.cli.diff", "What changed between two runs."),
     "compare": ("gitexp.cli.compare_runs", "Params and metrics of several runs side by side."),
     "tree": ("gitexp.cli.tree", "The evolution tree of runs."),
+    "queue": ("gitexp.cli.queue", "Start, see or cancel queued runs."),
     "tag": ("gitexp.cli.tag", "Add, remove or print a run's tags."),
     "note": ("gitexp.cli.note", "Set or print a run's note."),
     "checkout": ("gitexp.cli.checkout", "Restore a run's workspace: code, params, data, outputs."),

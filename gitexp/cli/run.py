@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -18,9 +19,19 @@ effective params, the final metrics, the environment and the output.
 gitexp exits with COMMAND's exit code.
 
 \b
+Several values make a sweep: `-S lr=0.1,0.01 -S batch=32,64` runs the 4
+combinations (also `-S lr=[0.1,0.01]`); `--random N` draws N instead (lists
+are choices; also uniform(a,b), loguniform(a,b), randint(a,b)). `--repeat N
+--seed-param seed` runs each config N times with different recorded seeds.
+Sweep runs go one after another in this workspace, or with `-j N` N at a time,
+each in a temporary copy of the code; `--queue` only queues them (gitexp queue
+start). Exit code: 0 if every run completed, else 1 (130 if interrupted).
+
+\b
 Examples:
   gitexp run -- python train.py
   gitexp run -n lr-small -m "halve the lr" -S lr=0.005 -- python train.py
+  gitexp run -j 2 -S lr=0.1,0.01 --repeat 3 --seed-param seed -- python train.py
 """,
 )
 @click.option("-n", "--name", help="Name of the run (default: an automatic unique name).")
@@ -34,6 +45,14 @@ Examples:
 @click.option("--scalars", "scalars_default", is_flag=True, help="Capture scalars printed on stdout (lines like 'epoch 3 loss=0.41 acc=0.88' or 'loss: 0.41') as step metrics.")
 @click.option("--scalars-regex", metavar="REGEX", help="Capture stdout scalars with this regex: groups (?P<name>) and (?P<value>), or groups named after metrics; (?P<step>) gives the step.")
 @click.option("--sample-interval", type=click.FloatRange(min=0), metavar="SECONDS", help="Seconds between hardware samples of the command's processes (default 2; 0: off).")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, metavar="N", help="Run each config N times.")
+@click.option("--seed-param", metavar="KEY", help="The param holding the seed: each repeat sets it to its own seed.")
+@click.option("--seeds", metavar="S1,S2,...", help="The repeats' seeds (default: random ones, recorded).")
+@click.option("--random", "random_count", type=click.IntRange(min=1), metavar="N", help="Draw N configs from the -S lists and ranges instead of the grid.")
+@click.option("--random-seed", type=int, metavar="N", help="Seed of --random's draws (default: random, recorded).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N", help="Run N at a time, each in a temporary copy of the code and inputs.")
+@click.option("--queue", "to_queue", is_flag=True, help="Only queue the run(s); `gitexp queue start` runs them.")
+@click.option("--fail-fast", is_flag=True, help="Stop a sweep at its first failed run (default: run them all).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(
     name: str | None,
@@ -47,13 +66,29 @@ def command(
     scalars_default: bool,
     scalars_regex: str | None,
     sample_interval: float | None,
+    repeat: int,
+    seed_param: str | None,
+    seeds: str | None,
+    random_count: int | None,
+    random_seed: int | None,
+    jobs: int | None,
+    to_queue: bool,
+    fail_fast: bool,
     command: tuple[str, ...],
 ) -> int:
     from gitexp.cli.progress import TerminalProgress
     from gitexp.recorder import RunRequest, record_run
+    from gitexp.sweep import plan
 
     if parent is not None and no_parent:
         raise click.UsageError("--parent and --no-parent cannot be used together")
+    if to_queue and jobs is not None:
+        raise click.UsageError("--queue and -j cannot be used together (queue, then: gitexp queue start -j N)")
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",")) if seeds else ()
+    except ValueError as exc:
+        raise click.BadParameter("give integers, e.g. --seeds 1,2,3", param_hint="--seeds") from exc
+    sweep = plan(overrides, repeat, seed_param, seed_list, random_count, random_seed)
     request = RunRequest(
         command=list(command),
         cwd=Path.cwd(),
@@ -68,6 +103,11 @@ def command(
         scalars=scalars_regex or ("default" if scalars_default else None),
         sample_interval=sample_interval,
     )
+    if to_queue or jobs is not None or sweep.id is not None:
+        from gitexp.cli.batch import run_batch
+
+        return run_batch(request, sweep, jobs, to_queue, fail_fast)
+    request = replace(request, overrides=sweep.runs[0].overrides)  # with the seed of --seed-param
     result = record_run(request, notify=warn, progress=TerminalProgress())
     run = result.run
     from gitexp.render import duration

@@ -58,6 +58,22 @@ class DataSession:
         self._write_pin()
         return pointers
 
+    def adopt(self, store: Any, commit: str, sections: tuple[str, ...]) -> None:
+        """Take these sections' pointers (and their manifests) from an existing run's record, without hashing."""
+        import json
+
+        raw = store.read_record(commit, DATA_FILE)
+        data = json.loads(raw) if raw else {}
+        for section in sections:
+            pointers = [DataPointer.from_dict(p) for p in data.get(section, [])]
+            self.sections[section].extend(pointers)
+            for p in pointers:
+                if p.kind == "dir" and p.digest:
+                    manifest = store.read_record(commit, f"{MANIFEST_DIR}/{p.digest}.json")
+                    if manifest is not None:
+                        self.manifests[p.digest] = manifest
+        self._write_pin()
+
     def _write_pin(self) -> None:
         digests = {p.digest for ps in self.sections.values() for p in ps if p.digest}
         digests |= {e["digest"] for raw in self.manifests.values() for e in _manifest_files(raw)}

@@ -1,0 +1,33 @@
+"""The sweep side of `gitexp run`: several runs in place, in parallel worktrees, or queued."""
+
+from __future__ import annotations
+
+import click
+
+from gitexp.cli import warn
+from gitexp.recorder import RunRequest
+from gitexp.sweep import Plan
+
+
+def run_batch(request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool, fail_fast: bool) -> int:
+    from gitexp import queue
+    from gitexp.cli.progress import TerminalProgress
+    from gitexp.recorder import record_run
+    from gitexp.render import batch_summary
+    from gitexp.store import Store
+
+    requests = queue.requests_for(request, sweep)
+    if sweep.id:
+        how = "queued" if to_queue else (f"{jobs} at a time" if jobs else "one after another")
+        warn(f"sweep {sweep.id}: {len(requests)} runs, {how} (find them with: gitexp list --where 'sweep = {sweep.id}')")
+    if to_queue:
+        names = [r.name for r in queue.enqueue(requests, warn)]
+        warn(f"queued {', '.join(names)}; start them with: gitexp queue start -j N")
+        return 0
+    if jobs is None:
+        outcomes = queue.run_in_place(requests, fail_fast, warn, lambda r: record_run(r, warn, TerminalProgress()))
+    else:
+        names = [r.name for r in queue.enqueue(requests, warn)]
+        outcomes = queue.work(Store.discover(request.cwd), names, jobs, fail_fast, warn)
+    click.echo(batch_summary(outcomes), err=True)
+    return queue.exit_code(outcomes)

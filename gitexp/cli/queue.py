@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import click
+
+from gitexp.cli import warn
+
+
+@click.group("queue")
+def command() -> None:
+    """Runs waiting in the queue (gitexp run --queue): start workers, see them, cancel them."""
+
+
+@command.command("start")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N", help="Runs at a time.")
+@click.option("--fail-fast", is_flag=True, help="Start no more runs after one fails.")
+def start(jobs: int, fail_fast: bool) -> int:
+    """Work off the queue, N runs at a time, each in a temporary copy of its code; until it is empty.
+
+    Runs queued meanwhile are run too. Ctrl-C stops the runs in progress (recorded as
+    interrupted); the runs not started stay queued.
+    """
+    from gitexp import queue
+    from gitexp.render import batch_summary
+    from gitexp.store import Store
+
+    store = Store.discover()
+    waiting = queue.queued(store)
+    if not waiting:
+        warn("the queue is empty (queue runs with: gitexp run --queue ...)")
+        return 0
+    warn(f"{len(waiting)} queued run(s), {jobs} at a time")
+    outcomes = queue.work(store, None, jobs, fail_fast, warn)
+    click.echo(batch_summary(outcomes), err=True)
+    return queue.exit_code(outcomes)
+
+
+@command.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: the queued and running runs.")
+def status(as_json: bool) -> None:
+    """The runs queued (oldest first, the next to start on top) and those running."""
+    from gitexp import query, render
+    from gitexp.store import Store
+
+    store = Store.discover()
+    found = [r for r in reversed(query.runs(store)) if r.status in ("queued", "running")]
+    if as_json:
+        click.echo(render.to_json([r.to_dict() for r in found]))
+        return
+    if not found:
+        click.echo("nothing queued or running")
+        return
+    click.echo(render.runs_output(found, ["name", "status", "created", "sweep"], "table"))
+
+
+@command.command("cancel")
+@click.argument("runs", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Cancel every queued run.")
+@click.option("--sweep", "sweep_id", metavar="ID", help="Cancel the queued runs of this sweep.")
+def cancel(runs: tuple[str, ...], everything: bool, sweep_id: str | None) -> None:
+    """Remove queued runs (never a run that started)."""
+    from gitexp import queue
+    from gitexp.store import Store
+
+    store = Store.discover()
+    if bool(runs) + everything + (sweep_id is not None) != 1:
+        raise click.UsageError("name the runs, or give --all, or --sweep ID")
+    names = list(runs) or [r.name for r in queue.queued(store) if everything or r.sweep.get("id") == sweep_id]
+    done = queue.cancel(store, names)
+    click.echo(f"cancelled {len(done)} queued run(s)" + (f": {', '.join(done)}" if done else ""))
+
+
+@command.command("exec", hidden=True)
+@click.argument("run")
+def execute(run: str) -> int:
+    """Run one queued run in a temporary worktree (what each worker of `queue start` does)."""
+    from gitexp import queue
+    from gitexp.store import Store
+
+    result = queue.execute(Store.discover(), run, warn)
+    return result.exit_code

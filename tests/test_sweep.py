@@ -1,0 +1,191 @@
+"""Sweeps, repeats, parallel runs in temporary worktrees, and the queue."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import Workspace
+
+PY = sys.executable
+
+TRAIN = """\
+import gitexp, os, sys, time
+p = gitexp.params()
+open(f"mark-{os.getpid()}", "w").write("x")           # visible to no other run
+time.sleep(float(os.environ.get("SLEEP", "0")))
+others = sorted(f for f in os.listdir(".") if f.startswith("mark-") and f != f"mark-{os.getpid()}")
+gitexp.summary({"acc": p["lr"] * 10 + p.get("seed", 0) % 7 / 100, "others": len(others)})
+print("cwd", os.getcwd())
+sys.exit(3 if p.get("batch") == 99 else 0)
+"""
+
+
+@pytest.fixture
+def project(ws: Workspace) -> Workspace:
+    ws.write("params.yaml", "lr: 0.1\nbatch: 32\nseed: 0\n")
+    ws.write("train.py", TRAIN)
+    ws.write(".gitignore", "mark-*\n")
+    ws.commit_all()
+    return ws
+
+
+def runs_json(ws: Workspace, where: str = "") -> list[dict[str, object]]:
+    args = ["list", "--json"] + (["--where", where] if where else [])
+    return ws.gitexp(*args).json()  # type: ignore[return-value]
+
+
+def test_a_grid_of_comma_lists_runs_every_combination_with_its_overrides(project: Workspace) -> None:
+    ws = project
+    result = ws.run("-S", "lr=0.1,0.01,0.001", "-S", "batch=[32, 64]", "--", PY, "train.py")
+    runs = runs_json(ws)
+    assert sorted((r["params"]["lr"], r["params"]["batch"]) for r in runs) == sorted(  # type: ignore[index]
+        (lr, b) for lr in (0.1, 0.01, 0.001) for b in (32, 64)
+    )
+    sweeps = {r["sweep"]["id"] for r in runs}  # type: ignore[index]
+    assert len(sweeps) == 1
+    sweep = sweeps.pop()
+    assert len(runs_json(ws, f"sweep = {sweep}")) == 6
+    assert "6 run(s): 6 completed" in result.err
+    meta = ws.record(runs[0]["name"], "run.json")  # type: ignore[arg-type]
+    assert meta["overrides"] == meta["sweep"]["overrides"] and meta["sweep"]["size"] == 6  # type: ignore[index]
+    parents = {r["parent"] for r in runs}
+    assert len(parents) == 1  # siblings, not a chain
+    assert (ws.root / "params.yaml").read_text() == "lr: 0.1\nbatch: 32\nseed: 0\n"
+
+
+def test_repeats_get_distinct_recorded_seeds_the_same_in_every_config(project: Workspace) -> None:
+    ws = project
+    ws.run("--repeat", "3", "--seed-param", "seed", "-S", "lr=0.1,0.2", "--", PY, "train.py")
+    runs = runs_json(ws)
+    seeds = {lr: sorted(r["params"]["seed"] for r in runs if r["params"]["lr"] == lr) for lr in (0.1, 0.2)}  # type: ignore[index]
+    assert len(set(seeds[0.1])) == 3 and seeds[0.1] == seeds[0.2]
+    assert all(r["sweep"]["seed_param"] == "seed" for r in runs)  # type: ignore[index]
+    assert len({r["config"] for r in ws.gitexp("list", "-c", "name,config", "--format", "json").json()}) == 2  # type: ignore[attr-defined]
+    ws.run("-n", "fixed", "--seeds", "11,12", "--seed-param", "seed", "--", PY, "train.py")
+    assert sorted(r["params"]["seed"] for r in runs_json(ws, "name = fixed-1 or name = fixed-2")) == [11, 12]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--seeds", "1,2", "--repeat", "3", "--seed-param", "seed"), "--seeds gives 2 seeds for --repeat 3"),
+        (("--seeds", "1,x", "--seed-param", "seed"), "give integers"),
+        (("--seeds", "1,2"), "--seeds needs --seed-param"),
+        (("-S", "lr=uniform(0,1)"), "needs --random N"),
+        (("-S", "lr=loguniform(0,1)", "--random", "2"), "low > 0"),
+        (("-S", "lr=0.1,,0.2"), "empty"),
+        (("--queue", "-j", "2"), "cannot be used together"),
+    ],
+)
+def test_bad_sweep_options_are_refused_before_anything_runs(project: Workspace, args: tuple[str, ...], message: str) -> None:
+    ws = project
+    ws.freeze()
+    result = ws.gitexp("run", *args, "--", PY, "train.py")
+    assert result.code != 0 and message in result.err and "Traceback" not in result.err
+    assert ws.runs() == {}
+
+
+def test_random_search_draws_n_configs_from_ranges_and_choices(project: Workspace) -> None:
+    ws = project
+    ws.run("--random", "4", "--random-seed", "7", "-S", "lr=loguniform(1e-4,1e-1)", "-S", "batch=16,32", "--", PY, "train.py")
+    runs = runs_json(ws)
+    assert len(runs) == 4
+    assert all(1e-4 <= r["params"]["lr"] <= 1e-1 and r["params"]["batch"] in (16, 32) for r in runs)  # type: ignore[index, operator]
+
+
+def test_parallel_runs_overlap_in_separate_worktrees_and_leave_the_workspace_alone(project: Workspace) -> None:
+    ws = project
+    ws.freeze()
+    env = {**os.environ, "SLEEP": "1.5"}
+    proc = subprocess.run([PY, "-m", "gitexp", "run", "-j", "2", "-S", "lr=0.1,0.2", "--", PY, "train.py"],
+                          cwd=ws.root, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    runs = runs_json(ws)
+    spans = sorted(
+        (datetime.fromisoformat(r["started"]).timestamp(), r["duration"]) for r in runs  # type: ignore[arg-type]
+    )
+    (a_start, a_dur), (b_start, _) = spans
+    assert b_start < a_start + a_dur  # they truly ran at the same time
+    cwds = {ws.git("show", f"refs/experiments/{r['name']}:.gitexp/stdout.log").split()[1] for r in runs}
+    assert len(cwds) == 2 and not any(c.startswith(str(ws.root)) for c in cwds)
+    assert all(r["metrics"]["others"] == 0 for r in runs)  # type: ignore[index]
+    assert not list(Path(tempfile.gettempdir()).glob("gitexp-wt-*"))
+
+
+def test_a_failing_run_does_not_stop_the_sweep_unless_fail_fast(project: Workspace) -> None:
+    ws = project
+    result = ws.gitexp("run", "-S", "batch=99,32", "--", PY, "train.py")
+    assert result.code == 1 and "2 run(s): 1 completed, 1 not" in result.err
+    assert sorted(r["status"] for r in runs_json(ws)) == ["completed", "failed"]
+    ws.git("update-ref", "-d", f"refs/experiments/{runs_json(ws)[0]['name']}")
+    ws.git("update-ref", "-d", f"refs/experiments/{runs_json(ws)[0]['name']}")
+    fast = ws.gitexp("run", "--fail-fast", "-j", "1", "-S", "batch=99,32,64", "--", PY, "train.py")
+    assert fast.code == 1 and "--fail-fast" in fast.err
+    assert [r["status"] for r in runs_json(ws)] == ["failed"]  # the rest were cancelled, not run
+    inplace = ws.gitexp("run", "--fail-fast", "-S", "batch=99,32", "--", PY, "train.py")
+    assert inplace.code == 1 and len(runs_json(ws)) == 2
+
+
+def test_the_queue_is_durable_and_survives_a_killed_worker(project: Workspace) -> None:
+    ws = project
+    ws.run("--queue", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py")
+    status = ws.gitexp("queue", "status", "--json").json()
+    assert [r["status"] for r in status] == ["queued"] * 3  # type: ignore[index]
+    first = status[0]["name"]  # type: ignore[index]
+    env = {**os.environ, "SLEEP": "60"}
+    runner = subprocess.Popen([PY, "-m", "gitexp", "queue", "start", "-j", "1"], cwd=ws.root, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(r["status"] == "running" for r in runs_json(ws)):
+        time.sleep(0.1)
+    os.killpg(runner.pid, signal.SIGKILL)  # the runner, its worker and the command: all gone at once
+    runner.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(r["status"] == "running" for r in runs_json(ws)):
+        time.sleep(0.1)  # the worker may take a moment to be gone
+    by_status = {r["name"]: r["status"] for r in runs_json(ws)}
+    assert by_status[first] == "crashed"
+    assert sorted(by_status.values()) == ["crashed", "queued", "queued"]
+    result = ws.gitexp("queue", "start", "-j", "2", timeout=120)
+    assert result.code == 0, result.err
+    assert sorted(r["status"] for r in runs_json(ws)) == ["completed", "completed", "crashed"]
+    assert not list(Path(tempfile.gettempdir()).glob("gitexp-wt-*"))  # the dead worker's copy too
+    assert ws.gitexp("queue", "status").out.strip() == "nothing queued or running"
+
+
+def test_queue_cancel_removes_only_queued_runs(project: Workspace) -> None:
+    ws = project
+    ws.run("-n", "done", "--", "true")
+    ws.run("--queue", "-n", "q", "-S", "lr=0.1,0.2", "--", PY, "train.py")
+    refused = ws.gitexp("queue", "cancel", "done")
+    assert refused.code == 1 and "not queued" in refused.err
+    assert ws.gitexp("queue", "cancel", "q-1").code == 0
+    assert sorted(ws.runs()) == ["done", "q-2"]
+    assert ws.gitexp("queue", "cancel", "--all").out.startswith("cancelled 1")
+
+
+def test_ctrl_c_during_a_parallel_sweep_records_interrupted_runs_and_leaves_no_worktree(project: Workspace) -> None:
+    ws = project
+    env = {**os.environ, "SLEEP": "60"}
+    proc = subprocess.Popen([PY, "-m", "gitexp", "run", "-j", "2", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py"],
+                            cwd=ws.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and sum(r["status"] == "running" for r in runs_json(ws)) < 2:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert sorted(r["status"] for r in runs_json(ws)) == ["interrupted", "interrupted"]  # the third: cancelled
+    assert not list(Path(tempfile.gettempdir()).glob("gitexp-wt-*"))
+    assert not list((ws.root / ".git/gitexp/tmp").glob("run-*"))
+    assert json.loads(ws.git("show", f"refs/experiments/{runs_json(ws)[0]['name']}:.gitexp/run.json"))["sweep"]
