@@ -327,6 +327,40 @@ def age(iso: str, now: datetime | None = None) -> str:
 # -- diff and compare ----------------------------------------------------------------
 
 
+def groups_text(groups: list[Any], keys: list[str], output: str) -> str:
+    """`list --group-by`: one row per group: its key values, n, and each metric's mean ± SEM."""
+    from gitexp.stats import format_mean_sem
+
+    if output == "json":
+        return to_json([g.to_dict() for g in groups])
+    metrics = sorted({m for g in groups for m in g.stats})
+    headers = [*keys, "n", *(f"metrics.{m}" for m in metrics)]
+    rows = [
+        [*(value(g.key[k]) for k in keys), str(len(g.runs)),
+         *(format_mean_sem(g.stats[m]).replace(f" (n={len(g.runs)})", "") if m in g.stats else "-" for m in metrics)]
+        for g in groups
+    ]
+    if output == "table":
+        return aligned(headers, rows) + "\n(mean ± standard error of the mean; (n=k): only k runs have that metric)"
+    from tabulate import tabulate
+
+    return tabulate(rows, headers, tablefmt={"markdown": "github"}.get(output, output))
+
+
+def group_tests_text(names: tuple[str, str], sizes: tuple[int, int], results: list[Any], colour: bool) -> str:
+    """`diff --groups A B`: per metric, A and B as mean ± SEM, the difference, Welch's p, and a verdict."""
+    from gitexp.stats import format_mean_sem, verdict
+
+    lines = [f"A: {names[0]}  ({sizes[0]} runs)", f"B: {names[1]}  ({sizes[1]} runs)", ""]
+    for r in results:
+        mark = {True: paint("better", "green", colour), False: paint("worse", "red", colour), None: ""}[r.better]
+        lines.append(f"{r.metric}: A {format_mean_sem(r.a)}   B {format_mean_sem(r.b)}" + (f"   B is {mark}" if mark else ""))
+        lines.append(f"  {verdict(r.test)}")
+    if not results:
+        lines.append("no metrics to compare")
+    return "\n".join(lines)
+
+
 def batch_summary(outcomes: list[Any]) -> str:
     """The end of a sweep: each run's status, exit code, duration and overrides."""
     if not outcomes:

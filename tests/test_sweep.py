@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,12 +29,18 @@ sys.exit(3 if p.get("batch") == 99 else 0)
 
 
 @pytest.fixture
-def project(ws: Workspace) -> Workspace:
+def project(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where workers make their worktrees: this test's own
     ws.write("params.yaml", "lr: 0.1\nbatch: 32\nseed: 0\n")
     ws.write("train.py", TRAIN)
     ws.write(".gitignore", "mark-*\n")
     ws.commit_all()
     return ws
+
+
+def worktrees() -> list[Path]:
+    return list(Path(os.environ["TMPDIR"]).glob("gitexp-wt-*"))
 
 
 def runs_json(ws: Workspace, where: str = "") -> list[dict[str, object]]:
@@ -118,7 +123,7 @@ def test_parallel_runs_overlap_in_separate_worktrees_and_leave_the_workspace_alo
     cwds = {ws.git("show", f"refs/experiments/{r['name']}:.gitexp/stdout.log").split()[1] for r in runs}
     assert len(cwds) == 2 and not any(c.startswith(str(ws.root)) for c in cwds)
     assert all(r["metrics"]["others"] == 0 for r in runs)  # type: ignore[index]
-    assert not list(Path(tempfile.gettempdir()).glob("gitexp-wt-*"))
+    assert not worktrees()
 
 
 def test_a_failing_run_does_not_stop_the_sweep_unless_fail_fast(project: Workspace) -> None:
@@ -158,7 +163,7 @@ def test_the_queue_is_durable_and_survives_a_killed_worker(project: Workspace) -
     result = ws.gitexp("queue", "start", "-j", "2", timeout=120)
     assert result.code == 0, result.err
     assert sorted(r["status"] for r in runs_json(ws)) == ["completed", "completed", "crashed"]
-    assert not list(Path(tempfile.gettempdir()).glob("gitexp-wt-*"))  # the dead worker's copy too
+    assert not worktrees()  # the dead worker's copy too
     assert ws.gitexp("queue", "status").out.strip() == "nothing queued or running"
 
 
@@ -186,6 +191,6 @@ def test_ctrl_c_during_a_parallel_sweep_records_interrupted_runs_and_leaves_no_w
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert sorted(r["status"] for r in runs_json(ws)) == ["interrupted", "interrupted"]  # the third: cancelled
-    assert not list(Path(tempfile.gettempdir()).glob("gitexp-wt-*"))
+    assert not worktrees()
     assert not list((ws.root / ".git/gitexp/tmp").glob("run-*"))
     assert json.loads(ws.git("show", f"refs/experiments/{runs_json(ws)[0]['name']}:.gitexp/run.json"))["sweep"]

@@ -13,7 +13,8 @@ from gitexp.render import FORMATS
 @click.option("--only-changed", is_flag=True, help="Hide param and metric columns whose value is the same in every row.")
 @click.option("-f", "--format", "output", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json: every run's summary (schema in docs/format.md).")
-def command(where: str | None, sort: str | None, limit: int | None, columns: str | None, only_changed: bool, output: str, as_json: bool) -> None:
+@click.option("-g", "--group-by", "group_by", metavar="KEY[,...]", help="One row per group of runs sharing these fields (e.g. config, params.lr, sweep): n and each metric's mean ± SEM.")
+def command(where: str | None, sort: str | None, limit: int | None, columns: str | None, only_changed: bool, output: str, as_json: bool, group_by: str | None) -> None:
     """List runs, newest first."""
     from gitexp import query, render
     from gitexp.cli import warn
@@ -23,6 +24,12 @@ def command(where: str | None, sort: str | None, limit: int | None, columns: str
     runs = query.select(Store.discover(), where, sort, limit, problems)
     for problem in problems:
         warn(problem)
+    if group_by:
+        from gitexp.groups import group_runs
+
+        keys = query.parse_columns(group_by)
+        click.echo(render.groups_text(group_runs(runs, keys), keys, "json" if as_json else output))
+        return
     if (as_json or output == "json") and not columns:
         click.echo(render.json_lines([r.to_dict() for r in runs]))
         return
