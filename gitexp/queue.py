@@ -2,19 +2,22 @@
 
 A queued run is a commit with status `queued` on its own ref: its code (with
 its overrides in the params files), params, command, and its inputs already
-hashed and cached. A worker (`gitexp queue exec NAME`, one process per run)
+hashed and cached. A worker (`gitexp queue serve`, one process for many runs)
 claims it by moving the ref to a `running` commit (compare-and-swap, so two
-workers never run the same run), copies the code and inputs into a temporary
-directory, runs the command there and records the result as usual; the
-directory is removed afterwards, on failure and Ctrl-C too. A worker killed
-outright leaves its run `running`, then `crashed` (see live.py), never lost,
-and its directory is removed by the next runner.
+workers never run the same run), brings its temporary directory to the run's
+code and inputs (writing only what differs from its last run, removing what
+that run left), runs the command there and records the result as usual; the
+directory is removed when the worker ends, on failure and Ctrl-C too. A worker
+killed outright leaves its run `running`, then `crashed` (see live.py), never
+lost, and its directory is removed by the next runner.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -24,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from gitexp import format as fmt
 from gitexp.environment import hostname
@@ -79,8 +83,8 @@ def run_in_place(
         if parent is not None:
             request = replace(request, parent=parent.parent, no_parent=parent.no_parent)
         result = run(request)
-        if parent is None:
-            parent = replace(request, parent=result.run.parent, no_parent=result.run.parent is None)
+        if parent is None:  # by name: resolving a name is one ref read, a commit id a scan of them all
+            parent = replace(request, parent=result.parent_name, no_parent=result.parent_name is None)
         outcomes.append(_outcome(result.run, request.overrides))
         if result.run.status == "interrupted" or (fail_fast and result.run.status != "completed"):
             break
@@ -112,37 +116,64 @@ def cancel(store: Store, names: list[str]) -> list[str]:
     return done
 
 
-def execute(store: Store, name: str, notify: Notify) -> RunResult:
-    """Run one queued run in a temporary worktree (what `gitexp queue exec` does)."""
+def _queued_run(store: Store, name: str) -> RunSummary:
     from gitexp.query import resolve
-    from gitexp.restore import materialize
 
     run = resolve(store, name)
     if run.status != "queued":
         raise NotQueued(run.name, run.status)
+    return run
+
+
+def _execute_in(store: Store, run: RunSummary, workdir: Path, notify: Notify) -> RunResult:
+    """Run a queued run in workdir, which holds its code and inputs; its `running` commit claims it."""
     meta = json.loads(store.read_record(run.commit, fmt.RUN_FILE) or b"{}")
+    code = store.code_tree(run.commit)
+    request = RunRequest(
+        command=list(meta.get("command") or []),
+        cwd=workdir / meta.get("cwd", ""),
+        note=run.note,
+        overrides=tuple(meta.get("overrides") or ()),
+        apply_overrides=False,
+        tags=run.tags,
+        scalars=meta.get("scalars"),
+        sample_interval=meta.get("sample_interval"),
+        repository=store.root,
+        workdir=workdir,
+        code=Snapshot(code, run.base, run.base_branch, dirty=run.base is None or code != store.tree_of(run.base)),
+        update_pointer=False,
+        claim=run,
+        sweep=run.sweep or None,
+    )
+    return record_run(request, notify)
+
+
+def serve(store: Store, names: TextIO, events: BinaryIO, notify: Notify) -> None:
+    """A worker: run each queued run named on `names` (one per line) in one reused worktree; report on `events`.
+
+    Each run ends with a line `<name>\t<error, or nothing>` on events. An interrupted run ends the
+    worker. Between runs the worktree is refreshed (restore.sync): only what differs is written, and
+    whatever the last run left is removed. It is deleted when the worker ends, whatever the reason.
+    """
+    from gitexp.restore import Known, sync
+
     scratch = Path(tempfile.mkdtemp(prefix=f"{WORKTREE_PREFIX}{os.getpid()}-"))
+    workdir = scratch / "workspace"
+    known: Known = {}
     try:
-        workdir = scratch / "workspace"
-        materialize(store, run, workdir, sections=("inputs", "large_files"))
-        code = store.code_tree(run.commit)
-        request = RunRequest(
-            command=list(meta.get("command") or []),
-            cwd=workdir / meta.get("cwd", ""),
-            note=run.note,
-            overrides=tuple(meta.get("overrides") or ()),
-            apply_overrides=False,
-            tags=run.tags,
-            scalars=meta.get("scalars"),
-            sample_interval=meta.get("sample_interval"),
-            repository=store.root,
-            workdir=workdir,
-            code=Snapshot(code, run.base, run.base_branch, dirty=run.base is None or code != store.tree_of(run.base)),
-            update_pointer=False,
-            claim=run,
-            sweep=run.sweep or None,
-        )
-        return record_run(request, notify)
+        for line in names:
+            name = line.strip()
+            error, interrupted = "", False
+            try:
+                run = _queued_run(store, name)
+                known = sync(store, run, workdir, known, ("inputs", "large_files"))
+                interrupted = _execute_in(store, run, workdir, notify).run.status == "interrupted"
+            except GitexpError as exc:
+                error, known = exc.message, {}  # the worktree may be half-written: start afresh
+            events.write(f"{name}\t{' '.join(error.split())}\n".encode())
+            events.flush()
+            if interrupted:
+                break
     finally:
         with signals_deferred():
             shutil.rmtree(scratch, ignore_errors=True)
@@ -156,6 +187,41 @@ def remove_stale_worktrees() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+class _Worker:
+    """A `gitexp queue serve` process: given run names on its stdin, it answers on a pipe of its own."""
+
+    def __init__(self, store: Store) -> None:
+        read_end, write_end = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gitexp", "queue", "serve", "--events-fd", str(write_end)],
+            cwd=store.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(write_end,),
+        )
+        os.close(write_end)
+        self.events = os.fdopen(read_end, "rb")
+        self.current: str | None = None
+
+    def give(self, name: str) -> None:
+        assert self.proc.stdin is not None
+        self.current = name
+        self.proc.stdin.write(f"{name}\n".encode())
+        self.proc.stdin.flush()
+
+    def answer(self) -> tuple[str, str] | None:
+        """(name, error) of the run it finished; None if it ended instead (killed, or done after Ctrl-C)."""
+        line = self.events.readline().decode(errors="replace")
+        if not line.endswith("\n"):
+            return None
+        name, _, error = line.rstrip("\n").partition("\t")
+        self.current = None
+        return name, error
+
+    def close(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+
 def work(
     store: Store,
     names: list[str] | None,
@@ -163,30 +229,44 @@ def work(
     fail_fast: bool,
     notify: Notify,
 ) -> list[Outcome]:
-    """Work off queued runs, `jobs` at a time, each by a worker process: these names, or the whole queue.
+    """Work off queued runs with `jobs` worker processes: these names, or the whole queue.
 
-    The whole queue is read anew whenever a worker is free, so runs queued meanwhile are run too.
+    The queue is looked at anew whenever a worker is free, so runs queued meanwhile are run too.
     Ctrl-C reaches the workers (same process group): they record their runs as interrupted; this waits.
     """
     remove_stale_worktrees()
     tried: set[str] = set()
-    running: dict[str, tuple[subprocess.Popen[bytes], Path, float]] = {}
+    workers: list[_Worker] = []
     outcomes: list[Outcome] = []
     stopping = False
-    overrides = {r.name: tuple(r.sweep.get("overrides", ())) for r in queued(store)}
     try:
         while True:
-            while not stopping and len(running) < jobs:
+            idle = [w for w in workers if w.current is None]
+            while not stopping and (idle or len(workers) < jobs):
                 name = _next(store, names, tried)
                 if name is None:
                     break
                 tried.add(name)
-                running[name] = _spawn(store, name)
-                notify(f"started {name}" + (f" ({', '.join(overrides[name])})" if overrides.get(name) else ""))
-            if not running:
+                if not idle:
+                    workers.append(_Worker(store))
+                    idle.append(workers[-1])
+                worker = idle.pop()
+                worker.give(name)
+                notify(f"started {name}" + _overrides_text(store, name))
+            busy = [w for w in workers if w.current is not None]
+            if not busy:
                 break
-            for name, code in _reap(running):
-                outcome = _finished(store, name, code)
+            ready, _, _ = select.select([w.events for w in busy], [], [])
+            for worker in busy:
+                if worker.events not in ready:
+                    continue
+                name = worker.current
+                assert name is not None
+                answer = worker.answer()
+                if answer is None:  # the worker died: whatever it was running is crashed, or still queued
+                    workers.remove(worker)
+                    worker.proc.wait()
+                outcome = _finished(store, name, answer[1] if answer else "its worker died")
                 outcomes.append(outcome)
                 notify(_describe(outcome))
                 if fail_fast and outcome.status != "completed" and not stopping:
@@ -196,65 +276,60 @@ def work(
                         cancel(store, left)
                         notify(f"--fail-fast: {outcome.name} {outcome.status}; {len(left)} queued run(s) cancelled")
     except KeyboardInterrupt:
-        _stop(running)
-        for name, code in _reap(running, block=True):
-            outcomes.append(_finished(store, name, code))
+        busy_names = [w.current for w in workers if w.current is not None]
+        _stop(workers)
+        outcomes += [_finished(store, n, "") for n in busy_names]
         if names:
-            cancel(store, [n for n in names if n not in tried])
+            cancel(store, [n for n in names if n not in tried and _is_queued(store, n)])
         raise
+    finally:
+        for worker in workers:
+            worker.close()
+        for worker in workers:
+            worker.proc.wait()
+            worker.events.close()
     return outcomes
 
 
+def _is_queued(store: Store, name: str) -> bool:
+    commit = store.run_commit(name)
+    return commit is not None and store.summary(name, commit).status == "queued"
+
+
 def _next(store: Store, names: list[str] | None, tried: set[str]) -> str | None:
-    if names is not None:
-        waiting = {r.name for r in queued(store)}
-        return next((n for n in names if n not in tried and n in waiting), None)
+    if names is not None:  # a sweep's own runs: look at those alone, not at every run of the repository
+        for name in names:
+            if name not in tried:
+                if _is_queued(store, name):
+                    return name
+                tried.add(name)  # cancelled or taken meanwhile
+        return None
     return next((r.name for r in queued(store) if r.name not in tried), None)
 
 
-def _spawn(store: Store, name: str) -> tuple[subprocess.Popen[bytes], Path, float]:
-    log = store.state_dir / "tmp" / f"worker-{os.getpid()}-{name}.err"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gitexp", "queue", "exec", name],
-            cwd=store.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-        )
-    return proc, log, time.monotonic()
+def _overrides_text(store: Store, name: str) -> str:
+    commit = store.run_commit(name)
+    overrides = store.summary(name, commit).sweep.get("overrides") if commit else None
+    return f" ({', '.join(overrides)})" if overrides else ""
 
 
-def _reap(
-    running: dict[str, tuple[subprocess.Popen[bytes], Path, float]], block: bool = False
-) -> list[tuple[str, str]]:
-    """Wait until at least one worker ended (all, with block); (name, its last error line) of each that did."""
-    done: list[tuple[str, str]] = []
-    while running and (not done or block):
-        for name, (proc, log, _) in list(running.items()):
-            if proc.poll() is not None:
-                errors = [ln for ln in log.read_text(errors="replace").splitlines() if "error:" in ln] if log.exists() else []
-                log.unlink(missing_ok=True)
-                done.append((name, errors[-1].split("error:", 1)[1].strip() if errors else ""))
-                del running[name]
-        if running and (not done or block):
-            time.sleep(POLL_SECONDS)
-    return done
-
-
-def _stop(running: dict[str, tuple[subprocess.Popen[bytes], Path, float]]) -> None:
+def _stop(workers: list[_Worker]) -> None:
     """After Ctrl-C: give the workers a moment to stop by themselves (a terminal's Ctrl-C reached them too),
     then pass it on to those that did not get it; wait for them to record their runs; kill the late ones."""
+    for worker in workers:
+        worker.close()
     deadline = time.monotonic() + OWN_STOP_SECONDS
-    while any(p.poll() is None for p, _, _ in running.values()) and time.monotonic() < deadline:
+    while any(w.proc.poll() is None for w in workers) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
-    for proc, _, _ in running.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+    for worker in workers:
+        if worker.proc.poll() is None:
+            worker.proc.send_signal(signal.SIGINT)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while any(p.poll() is None for p, _, _ in running.values()) and time.monotonic() < deadline:
+    while any(w.proc.poll() is None for w in workers) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
-    for proc, _, _ in running.values():
-        if proc.poll() is None:
-            proc.kill()
+    for worker in workers:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
 
 
 def _finished(store: Store, name: str, error: str) -> Outcome:

@@ -68,6 +68,7 @@ class RunRequest:
 class RunResult:
     run: RunSummary
     exit_code: int
+    parent_name: str | None = None  # the parent run's name, as it was when the run started
 
 
 Notify = Callable[[str], None]
@@ -300,7 +301,7 @@ class Recording:
         resources = self.sampler.stop(usage) if self.sampler is not None else {}
         self.heartbeat.stop()
         scratch, notify, root = self.scratch, self.notify, self.root
-        steps = _steps_bytes(scratch / CAPTURED_STEPS) + _steps_bytes(scratch / API_STEPS)
+        steps = _combined_steps(scratch)
         metrics = self._final_metrics(steps)
         artifacts = _artifacts(scratch / API_ARTIFACTS, root, notify)
         outputs = tuple(dict.fromkeys(self.outputs + artifacts))
@@ -338,7 +339,7 @@ class Recording:
         self.finished = True
         if self.request.update_pointer:
             write_pointer(self.store.state_dir, self.snap.base_branch, Pointer(name, commit))
-        return RunResult(replace(summary, name=name, commit=commit), exit_code)
+        return RunResult(replace(summary, name=name, commit=commit), exit_code, self.parent.name if self.parent else None)
 
     def _final_metrics(self, steps: bytes) -> dict[str, Any]:
         """The last value of each step series, then the metrics files, then gitexp.summary() (later wins)."""
@@ -613,6 +614,29 @@ def _steps_bytes(path: Path) -> bytes:
     return data[: data.rfind(b"\n") + 1]
 
 
+def _combined_steps(scratch: Path) -> bytes:
+    """The steps of a run: scalars captured from stdout, then gitexp.log's points.
+
+    A name the script logs itself is taken from gitexp.log alone: a script that also prints it
+    (with --scalars on) would otherwise get every point twice.
+    """
+    import json
+
+    captured, logged = _steps_bytes(scratch / CAPTURED_STEPS), _steps_bytes(scratch / API_STEPS)
+    if not captured or not logged:
+        return captured + logged
+    kept = []
+    for line in captured.splitlines(keepends=True):
+        try:
+            item = json.loads(line)
+            values = {k: v for k, v in item["values"].items() if json.dumps(k).encode() + b":" not in logged}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if values:
+            kept.append(json.dumps({**item, "values": values}, separators=(",", ":")).encode() + b"\n")
+    return b"".join(kept) + logged
+
+
 def _summary_values(path: Path) -> dict[str, Any]:
     """What gitexp.summary() calls gave, later calls winning."""
     import json
@@ -663,7 +687,7 @@ def finalize_crashed(store: Store, notify: Notify) -> list[str]:
         for filename in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE, fmt.SYSTEM_FILE):
             if (scratch / filename).is_file():
                 files[filename] = scratch / filename
-        steps = _steps_bytes(scratch / CAPTURED_STEPS) + _steps_bytes(scratch / API_STEPS)
+        steps = _combined_steps(scratch)
         if steps:
             files[fmt.STEPS_FILE] = steps
         from gitexp.series import parse

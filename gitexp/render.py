@@ -334,24 +334,42 @@ def groups_text(groups: list[Any], keys: list[str], output: str) -> str:
     if output == "json":
         return to_json([g.to_dict() for g in groups])
     metrics = sorted({m for g in groups for m in g.stats})
-    headers = [*keys, "n", *(f"metrics.{m}" for m in metrics)]
+    left_out = any(g.left_out for g in groups)
+    headers = [*keys, "n", *(["not counted"] if left_out else []), *(f"metrics.{m}" for m in metrics)]
     rows = [
-        [*(value(g.key[k]) for k in keys), str(len(g.runs)),
+        [*(value(g.key[k]) for k in keys), str(len(g.runs)), *([_statuses(g.left_out)] if left_out else []),
          *(format_mean_sem(g.stats[m]).replace(f" (n={len(g.runs)})", "") if m in g.stats else "-" for m in metrics)]
         for g in groups
     ]
-    if output == "table":
-        return aligned(headers, rows) + "\n(mean ± standard error of the mean; (n=k): only k runs have that metric)"
-    from tabulate import tabulate
+    if output == "csv":
+        import csv
+        import io
 
-    return tabulate(rows, headers, tablefmt={"markdown": "github"}.get(output, output))
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([headers, *rows])
+        return buf.getvalue().rstrip("\n")
+    if output == "markdown":
+        from tabulate import tabulate
+
+        return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
+    if not groups:
+        return "no runs match"
+    note = "mean ± standard error of the mean over the completed runs; (n=k): only k of them have that metric"
+    return aligned(headers, rows) + f"\n({note})"
+
+
+def _statuses(runs: list[Any]) -> str:
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.status] = counts.get(run.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "-"
 
 
 def group_tests_text(names: tuple[str, str], sizes: tuple[int, int], results: list[Any], colour: bool) -> str:
     """`diff --groups A B`: per metric, A and B as mean ± SEM, the difference, Welch's p, and a verdict."""
     from gitexp.stats import format_mean_sem, verdict
 
-    lines = [f"A: {names[0]}  ({sizes[0]} runs)", f"B: {names[1]}  ({sizes[1]} runs)", ""]
+    lines = [f"A: {names[0]}  ({sizes[0]} completed runs)", f"B: {names[1]}  ({sizes[1]} completed runs)", ""]
     for r in results:
         mark = {True: paint("better", "green", colour), False: paint("worse", "red", colour), None: ""}[r.better]
         lines.append(f"{r.metric}: A {format_mean_sem(r.a)}   B {format_mean_sem(r.b)}" + (f"   B is {mark}" if mark else ""))

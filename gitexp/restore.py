@@ -238,6 +238,48 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
     return len(tgt.entries)
 
 
+Known = dict[str, tuple[str, str, bool, int, int, int]]  # path -> (kind, source, executable, size, ctime_ns, inode)
+
+
+def sync(store: Store, run: RunSummary, into: Path, known: Known, sections: tuple[str, ...]) -> Known:
+    """Make directory into hold exactly the run's files, rewriting only what differs from what we wrote last.
+
+    known describes the files a previous sync wrote; a file whose stat changed since (the last run in
+    this directory wrote it) is written again, and everything else the directory holds is removed.
+    This is what lets a worker reuse its temporary worktree from one run to the next.
+    """
+    tgt = target(store, run, sections)
+    keep: set[str] = set()
+    into.mkdir(parents=True, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(into, topdown=False):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, into).replace(os.sep, "/")
+            entry, st = tgt.entries.get(rel), os.lstat(full)
+            if entry is not None and known.get(rel) == _fingerprint(entry, st):
+                keep.add(rel)
+            else:
+                os.unlink(full)
+        if dirpath != str(into):
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)  # only if empty
+    todo = [e for path, e in tgt.entries.items() if path not in keep]
+    stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
+    try:
+        missing = _missing_objects(stage.cache, todo)
+        if missing:
+            raise MissingData(run.name, missing)
+        stage.add_all(todo)
+        stage.move_into(into)
+    finally:
+        shutil.rmtree(stage.scratch, ignore_errors=True)
+    return {path: _fingerprint(e, os.lstat(into / path)) for path, e in tgt.entries.items()}
+
+
+def _fingerprint(entry: Entry, st: os.stat_result) -> tuple[str, str, bool, int, int, int]:
+    return (entry.kind, entry.source, entry.executable, st.st_size, st.st_ctime_ns, st.st_ino)  # ctime: chmod too
+
+
 def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None = None) -> CheckoutResult:
     """Make the workspace the run's: code, params, data and outputs; HEAD at its base commit."""
     root = store.root

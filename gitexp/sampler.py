@@ -66,6 +66,7 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._started: float | None = None  # time.monotonic() at start()
         self._usage0: tuple[resource.struct_rusage, resource.struct_rusage] | None = None
+        self._spawn_rss_mb = 0.0
         self._summary: dict[str, float] | None = None
         self._tree: _Tree | None = None
         self._last = 0.0  # time.monotonic() of the last tree reading
@@ -89,6 +90,7 @@ class Sampler:
             return
         self._started = time.monotonic()
         self._usage0 = _rusage()
+        self._spawn_rss_mb = self._usage0[1].ru_maxrss * MAXRSS_BYTES / MB  # our own peak so far
         self._nvidia = shutil.which("nvidia-smi")
         if self._own_tree:  # here, not in the thread: there our own busy caller would slow the import down
             with contextlib.suppress(ImportError):
@@ -218,6 +220,11 @@ class Sampler:
             return None
         return output.decode("utf-8", "replace")
 
+    def _own(self, child_peak_mb: float) -> float:
+        """A child's peak RSS, unless it may be ours: a forked child's high-water mark starts at its parent's
+        size before exec replaces it, so a peak below what this process had at spawn tells nothing (0)."""
+        return child_peak_mb if child_peak_mb > self._spawn_rss_mb * 1.02 else 0.0
+
     def _summarise(
         self,
         ended: float,
@@ -233,7 +240,7 @@ class Sampler:
             # ru_maxrss of RUSAGE_CHILDREN is a lifetime maximum over every child ever reaped:
             # it tells about this run only if it grew during it (and not by an nvidia-smi call).
             if children1.ru_maxrss > max(children0.ru_maxrss, self._helper_maxrss):
-                peak = max(peak, children1.ru_maxrss * MAXRSS_BYTES / MB)
+                peak = max(peak, self._own(children1.ru_maxrss * MAXRSS_BYTES / MB))
             if self._include_self:
                 counted += _cpu(self1) - _cpu(self0) - self._thread_cpu
                 if self1.ru_maxrss > self0.ru_maxrss:
@@ -241,15 +248,17 @@ class Sampler:
             cpu = max(cpu, counted)
         if child_usage is not None:
             cpu = max(cpu, _cpu(child_usage))
-            peak = max(peak, child_usage.ru_maxrss * MAXRSS_BYTES / MB)
+            peak = max(peak, self._own(child_usage.ru_maxrss * MAXRSS_BYTES / MB))
         cpu = max(cpu, 0.0)
         summary: dict[str, float] = {
-            "cpu_seconds": round(cpu, 1),
+            "cpu_seconds": round(cpu, 2),
             "cpu_percent": round(cpu / wall * 100, 1) if wall > 0 else 0.0,
             "peak_rss_mb": round(peak, 1),
             "mean_rss_mb": round(sum(self._rss) / len(self._rss) if self._rss else peak, 1),
             "samples": len(self._rss),
         }
+        if peak <= 0:  # ended before any reading, too small to tell from what it inherited: unknown, not 0
+            del summary["peak_rss_mb"], summary["mean_rss_mb"]
         if self._gpu_util:
             summary["gpu_util_mean"] = round(sum(self._gpu_util) / len(self._gpu_util), 1)
             summary["gpu_seconds"] = round(self._gpu_seconds, 1)

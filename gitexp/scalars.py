@@ -20,7 +20,7 @@ from gitexp.errors import GitexpError
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
 DEFAULT = (
-    r"(?<![\w./:-])(?P<name>[A-Za-z_][\w./-]*?)\s*(?:=|:)\s*"
+    r"(?<![\w./:-])['\"]?(?P<name>[A-Za-z_][\w./-]*?)['\"]?\s*(?:=|:)\s*"
     rf"(?P<value>{_NUMBER})(?![\w.:/])"
 )
 _STEP = re.compile(r"(?i)(?<![\w.])(?:epoch|step|iter|iteration)\s*[=: ]?\s*(\d+)(?![\w.])")
@@ -42,8 +42,11 @@ def compile_pattern(spec: str) -> re.Pattern[str]:
         pattern = re.compile(DEFAULT if spec == "default" else spec)
     except re.error as exc:
         raise BadScalarPattern(spec, str(exc)) from exc
-    if not pattern.groupindex:
-        raise BadScalarPattern(spec, "it has no named group")
+    groups = set(pattern.groupindex)
+    if not groups - {"step"}:
+        raise BadScalarPattern(spec, "it has no named group for a metric")
+    if len(groups & {"name", "value"}) == 1:
+        raise BadScalarPattern(spec, "it has one of the groups name and value but not the other")
     return pattern
 
 
@@ -80,7 +83,7 @@ def parse_line(pattern: re.Pattern[str], line: str) -> tuple[int | None, dict[st
 
 def _number(text: str) -> float | None:
     try:
-        return float(text)
+        return float(text.rstrip(",;)]}"))
     except ValueError:
         return None
 
@@ -90,6 +93,7 @@ class ScalarCapture:
 
     def __init__(self, pattern: re.Pattern[str], out: Path) -> None:
         self._pattern = pattern
+        self._step: int | None = None  # from a line that gave a step and nothing else (Keras: "Epoch 3/10")
         self._out = open(out, "ab", buffering=0)  # noqa: SIM115 - open while the command runs
         self._partial = b""
 
@@ -104,6 +108,10 @@ class ScalarCapture:
                 continue
             text = raw.rsplit(b"\r", 1)[-1].decode("utf-8", "replace")
             step, values = parse_line(self._pattern, text)
+            if not values and self._pattern.pattern == DEFAULT:
+                lead = _STEP.match(text.strip())
+                self._step = int(lead.group(1)) if lead else self._step
+            step = step if step is not None else self._step
             if values:
                 clean = {k: _strict(v) for k, v in values.items()}
                 out.append(json.dumps({"step": step, "time": round(when, 3), "values": clean}, separators=(",", ":")))

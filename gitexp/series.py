@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gitexp.errors import GitexpError
 
@@ -52,8 +51,7 @@ class UnsupportedPlotFormat(GitexpError):
         self.path = path
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):  # a tuple, not a dataclass: a million of them must be cheap to make
     step: int | None  # None: the point has no step (its position in the series stands in for one)
     time: float  # unix seconds; NaN when the line had none
     value: float
@@ -71,7 +69,7 @@ def parse(data: bytes) -> dict[str, list[Point]]:
             continue
         step, time, values = entry
         for name, value in values.items():
-            number = _number(value)
+            number = value if type(value) is float else _number(value)  # the common case, fast
             if number is not None:
                 series.setdefault(name, []).append(Point(step, time, number))
     return series
@@ -87,11 +85,10 @@ def merge(*sources: dict[str, list[Point]]) -> dict[str, list[Point]]:
 
 
 def _entry(raw: bytes) -> tuple[int | None, float, dict[str, Any]] | None:
-    line = raw.strip()
-    if not line:
+    if not raw or raw.isspace():
         return None
     try:
-        obj = json.loads(line.decode("utf-8", errors="replace"))
+        obj = json.loads(raw)
     except (ValueError, RecursionError):
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("values"), dict):
@@ -220,6 +217,9 @@ def xy(points: list[Point], x: str = "step") -> tuple[list[float], list[float]]:
     if x == "time":
         start = next((p.time for p in points if math.isfinite(p.time)), math.nan)
         xs = [p.time - start for p in points]
+    elif all(p.step is not None for p in points):  # by step, whatever order they were logged in
+        points = sorted(points, key=lambda p: p.step or 0)
+        xs = [float(p.step or 0) for p in points]
     else:
         xs = [float(i if p.step is None else p.step) for i, p in enumerate(points)]
     return xs, [p.value if math.isfinite(p.value) else math.nan for p in points]

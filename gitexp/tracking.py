@@ -12,13 +12,13 @@ This module is imported by scripts, so it imports nothing heavy until needed.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import os
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -36,20 +36,37 @@ _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 class _Writer:
     """Appends steps lines to the run's scratch files: whole lines per write, flushed every FLUSH_SECONDS and at exit."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, eager: bool = False) -> None:
         self.run_dir = run_dir
         self._fd = os.open(run_dir / "steps.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._pending: list[str] = []
+        self._max_pending = 1 if eager else MAX_PENDING  # a forked child may end by os._exit: write at once
         self._next_flush = time.monotonic() + FLUSH_SECONDS
         self._lock = threading.Lock()
         self._bad: set[str] = set()
+        self._pid = os.getpid()
+        if not eager:  # points logged before a long pause (an epoch) must not wait in memory for the next call
+            threading.Thread(target=self._flush_regularly, name="gitexp-flush", daemon=True).start()
+
+    def _flush_regularly(self) -> None:
+        while self._fd >= 0 and os.getpid() == self._pid:
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
 
     def log(self, values: Mapping[str, Any], step: int | None) -> None:
+        try:
+            self._log(values, step)
+        except Exception as exc:  # noqa: BLE001 - logging must never kill training
+            _warn(f"gitexp.log: {type(exc).__name__}: {exc}; not logged")
+
+    def _log(self, values: Mapping[str, Any], step: int | None) -> None:
+        if not isinstance(values, Mapping):
+            raise TypeError(f"give a dict of name -> number, e.g. gitexp.log({{'loss': 0.4}}), not {type(values).__name__}")
         clean: dict[str, float | str] = {}
         for key, value in values.items():
             try:
                 number = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 self._reject(key, value)
                 continue
             if math.isnan(number):
@@ -60,11 +77,14 @@ class _Writer:
                 clean[str(key)] = number
         if not clean:
             return
-        step_text = "null" if step is None else int(step)
+        try:
+            step_text = "null" if step is None else int(step)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"step must be an integer, not {step!r}") from None
         line = f'{{"step":{step_text},"time":{time.time():.3f},"values":{json.dumps(clean, separators=(",", ":"))}}}\n'
         with self._lock:
             self._pending.append(line)
-            if len(self._pending) >= MAX_PENDING or time.monotonic() >= self._next_flush:
+            if len(self._pending) >= self._max_pending or time.monotonic() >= self._next_flush:
                 self._flush()
 
     def _flush(self) -> None:
@@ -89,15 +109,16 @@ class _Writer:
 
     def flush(self) -> None:
         with self._lock:
-            if self._pending:
+            if self._pending and self._fd >= 0:
                 self._flush()
 
     def close(self) -> None:
         self.flush()
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
+        with self._lock:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 _writer: _Writer | None = None
@@ -106,9 +127,11 @@ _warned: set[str] = set()
 
 
 def _warn(message: str) -> None:
+    """Once per message, on stderr (not the warnings module: `-W error` would turn it into an exception)."""
     if message not in _warned:
         _warned.add(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        with contextlib.suppress(Exception):
+            print(message, file=sys.stderr, flush=True)
 
 
 def _current() -> _Writer | None:
@@ -121,17 +144,21 @@ def _current() -> _Writer | None:
         _warn("gitexp: no run is being recorded (use `gitexp run -- ...` or `with gitexp.start():`); not logged")
         return None
     try:
-        _writer = _Writer(Path(run_dir))
+        _writer = _Writer(Path(run_dir), eager=_forked)
     except OSError as exc:
         _warn(f"gitexp: cannot write to the run's directory {run_dir}: {exc}; not logged")
         return None
     return _writer
 
 
+_forked = False
+
+
 def _forget_writer() -> None:
-    """In a forked child (a DataLoader worker): drop the parent's buffer, open the file anew on the next call."""
-    global _writer
-    _writer = None
+    """In a forked child (a DataLoader worker): drop the parent's buffer, open the file anew on the next call,
+    and write each point at once (a child often ends with os._exit, which runs no exit handler)."""
+    global _writer, _forked
+    _writer, _forked = None, True
 
 
 os.register_at_fork(after_in_child=_forget_writer)
@@ -215,6 +242,7 @@ class ActiveRun:
         self.commit = ""
         self.ended = False
         self.uncaught: type[BaseException] | None = None  # set by the excepthook: the script died of it
+        self._owner = os.getpid()
         self._previous_dir: str | None = None
 
     def __enter__(self) -> ActiveRun:  # noqa: PYI034
@@ -229,8 +257,8 @@ class ActiveRun:
     def end(self, failed: bool = False, interrupted: bool = False) -> None:
         """Finish the run: status completed (or failed/interrupted), with everything logged so far."""
         global _writer, _active
-        if self.ended:
-            return
+        if self.ended or os.getpid() != self._owner:
+            return  # a forked child leaving the block or exiting: the run is its parent's to end
         self.ended = True
         if _writer is not None:
             _writer.close()

@@ -180,6 +180,8 @@ def test_hardware_usage_is_recorded_and_filterable(ws: Workspace) -> None:
     assert resources["samples"] >= 2  # type: ignore[index, operator]
     samples = ws.git("show", "refs/experiments/big:.gitexp/system.jsonl").splitlines()
     assert max(json.loads(s)["values"]["rss_mb"] for s in samples) >= 200
+    small = ws.gitexp("list", "--where", "name = small", "--json").json()[0]["resources"]  # type: ignore[index]
+    assert small.get("peak_rss_mb", 0) < 20  # not gitexp's own memory, which a forked child starts with
     found = ws.gitexp("list", "--where", "resources.peak_rss_mb >= 200", "-c", "name", "--format", "csv").out
     assert found.split() == ["name", "big"]
     shown = ws.gitexp("show", "big").out

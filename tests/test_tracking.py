@@ -79,19 +79,54 @@ def test_forked_workers_and_subprocesses_log_into_the_same_run(ws: Workspace) ->
 def test_outside_a_run_the_calls_are_no_ops_with_one_warning(ws: Workspace) -> None:
     ws.write("params.yaml", "lr: 0.1\n")
     code = (
-        "import warnings, gitexp\n"
-        "warnings.simplefilter('always')\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        "    for i in range(1000):\n"
-        "        gitexp.log({'loss': i}, step=i)\n"
-        "    gitexp.summary({'a': 1}); gitexp.log_artifact('params.yaml')\n"
-        "print(len(caught), gitexp.params())\n"
+        "import gitexp\n"
+        "for i in range(1000):\n"
+        "    gitexp.log({'loss': i}, step=i)\n"
+        "gitexp.summary({'a': 1}); gitexp.log_artifact('params.yaml')\n"
+        "print(gitexp.params())\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITEXP_")}
-    proc = subprocess.run([PY, "-c", code], cwd=ws.root, capture_output=True, text=True, env=env, check=False)
+    # -W error: a warnings-module warning would become an exception that kills training; gitexp's must not
+    proc = subprocess.run([PY, "-W", "error", "-c", code], cwd=ws.root, capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "1 {'lr': 0.1}"  # one warning; params() still reads the params file
+    assert proc.stdout.strip() == "{'lr': 0.1}"  # params() still reads the params file
+    assert proc.stderr.count("no run is being recorded") == 1 and len(proc.stderr.splitlines()) == 1
     assert ws.runs() == {}
+
+
+def test_bad_calls_warn_and_never_raise_into_training(ws: Workspace) -> None:
+    ws.write("s.py", (
+        "import gitexp, time\n"
+        "gitexp.log({'loss': 1.0}, step='epoch-1')\n"
+        "gitexp.log({'huge': 10**400, 'ok': 2})\n"
+        "gitexp.log(0.5)\n"
+        "gitexp.log({'late': 3.0}, step=1)\n"
+        "time.sleep(1.6)  # a long epoch: the point above reaches the file meanwhile\n"
+        "import os; print(len(open(os.environ['GITEXP_RUN_DIR'] + '/steps.jsonl').read().splitlines()))\n"
+    ))
+    result = ws.run("-n", "bad", "--", PY, "s.py")
+    assert result.out.strip() == "2"  # {'ok': 2} and {'late': 3.0}, flushed without another call
+    assert "step" in result.err and "'huge' is not a number" in result.err and "not float" in result.err
+    assert ws.record("bad", "metrics.json") == {"ok": 2.0, "late": 3.0}
+
+
+def test_points_of_forked_children_that_exit_at_once_are_kept(ws: Workspace) -> None:
+    ws.write("s.py", (
+        "import gitexp, os\n"
+        "with gitexp.start(name='forks'):\n"
+        "    gitexp.log({'parent': 1.0})\n"
+        "    for i in range(3):\n"
+        "        if os.fork() == 0:\n"
+        "            gitexp.log({f'child{i}': float(i)})\n"
+        "            os._exit(0)  # as multiprocessing's forked workers end: no exit handlers\n"
+        "        os.wait()\n"
+        "    gitexp.log({'parent_after': 2.0})\n"
+    ))
+    proc = subprocess.run([PY, "s.py"], cwd=ws.root, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert ws.record("forks", "metrics.json") == {"parent": 1.0, "child0": 0.0, "child1": 1.0, "child2": 2.0,
+                                                   "parent_after": 2.0}
+    assert list(ws.runs()) == ["forks"]  # the children did not end (or re-record) the parent's run
 
 
 def test_start_records_a_run_from_a_python_process(ws: Workspace) -> None:

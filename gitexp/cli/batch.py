@@ -16,18 +16,25 @@ def run_batch(request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool
     from gitexp.render import batch_summary
     from gitexp.store import Store
 
+    said: set[str] = set()
+
+    def notify(message: str) -> None:  # a sweep would repeat the same warning for each of its runs
+        if message not in said:
+            said.add(message)
+            warn(message)
+
     requests = queue.requests_for(request, sweep)
     if sweep.id:
         how = "queued" if to_queue else (f"{jobs} at a time" if jobs else "one after another")
         warn(f"sweep {sweep.id}: {len(requests)} runs, {how} (find them with: gitexp list --where 'sweep = {sweep.id}')")
     if to_queue:
-        names = [r.name for r in queue.enqueue(requests, warn)]
+        names = [r.name for r in queue.enqueue(requests, notify)]
         warn(f"queued {', '.join(names)}; start them with: gitexp queue start -j N")
         return 0
     if jobs is None:
-        outcomes = queue.run_in_place(requests, fail_fast, warn, lambda r: record_run(r, warn, TerminalProgress()))
+        outcomes = queue.run_in_place(requests, fail_fast, warn, lambda r: record_run(r, notify, TerminalProgress()))
     else:
-        names = [r.name for r in queue.enqueue(requests, warn)]
+        names = [r.name for r in queue.enqueue(requests, notify)]
         outcomes = queue.work(Store.discover(request.cwd), names, jobs, fail_fast, warn)
     click.echo(batch_summary(outcomes), err=True)
     return queue.exit_code(outcomes)

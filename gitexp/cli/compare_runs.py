@@ -20,6 +20,8 @@ def command(runs: tuple[str, ...], only_changed: bool, as_json: bool, groups: bo
     if groups:
         from gitexp.groups import selected, tests
 
+        if len(runs) < 2:
+            raise click.UsageError("give two groups or more (each a --where expression)")
         found_groups = selected(store, runs)
         cfg = config.load(store.root)
         pairs = [(runs[i], found_groups[i], tests(cfg, found_groups[0], found_groups[i])) for i in range(1, len(runs))]
@@ -31,7 +33,7 @@ def command(runs: tuple[str, ...], only_changed: bool, as_json: bool, groups: bo
             return
         base = (runs[0], len(found_groups[0].runs))
         texts = [render.group_tests_text((base[0], e), (base[1], len(g.runs)), res, use_color(color)) for e, g, res in pairs]
-        click.echo("\n\n".join(texts) or "give two groups or more", color=use_color(color))
+        click.echo("\n\n".join(texts), color=use_color(color))
         return
     found = [query.resolve(store, spec) for spec in runs]
     rows = compare.compare_table(found, only_changed)

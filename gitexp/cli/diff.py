@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from gitexp.cli import color_option, use_color
+from gitexp.cli import color_option, use_color, warn
 
 
 @click.command("diff")
@@ -23,9 +23,12 @@ def command(run_a: str, run_b: str, code: bool, as_json: bool, groups: bool, col
 
     store = Store.discover()
     if groups:
-        from gitexp.groups import selected, tests
+        from gitexp.groups import overlap, selected, tests
 
         group_a, group_b = selected(store, (run_a, run_b))
+        shared = overlap([group_a, group_b])
+        if shared:
+            warn(f"{len(shared)} run(s) are in both groups ({', '.join(shared[:3])}...): the test assumes they are apart")
         results = tests(config.load(store.root), group_a, group_b)
         if as_json:
             click.echo(render.to_json({"a": group_a.to_dict(), "b": group_b.to_dict(), "metrics": [r.to_dict() for r in results]}))

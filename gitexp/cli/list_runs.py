@@ -21,15 +21,21 @@ def command(where: str | None, sort: str | None, limit: int | None, columns: str
     from gitexp.store import Store
 
     problems: list[str] = []
+    if group_by:
+        from gitexp.groups import group_runs, sort_groups
+
+        if columns or only_changed:
+            raise click.UsageError("--columns and --only-changed do not apply to --group-by (it shows every metric)")
+        keys = query.parse_columns(group_by)
+        groups = group_runs(query.select(Store.discover(), where, None, None, problems), keys)
+        for problem in problems:
+            warn(problem)
+        groups = sort_groups(groups, query.parse_columns(sort)) if sort else groups
+        click.echo(render.groups_text(groups[:limit] if limit else groups, keys, "json" if as_json else output))
+        return
     runs = query.select(Store.discover(), where, sort, limit, problems)
     for problem in problems:
         warn(problem)
-    if group_by:
-        from gitexp.groups import group_runs
-
-        keys = query.parse_columns(group_by)
-        click.echo(render.groups_text(group_runs(runs, keys), keys, "json" if as_json else output))
-        return
     if (as_json or output == "json") and not columns:
         click.echo(render.json_lines([r.to_dict() for r in runs]))
         return

@@ -69,12 +69,15 @@ def cancel(runs: tuple[str, ...], everything: bool, sweep_id: str | None) -> Non
     click.echo(f"cancelled {len(done)} queued run(s)" + (f": {', '.join(done)}" if done else ""))
 
 
-@command.command("exec", hidden=True)
-@click.argument("run")
-def execute(run: str) -> int:
-    """Run one queued run in a temporary worktree (what each worker of `queue start` does)."""
+@command.command("serve", hidden=True)
+@click.option("--events-fd", type=int, required=True)
+def serve(events_fd: int) -> None:
+    """A worker of `queue start` and `run -j`: runs the queued runs named on stdin, one per line."""
+    import os
+    import sys
+
     from gitexp import queue
     from gitexp.store import Store
 
-    result = queue.execute(Store.discover(), run, warn)
-    return result.exit_code
+    with os.fdopen(events_fd, "wb") as events:
+        queue.serve(Store.discover(), sys.stdin, events, warn)
