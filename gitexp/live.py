@@ -184,8 +184,17 @@ def finalize_crashed(common_dir: Path, finish: Callable[[LiveState], None]) -> l
         state = read(common_dir, path.stem)
         if state is None or state.host != hostname() or alive(state):
             continue
-        finish(state)
-        remove(common_dir, state.name)
+        claim = path.with_name(f"{path.name}.{os.getpid()}.finalizing")
+        try:
+            os.rename(path, claim)  # atomic: of two gitexp processes finalizing at once, one gets it
+        except FileNotFoundError:
+            continue
+        try:
+            finish(state)
+        except BaseException:
+            os.rename(claim, path)  # for the next one to try again
+            raise
+        claim.unlink()
         shutil.rmtree(state.scratch, ignore_errors=True)
         handled.append(state.name)
     return handled

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,12 +35,13 @@ from gitexp.environment import hostname
 from gitexp.errors import GitexpError
 from gitexp.model import RunSummary, Snapshot
 from gitexp.process import signals_deferred
-from gitexp.recorder import Notify, Recording, RunRequest, RunResult, record_run
+from gitexp.recorder import ClaimLost, Notify, Recording, RunRequest, RunResult, record_run
 from gitexp.store import Store
 from gitexp.sweep import Plan
 from gitexp.workspace import pid_alive
 
 WORKTREE_PREFIX = "gitexp-wt-"
+TAKEN = "(taken by another worker)"
 POLL_SECONDS = 0.05
 OWN_STOP_SECONDS = 3.0  # after Ctrl-C, before the runner passes the signal on to workers still running
 STOP_GRACE_SECONDS = 30.0  # after Ctrl-C, how long workers get to record their runs before they are killed
@@ -79,7 +81,7 @@ def run_in_place(
     """Run the requests one after another in the workspace; siblings: all get the parent the first one got."""
     outcomes: list[Outcome] = []
     parent: RunRequest | None = None
-    for request in requests:
+    for i, request in enumerate(requests):
         if parent is not None:
             request = replace(request, parent=parent.parent, no_parent=parent.no_parent)
         result = run(request)
@@ -87,6 +89,7 @@ def run_in_place(
             parent = replace(request, parent=result.parent_name, no_parent=result.parent_name is None)
         outcomes.append(_outcome(result.run, request.overrides))
         if result.run.status == "interrupted" or (fail_fast and result.run.status != "completed"):
+            outcomes += [Outcome(r.name or "-", "not run", None, None, r.overrides) for r in requests[i + 1 :]]
             break
     return outcomes
 
@@ -168,8 +171,12 @@ def serve(store: Store, names: TextIO, events: BinaryIO, notify: Notify) -> None
                 run = _queued_run(store, name)
                 known = sync(store, run, workdir, known, ("inputs", "large_files"))
                 interrupted = _execute_in(store, run, workdir, notify).run.status == "interrupted"
+            except ClaimLost:
+                error = TAKEN  # another worker started it first: not this worker's run
             except GitexpError as exc:
                 error, known = exc.message, {}  # the worktree may be half-written: start afresh
+            except Exception as exc:  # noqa: BLE001 - one run's trouble must not end the worker
+                error, known = f"internal error: {type(exc).__name__}: {exc}", {}
             events.write(f"{name}\t{' '.join(error.split())}\n".encode())
             events.flush()
             if interrupted:
@@ -235,6 +242,7 @@ def work(
     Ctrl-C reaches the workers (same process group): they record their runs as interrupted; this waits.
     """
     remove_stale_worktrees()
+    restore_signals = _terminate_on_signals()
     tried: set[str] = set()
     workers: list[_Worker] = []
     outcomes: list[Outcome] = []
@@ -266,16 +274,20 @@ def work(
                 if answer is None:  # the worker died: whatever it was running is crashed, or still queued
                     workers.remove(worker)
                     worker.proc.wait()
+                if answer is not None and answer[1] == TAKEN:
+                    continue  # another runner's worker has it: its outcome is that runner's to report
                 outcome = _finished(store, name, answer[1] if answer else "its worker died")
                 outcomes.append(outcome)
                 notify(_describe(outcome))
-                if fail_fast and outcome.status != "completed" and not stopping:
+                stop_now = outcome.status == "interrupted" or (fail_fast and outcome.status != "completed")
+                if stop_now and not stopping:
                     stopping = True
-                    left = [n for n in (names or []) if n not in tried]
+                    left = [n for n in (names or []) if n not in tried and _is_queued(store, n)]
                     if left:
                         cancel(store, left)
-                        notify(f"--fail-fast: {outcome.name} {outcome.status}; {len(left)} queued run(s) cancelled")
-    except KeyboardInterrupt:
+                        outcomes += [Outcome(n, "cancelled", None, None, ()) for n in left]
+                        notify(f"{outcome.name} {outcome.status}: {len(left)} queued run(s) of the sweep cancelled")
+    except (KeyboardInterrupt, Terminated):
         busy_names = [w.current for w in workers if w.current is not None]
         _stop(workers)
         outcomes += [_finished(store, n, "") for n in busy_names]
@@ -288,7 +300,33 @@ def work(
         for worker in workers:
             worker.proc.wait()
             worker.events.close()
+        restore_signals()
     return outcomes
+
+
+class Terminated(Exception):  # a signal, not an error
+    """SIGTERM or SIGHUP reached the runner alone (a scheduler, a closed terminal): stop like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate_on_signals() -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP raise Terminated in the main thread; return what puts the old handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def _is_queued(store: Store, name: str) -> bool:
@@ -356,7 +394,7 @@ def _describe(o: Outcome) -> str:
 
 
 def exit_code(outcomes: list[Outcome]) -> int:
-    """0 when every run completed; 130 if one was interrupted; else 1."""
+    """0 when every run completed; 130 if one was interrupted; else 1 (failed, crashed, cancelled, not run)."""
     if any(o.status == "interrupted" for o in outcomes):
         return 130
     return 0 if all(o.status == "completed" for o in outcomes) else 1

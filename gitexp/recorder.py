@@ -37,6 +37,11 @@ ENV_RUN_NAME = "GITEXP_RUN_NAME"
 ENV_RUN_DIR = "GITEXP_RUN_DIR"
 
 
+class ClaimLost(GitexpError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"run {name!r} was started by another worker (or changed) before this one could start it")
+
+
 @dataclass(frozen=True)
 class RunRequest:
     command: list[str]
@@ -576,7 +581,7 @@ def _write(
             return commit, name
         except RunNameTaken:
             if not rename:
-                raise GitexpError(f"run {name!r} was taken by another worker (or changed) before this one could start it")
+                raise ClaimLost(name)
             suffix = f"-{attempt}"
             new = run.name[: names.MAX_LENGTH - len(suffix)] + suffix
             notify(f"the name {name!r} was taken meanwhile; the run is recorded as {new!r}")

@@ -26,6 +26,7 @@ from gitexp.paramfiles import parse_override
 
 MAX_RUNS = 10_000
 _SAMPLER = re.compile(r"^\s*(uniform|loguniform|randint|choice)\s*\((.*)\)\s*$")
+_CALL = re.compile(r"^\s*[A-Za-z_]\w*\s*\(.*\)\s*$")  # looks like a sampler: a typo of one is refused
 
 
 class BadSweep(GitexpError):
@@ -72,6 +73,7 @@ class Plan:
         out: dict[str, Any] = {"id": self.id, "index": run.index, "size": len(self.runs), "overrides": list(run.overrides)}
         if self.seed_param:
             out["seed_param"] = self.seed_param
+        out.update(self.info)  # random_seed: the same draws again with --random-seed
         return out
 
 
@@ -90,9 +92,13 @@ def parse_axis(text: str) -> Axis:
             low, high = (float(a) for a in args)
         except ValueError as exc:
             raise InvalidOverride(text, f"{kind}() takes two numbers, e.g. {kind}(1e-4, 1e-1)") from exc
+        if kind == "randint" and not (low.is_integer() and high.is_integer()):
+            raise InvalidOverride(text, "randint() takes two integers, e.g. randint(1, 8)")
         if low > high or (kind == "loguniform" and low <= 0):
             raise InvalidOverride(text, f"{kind}() needs low <= high" + (" and low > 0" if kind == "loguniform" else ""))
         return Axis(key, (), (kind, (low, high)))
+    if _CALL.match(raw):
+        raise InvalidOverride(text, "unknown sampler: use uniform(a,b), loguniform(a,b), randint(a,b) or choice(x,y,...)")
     stripped = raw.strip()
     if stripped.startswith("[") and stripped.endswith("]"):
         import yaml

