@@ -46,6 +46,7 @@ class LiveState:
     started: float  # unix time
     updated: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    command_pid: int | None = None  # the command's: it may outlive a recorder killed outright
 
     def to_json(self) -> bytes:
         return fmt.to_json(self.__dict__).encode()
@@ -108,6 +109,14 @@ def current(common_dir: Path, run: RunSummary) -> RunSummary:
     return run
 
 
+def _zombie(pid: int) -> bool:
+    """Whether pid has ended but not been reaped (an orphan whose new parent is slow to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class Heartbeat:
     """Rewrites the live file every few seconds with the latest values of the run's step series."""
 
@@ -122,6 +131,10 @@ class Heartbeat:
     def start(self) -> None:
         self.beat()
         self._thread.start()
+
+    def command_started(self, pid: int) -> None:
+        self.state = replace(self.state, command_pid=pid)
+        self.beat()
 
     def stop(self) -> None:
         self._stop.set()
@@ -184,6 +197,8 @@ def finalize_crashed(common_dir: Path, finish: Callable[[LiveState], None]) -> l
         state = read(common_dir, path.stem)
         if state is None or state.host != hostname() or alive(state):
             continue
+        if state.command_pid and alive(replace(state, pid=state.command_pid)) and not _zombie(state.command_pid):
+            continue  # its command still runs (and logs): finalize it once that ended too
         claim = path.with_name(f"{path.name}.{os.getpid()}.finalizing")
         try:
             os.rename(path, claim)  # atomic: of two gitexp processes finalizing at once, one gets it

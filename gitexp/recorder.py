@@ -290,6 +290,9 @@ class Recording:
                 self.notify(f"{path} was edited during the run; your edit was kept")
 
     def start_sampler(self, pid: int, include_self: bool = False) -> None:
+        """The command (pid) started: sample it, and tell its pid in the live file."""
+        if self.heartbeat is not None and not include_self:
+            self.heartbeat.command_started(pid)
         if self.sample_interval > 0 and self.scratch is not None:
             from gitexp.sampler import Sampler
 
@@ -500,10 +503,12 @@ def _scratch_root(store: Store) -> Path:
     """.git/gitexp/tmp, cleared of what runs whose gitexp died left behind."""
     path = store.state_dir / "tmp"
     path.mkdir(parents=True, exist_ok=True)
+    common = store.git_common_dir()
+    awaited = {s.scratch for p in live_mod.live_dir(common).glob("*.json") if (s := live_mod.read(common, p.stem))}
     for old in path.glob("run-*-*"):
         pid = old.name.split("-")[1]
-        if pid.isdigit() and not pid_alive(int(pid), hostname()):
-            shutil.rmtree(old, ignore_errors=True)
+        if pid.isdigit() and not pid_alive(int(pid), hostname()) and str(old) not in awaited:
+            shutil.rmtree(old, ignore_errors=True)  # (a crashed run's, still to be finalized, is kept)
     return path
 
 

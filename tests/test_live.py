@@ -103,6 +103,22 @@ def test_a_sigkilled_recorder_shows_crashed_with_partial_metrics_and_logs(ws: Wo
     assert listed(ws)["doomed"]["status"] == "crashed"
 
 
+def test_a_command_that_outlives_its_killed_recorder_is_finalized_once_it_ended(ws: Workspace) -> None:
+    ws.write("quiet.py", "import gitexp, time\nfor i in range(25):\n    gitexp.log({'i': float(i)}, step=i)\n    time.sleep(0.1)\n")
+    proc = subprocess.Popen([PY, "-m", "gitexp", "run", "-n", "orphan", "--", PY, "quiet.py"], cwd=ws.root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: "orphan" in ws.runs() and listed(ws)["orphan"]["metrics"].get("i", 0) >= 1)
+    proc.kill()  # the recorder alone: the script goes on logging
+    proc.wait()
+    assert listed(ws)["orphan"]["status"] == "crashed"
+    ws.run("-n", "early", "--", "true")
+    assert ws.record("orphan", "run.json")["status"] == "running"  # not finalized while the script runs
+    time.sleep(3)
+    ws.run("-n", "late", "--", "true")
+    assert ws.record("orphan", "run.json")["status"] == "crashed"
+    assert ws.record("orphan", "metrics.json")["i"] == 24.0  # every point it logged after its recorder died
+
+
 def test_logs_replay_stdout_and_stderr_in_order_with_timestamps(ws: Workspace) -> None:
     ws.write("s.py", (
         "import sys, time\n"

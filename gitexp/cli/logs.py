@@ -4,6 +4,8 @@ import sys
 
 import click
 
+from gitexp.cli import warn
+
 
 @click.command("logs")
 @click.argument("run", default="latest")
@@ -39,6 +41,8 @@ def command(run: str, follow: bool, timestamps: bool, only: str | None) -> None:
                 return now is not None and now.commit == found.commit and live.alive(now)
 
             if logs.follow(scratch, printer, still_running):
+                ended = query.resolve(store, found.name)
+                warn(f"run {ended.name} ended: {ended.status} (exit code {ended.exit_code})")
                 return
         else:
             try:
