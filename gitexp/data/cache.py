@@ -155,16 +155,17 @@ class Cache:
     def copy_out(self, digest: str, dest: Path, what: str) -> None:
         """Copy an object to dest (a new file), then verify what was written; never use a corrupt object.
 
-        The copy is a reflink where the filesystem can, else an in-kernel copy
-        (sendfile); reading dest back to hash it is what proves the bytes.
+        The copy is a reflink where the filesystem can (then dest is read to hash
+        it), else the bytes are hashed as they are copied: one pass, and what is
+        written is exactly what was hashed.
         """
         src = self.path(digest)
         if not src.is_file():
             raise MissingObject(digest, what)
-        with open(src, "rb") as f, open(dest, "wb") as out:
-            if not self._try_reflink_fd(f.fileno(), out.fileno()):
-                _kernel_copy(f.fileno(), out.fileno())
-        if hash_file(dest)[0] != digest:
+        with open(src, "rb") as f, open(dest, "wb", buffering=0) as out:
+            reflinked = self._try_reflink_fd(f.fileno(), out.fileno())
+            got = hash_file(dest)[0] if reflinked else hash_file(src, copy_to=out)[0]
+        if got != digest:
             dest.unlink(missing_ok=True)
             raise CorruptObject(digest, src)
 
@@ -189,22 +190,3 @@ class Cache:
 
     def clear_tmp(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _kernel_copy(src_fd: int, dst_fd: int) -> None:
-    """Copy all of src to dst inside the kernel (copy_file_range, as cp does), falling back to read/write."""
-    size = os.fstat(src_fd).st_size
-    offset = 0
-    try:
-        while offset < size:
-            sent = os.copy_file_range(src_fd, dst_fd, size - offset)
-            if sent == 0:
-                break
-            offset += sent
-    except OSError:  # a filesystem without sendfile: plain reads and writes
-        os.lseek(src_fd, offset, os.SEEK_SET)
-        os.lseek(dst_fd, offset, os.SEEK_SET)
-        while chunk := os.read(src_fd, 1 << 20):
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(dst_fd, view) :]
