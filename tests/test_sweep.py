@@ -101,6 +101,14 @@ def test_bad_sweep_options_are_refused_before_anything_runs(project: Workspace, 
     assert ws.runs() == {}
 
 
+def test_sweeping_a_list_valued_param_is_warned_about(project: Workspace) -> None:
+    ws = project
+    ws.write("params.yaml", "lr: 0.1\nbatch: 32\nseed: 0\nlayers: [64, 128]\n")
+    result = ws.run("--queue", "-S", "layers=[32,64]", "--", PY, "train.py")
+    assert "layers is a list in your params" in result.err
+    assert "list in your params" not in ws.run("--queue", "-S", "lr=0.1,0.2", "--", PY, "train.py").err
+
+
 def test_random_search_draws_n_configs_from_ranges_and_choices(project: Workspace) -> None:
     ws = project
     ws.run("--random", "4", "--random-seed", "7", "-S", "lr=loguniform(1e-4,1e-1)", "-S", "batch=16,32", "--", PY, "train.py")

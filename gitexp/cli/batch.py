@@ -24,6 +24,9 @@ def run_batch(request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool
             warn(message)
 
     requests = queue.requests_for(request, sweep)
+    for key in _list_params_swept(request, sweep):
+        warn(f"-S {key}=...: {key} is a list in your params; the sweep sets it to each value in turn "
+             "(-S sets single values: to change the list itself, edit the params file)")
     if sweep.id:
         how = "queued" if to_queue else (f"{jobs} at a time" if jobs else "one after another")
         warn(f"sweep {sweep.id}: {len(requests)} runs, {how} (find them with: gitexp list --where 'sweep = {sweep.id}')")
@@ -42,3 +45,22 @@ def run_batch(request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool
             return 128 + stop.signum
     click.echo(batch_summary(outcomes), err=True)
     return queue.exit_code(outcomes)
+
+
+def _list_params_swept(request: RunRequest, sweep: Plan) -> list[str]:
+    """Keys swept over several values whose value in the params files is a list or a mapping (a likely mistake)."""
+    from gitexp import config, paramfiles
+    from gitexp.errors import GitexpError
+    from gitexp.store import Store
+
+    keys = {o.partition("=")[0] for run in sweep.runs for o in run.overrides}
+    swept = [k for k in keys if len({o for run in sweep.runs for o in run.overrides if o.startswith(k + "=")}) > 1]
+    if not swept:
+        return []
+    try:
+        root = Store.discover(request.cwd).root
+        files = paramfiles.load_files(root, config.load(root).params, required=False)
+        params = paramfiles.flatten(paramfiles.effective(files, []).params)
+    except GitexpError:
+        return []  # reported properly when the runs start
+    return sorted(k for k in swept if isinstance(params.get(k), (list, dict)))
