@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shlex
@@ -213,7 +214,6 @@ class Recording:
 
     def _start(self) -> None:
         """The scratch dir, the environment capture, and the `running` commit."""
-        request = self.request
         if self.params.contents:
             self.guard.ensure_free()
         self.scratch = _scratch_root(self.store) / f"run-{os.getpid()}-{os.urandom(4).hex()}"
@@ -222,11 +222,16 @@ class Recording:
         self.env = dict(os.environ)
         self.env[ENV_RUN_NAME] = self.name
         self.env[ENV_RUN_DIR] = str(self.scratch)
-        self._env_thread = threading.Thread(
-            target=lambda: self.env_record.update(environment.capture(request.command, self.env)), daemon=True
-        )
+        self._env_thread = threading.Thread(target=self._capture_env, daemon=True)
         self._env_thread.start()
         self._write_running()
+
+    def _capture_env(self) -> None:
+        """The environment, into the record and, for a crash to leave it behind, into the scratch dir."""
+        self.env_record.update(environment.capture(self.request.command, self.env))
+        if self.scratch is not None:
+            with contextlib.suppress(OSError):
+                (self.scratch / fmt.ENV_FILE).write_text(fmt.to_json(self.env_record), encoding="utf-8")
 
     def _summary(self, started: datetime) -> RunSummary:
         user, email = self.store.identity()
@@ -255,6 +260,8 @@ class Recording:
         self.t0 = time.monotonic()
         self.summary = self._summary(self.started)
         record = self._record_files(self.summary, None)
+        if self.data is not None:
+            record.update(self.data.record_files())  # the inputs, hashed already: a crash keeps them too
         claim = self.request.claim
         commit, self.name = _write(
             self.store, self.summary, self.snap, self.parent, record, self.request.command, self.started,
@@ -345,6 +352,7 @@ class Recording:
             replacing=self.running_commit,
         )
         self.finished = True
+        _carry_annotation(self.store, self.running_commit, commit)
         if self.request.update_pointer:
             write_pointer(self.store.state_dir, self.snap.base_branch, Pointer(name, commit))
         return RunResult(replace(summary, name=name, commit=commit), exit_code, self.parent.name if self.parent else None)
@@ -594,6 +602,13 @@ def _write(
     raise RunNameTaken(name)
 
 
+def _carry_annotation(store: Store, old: str | None, new: str) -> None:
+    """Tags and notes set on a run while it ran (on its `running` commit) move to its final commit."""
+    annotation = store.annotation(old) if old else {}
+    if annotation:
+        store.annotate(new, annotation)
+
+
 def _claimed_parent(store: Store, claim: RunSummary) -> Pointer | None:
     """The parent run a queued run was given when it was queued."""
     if not claim.parent:
@@ -694,7 +709,7 @@ def finalize_crashed(store: Store, notify: Notify) -> list[str]:
         run = store.summary(state.name, commit)
         scratch = Path(state.scratch)
         files: dict[str, bytes | Path] = {}
-        for filename in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE, fmt.SYSTEM_FILE):
+        for filename in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE, fmt.SYSTEM_FILE, fmt.ENV_FILE):
             if (scratch / filename).is_file():
                 files[filename] = scratch / filename
         steps = _combined_steps(scratch)
@@ -714,7 +729,8 @@ def finalize_crashed(store: Store, notify: Notify) -> list[str]:
         files[fmt.METRICS_FILE] = fmt.to_json(metrics).encode()
         final = replace(run, status="crashed", duration=duration, metrics=metrics, recorder="")
         subject = run.subject.replace(": running", ": crashed", 1)
-        store.amend_record(state.name, commit, files, fmt.build_message(subject, run.note, fmt.run_trailers(final)))
+        new = store.amend_record(state.name, commit, files, fmt.build_message(subject, run.note, fmt.run_trailers(final)))
+        _carry_annotation(store, commit, new)
 
     try:
         return live_mod.finalize_crashed(store.git_common_dir(), finish)

@@ -38,7 +38,8 @@ class Reproduction:
 
     @property
     def matches(self) -> bool:
-        return self.result.exit_code == 0 and all(c.matches for c in self.checks)
+        completed = self.original.status == "completed"
+        return completed and self.result.exit_code == 0 and all(c.matches for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,10 @@ class Reproduction:
 
 def reproduce(store: Store, run: RunSummary, rtol: float, notify: Notify, progress: Progress | None = None) -> Reproduction:
     """Re-run run's command on its code, params and input data, in a temporary copy; record it as a child."""
+    if run.status in ("queued", "running"):
+        raise GitexpError(f"run {run.name!r} is {run.status}: it has no result to reproduce yet")
+    if run.status != "completed":
+        notify(f"run {run.name!r} is {run.status}: it cannot be reproduced, only re-run; the verdict is 'not reproduced'")
     raw = store.read_record(run.commit, fmt.RUN_FILE)
     meta = json.loads(raw) if raw else {}
     command = meta.get("command") or []

@@ -74,7 +74,8 @@ def push(
             raise RunInProgress(name)
     if not runs:  # a run in progress would later end as a commit that does not fast-forward the pushed one
         refspecs += [f"^{fmt.REF_PREFIX}{name}" for name in sorted(in_progress)]
-        report.warnings += [f"{name} is still running: not pushed (push it once it ends)" for name in sorted(in_progress)]
+        report.warnings += [f"{name} has not finished (queued, running, or crashed and not yet finalized): not pushed"
+                            for name in sorted(in_progress)]
     refspecs.append(NOTES_REFSPEC)
     _git_transfer(store.root, ["push", "--porcelain", remote, *refspecs], report)
     target = _data_remote(store, data_remote, remote)
@@ -93,12 +94,11 @@ def push(
 
 
 def _in_progress(store: Store) -> set[str]:
-    """Names of the runs being recorded on this machine right now (from their live files)."""
-    from gitexp import live
+    """Names of the runs whose commit is not their final one yet: queued, running, or crashed and not finalized.
 
-    common = store.git_common_dir()
-    states = (live.read(common, p.stem) for p in sorted(live.live_dir(common).glob("*.json")))
-    return {s.name for s in states if s is not None and live.alive(s) and store.run_commit(s.name) == s.commit}
+    Their final commit does not fast-forward this one, so pushing it now would block pushing the run later.
+    """
+    return {r.name for r in store.summaries() if r.status in ("queued", "running")}
 
 
 def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, progress: Progress, data: bool = True) -> ShareReport:

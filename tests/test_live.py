@@ -52,6 +52,7 @@ def test_a_run_in_progress_is_listed_as_running_with_its_latest_metrics(ws: Work
     bare = tmp_path / "bare.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     ws.git("remote", "add", "origin", str(bare))
+    ws.run("--queue", "-n", "waiting", "--", "true")
     proc = start(ws, "-n", "live", "--", PY, "slow.py", "60")
     try:
         wait_for(lambda: "live" in ws.runs())
@@ -63,15 +64,19 @@ def test_a_run_in_progress_is_listed_as_running_with_its_latest_metrics(ws: Work
         for refused in (("checkout", "live"), ("rm", "-y", "live"), ("rename", "live", "other")):
             result = ws.gitexp(*refused)
             assert result.code == 1 and "'live' is still running" in result.err, refused
-        pushed = ws.gitexp("push")  # its final commit would not fast-forward a pushed running one
-        assert pushed.code == 0 and "live is still running: not pushed" in pushed.out + pushed.err
+        assert ws.gitexp("tag", "live", "watched").code == 0  # a tag set while it runs stays with the run
+        pushed = ws.gitexp("push")  # its final commit would not fast-forward a pushed running (or queued) one
+        assert pushed.code == 0 and "live has not finished" in pushed.out + pushed.err
+        assert "waiting has not finished" in pushed.out + pushed.err
         remote_refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)"], cwd=bare, capture_output=True,
                                      text=True, check=True).stdout.split()
         assert "refs/experiments/done" in remote_refs and "refs/experiments/live" not in remote_refs
+        assert "refs/experiments/waiting" not in remote_refs
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
     assert listed(ws)["live"]["status"] == "interrupted"
+    assert "watched" in listed(ws)["live"]["tags"]  # type: ignore[operator]
     assert ws.gitexp("push").code == 0
     assert "refs/experiments/live" in subprocess.run(["git", "for-each-ref"], cwd=bare, capture_output=True, text=True,
                                                      check=True).stdout
@@ -98,6 +103,7 @@ def test_a_sigkilled_recorder_shows_crashed_with_partial_metrics_and_logs(ws: Wo
     assert ws.record("doomed", "metrics.json")["loss"] == json.loads(last)["values"]["loss"]  # type: ignore[index]
     assert "step 5" in ws.git("show", "refs/experiments/doomed:.gitexp/stdout.log")
     assert "Gitexp-Recorder" not in ws.git("log", "-1", "--format=%B", "refs/experiments/doomed")
+    assert ws.record("doomed", "env.json")["python"]  # type: ignore[index]  # captured before it died
     assert list((ws.root / ".git/gitexp/live").iterdir()) == []
     assert list((ws.root / ".git/gitexp/tmp").iterdir()) == []
     assert listed(ws)["doomed"]["status"] == "crashed"

@@ -185,6 +185,8 @@ def test_queue_cancel_removes_only_queued_runs(project: Workspace) -> None:
     ws.run("--queue", "-n", "q", "-S", "lr=0.1,0.2", "--", PY, "train.py")
     refused = ws.gitexp("queue", "cancel", "done")
     assert refused.code == 1 and "not queued" in refused.err
+    never_ran = ws.gitexp("reproduce", "q-1")
+    assert never_ran.code == 1 and "no result to reproduce" in never_ran.err
     assert ws.gitexp("queue", "cancel", "q-1").code == 0
     assert sorted(ws.runs()) == ["done", "q-2"]
     assert ws.gitexp("queue", "cancel", "--all").out.startswith("cancelled 1")
