@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -119,7 +120,7 @@ class _Stage:
         self.scratch = scratch
         self.staged: dict[str, Path] = {}
         self.direct: list[Entry] = []
-        self._dirs: set[Path] = set()
+        self._dirs: set[str] = set()
         scratch.mkdir(parents=True)
 
     def add_all(self, entries: list[Entry]) -> None:
@@ -145,43 +146,81 @@ class _Stage:
             self.direct.append(entry)
 
     def move_into(self, root: Path) -> None:
-        filtered = self.store.needs_filters([e.path for e in self.direct])
-        for entry in self.direct:
-            dest = self._clear(root, entry.path)
-            if entry.kind == "link":
-                os.symlink(entry.source, dest)
-                continue
-            # An existing file with no other hard link is rewritten in place (cheaper than unlink + create).
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o777 if entry.executable else 0o666)
-            with os.fdopen(fd, "wb") as out:
-                out.write(self.store.worktree_bytes(entry.source, entry.path) if filtered else self.store.blob(entry.source))
-                mode = os.fstat(out.fileno()).st_mode
-                wanted = mode | 0o100 if entry.executable else mode & ~0o111
-                if wanted != mode:
-                    os.fchmod(out.fileno(), wanted & 0o7777)
-        for path, tmp in self.staged.items():
-            dest = self._clear(root, path)
-            # Unlink first: renaming over an existing file makes ext4 (auto_da_alloc) flush the new
-            # file to disk right away, which costs more than the whole copy did.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(dest)
-            os.rename(tmp, dest)
+        """Put every entry in place: staged data files by rename, git blobs written where they go.
 
-    def _clear(self, root: Path, path: str, keep_file: bool = False) -> Path:
-        """Make room for path: parents as directories; at path nothing, or a lone regular file to overwrite."""
-        dest = root / path
-        if dest.parent not in self._dirs:
-            _make_parents(root, dest.parent)
-            self._dirs.add(dest.parent)
+        The data files they replace are renamed into the scratch directory and freed while the code
+        files are written (freeing a large file's blocks costs about what copying it did), and the
+        code files are written by a few threads: each costs a handful of system calls, which run in
+        parallel, as git's parallel checkout does.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        for parent in sorted({os.path.dirname(p) for p in [e.path for e in self.direct] + list(self.staged)}):
+            self._parent(root, parent)
+        replaced = self.scratch / "replaced"
+        replaced.mkdir()
+        for n, (path, tmp) in enumerate(self.staged.items()):
+            dest, st = self._clear(root, path)
+            if st is not None:
+                # Renamed aside, not overwritten: renaming over an existing file makes ext4 (auto_da_alloc)
+                # flush the new one to disk at once, which costs more than the whole copy did.
+                try:
+                    os.rename(dest, replaced / str(n))
+                except OSError:
+                    os.unlink(dest)
+            os.rename(tmp, dest)
+        filtered = self.store.needs_filters([e.path for e in self.direct])
+        umask = os.umask(0)
+        os.umask(umask)
+        lock = threading.Lock()  # pygit2 reads from one thread at a time
+
+        def write(entries: list[Entry]) -> None:
+            for entry in entries:
+                dest, st = self._clear(root, entry.path)
+                if entry.kind == "link":
+                    os.symlink(entry.source, dest)
+                    continue
+                with lock:
+                    data = self.store.worktree_bytes(entry.source, entry.path) if filtered else self.store.blob(entry.source)
+                # An existing file with no other hard link is rewritten in place (cheaper than unlink + create).
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o777 if entry.executable else 0o666)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    mode = st.st_mode if st is not None else (0o777 if entry.executable else 0o666) & ~umask
+                    wanted = mode | 0o100 if entry.executable else mode & ~0o111
+                    if wanted != mode:
+                        os.fchmod(fd, wanted & 0o7777)
+                finally:
+                    os.close(fd)
+
+        size = max(64, -(-len(self.direct) // 8))
+        chunks = [self.direct[i : i + size] for i in range(0, len(self.direct), size)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            jobs = [pool.submit(os.unlink, f) for f in replaced.iterdir()] + [pool.submit(write, c) for c in chunks]
+            for job in jobs:
+                job.result()
+
+    def _parent(self, root: Path, parent: str) -> None:
+        if parent not in self._dirs:
+            _make_parents(root, root / parent)
+            self._dirs.add(parent)
+
+    def _clear(self, root: Path, path: str) -> tuple[str, os.stat_result | None]:
+        """Make room for path (its parent already made): nothing there, or a lone regular file to overwrite."""
+        dest = os.path.join(root, path)
         try:
             st = os.lstat(dest)
         except FileNotFoundError:
-            return dest
+            return dest, None
         if stat.S_ISDIR(st.st_mode):
-            _remove_empty_tree(dest)
-        elif stat.S_ISLNK(st.st_mode) or st.st_nlink > 1 or not (keep_file or stat.S_ISREG(st.st_mode)):
-            dest.unlink()
-        return dest
+            _remove_empty_tree(Path(dest))
+        elif stat.S_ISLNK(st.st_mode) or st.st_nlink > 1 or not stat.S_ISREG(st.st_mode):
+            os.unlink(dest)
+        else:
+            return dest, st
+        return dest, None
 
 
 def _missing_objects(cache: Cache, entries: list[Entry]) -> list[str]:
