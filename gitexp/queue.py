@@ -132,9 +132,11 @@ def _execute_in(store: Store, run: RunSummary, workdir: Path, notify: Notify) ->
     """Run a queued run in workdir, which holds its code and inputs; its `running` commit claims it."""
     meta = json.loads(store.read_record(run.commit, fmt.RUN_FILE) or b"{}")
     code = store.code_tree(run.commit)
+    cwd = workdir / meta.get("cwd", "")
     request = RunRequest(
         command=list(meta.get("command") or []),
-        cwd=workdir / meta.get("cwd", ""),
+        cwd=cwd,
+        outputs=tuple(os.path.relpath(workdir / p, cwd) for p in meta.get("outputs") or ()),
         note=run.note,
         overrides=tuple(meta.get("overrides") or ()),
         apply_overrides=False,

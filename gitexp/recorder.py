@@ -372,7 +372,8 @@ class Recording:
 
     def _record_files(self, run: RunSummary, ended: datetime | None) -> dict[str, bytes | Path]:
         record = _record_files(
-            self.request, run, ended, self.effective_params, self.env_record, self.parent, self.config, self.root
+            self.request, run, ended, self.effective_params, self.env_record, self.parent, self.config, self.root,
+            self.outputs,
         )
         if ended is None:
             del record[fmt.ENV_FILE]  # not known yet: the running commit has what is
@@ -529,6 +530,7 @@ def _record_files(
     parent: Pointer | None,
     config: config_mod.Config,
     root: Path,
+    outputs: tuple[str, ...],
 ) -> dict[str, bytes | Path]:
     cwd = os.path.relpath(request.cwd.resolve(), root.resolve())
     meta = {
@@ -555,6 +557,8 @@ def _record_files(
     }
     if run.sweep:
         meta["sweep"] = run.sweep
+    if request.outputs:  # a queued run gets them back from here when it is executed
+        meta["outputs"] = [p for p in outputs if p not in config.outputs]
     if request.scalars:
         meta["scalars"] = request.scalars
     if request.sample_interval is not None:

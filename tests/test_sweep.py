@@ -224,3 +224,20 @@ def test_ctrl_c_during_a_parallel_sweep_records_interrupted_runs_and_leaves_no_w
     assert not worktrees()
     assert not list((ws.root / ".git/gitexp/tmp").glob("run-*"))
     assert json.loads(ws.git("show", f"refs/experiments/{runs_json(ws)[0]['name']}:.gitexp/run.json"))["sweep"]
+
+
+def test_outputs_given_with_dash_o_come_back_from_parallel_and_queued_runs(project: Workspace) -> None:
+    ws = project
+    ws.write("train.py", TRAIN.replace('print("cwd"', 'open("model.txt", "w").write(str(p["lr"])); print("cwd"'))
+    ws.write(".gitignore", "mark-*\nmodel.txt\n")
+    ws.commit_all()
+    ws.run("-j", "2", "-o", "model.txt", "-S", "lr=0.7,0.8", "--", PY, "train.py")
+    ws.run("--queue", "-n", "q", "-o", "model.txt", "-S", "lr=0.9", "--", PY, "train.py")
+    ws.gitexp("queue", "start")
+    runs = runs_json(ws)
+    assert len(runs) == 3 and {r["status"] for r in runs} == {"completed"}
+    for r in runs:
+        outputs = ws.record(r["name"], "data.json")["outputs"]  # type: ignore[arg-type, index]
+        assert [o["path"] for o in outputs] == ["model.txt"]  # type: ignore[index]
+        assert outputs[0]["fresh"] is True  # type: ignore[index]
+    assert not (ws.root / "model.txt").exists(), "the user's workspace is left alone"
