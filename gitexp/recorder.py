@@ -530,7 +530,7 @@ def _record_files(
     parent: Pointer | None,
     config: config_mod.Config,
     root: Path,
-    outputs: tuple[str, ...],
+    outputs: tuple[str, ...] = (),
 ) -> dict[str, bytes | Path]:
     cwd = os.path.relpath(request.cwd.resolve(), root.resolve())
     meta = {
@@ -654,11 +654,14 @@ def _combined_steps(scratch: Path) -> bytes:
     captured, logged = _steps_bytes(scratch / CAPTURED_STEPS), _steps_bytes(scratch / API_STEPS)
     if not captured or not logged:
         return captured + logged
+    from gitexp.series import last_line_of_each
+
+    names = last_line_of_each(logged)
     kept = []
     for line in captured.splitlines(keepends=True):
         try:
             item = json.loads(line)
-            values = {k: v for k, v in item["values"].items() if json.dumps(k).encode() + b":" not in logged}
+            values = {k: v for k, v in item["values"].items() if k not in names}
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
         if values:
