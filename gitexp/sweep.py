@@ -142,7 +142,7 @@ def _split(raw: str) -> list[str]:
 
 def _checked(key: str, values: list[str]) -> tuple[str, ...]:
     for value in values:
-        if value == "":
+        if value == "" and len(values) > 1:  # `-S x=` alone is one value: null
             raise InvalidOverride(f"{key}=...", "a value in the list is empty (two commas in a row?)")
         parse_override(f"{key}={value}")
     return tuple(values)
@@ -158,12 +158,20 @@ def plan(
 ) -> Plan:
     """The runs one `gitexp run` makes; a plain run is a plan of one run with no sweep id."""
     axes = [parse_axis(text) for text in overrides]
+    keys = [a.key for a in axes]
+    twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if twice is not None:
+        raise BadSweep(f"-S {twice}=... is given twice (give all its values in one -S: {twice}=a,b,c)")
     if seeds and repeat == 1:
         repeat = len(seeds)
     if repeat < 1:
         raise BadSweep("--repeat must be at least 1")
     if seeds and len(seeds) != repeat:
-        raise BadSweep(f"--seeds gives {len(seeds)} seeds for --repeat {repeat} (give one seed per repeat)")
+        plural = "" if len(seeds) == 1 else "s"
+        raise BadSweep(f"--seeds gives {len(seeds)} seed{plural} for --repeat {repeat} (give one seed per repeat)")
+    if len(set(seeds)) != len(seeds):
+        again = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise BadSweep(f"--seeds repeats {', '.join(map(str, again))}: each repeat needs a seed of its own")
     if seeds and not seed_param:
         raise BadSweep("--seeds needs --seed-param KEY: the param your script reads its seed from")
     if seed_param and any(a.key == seed_param for a in axes):
@@ -184,11 +192,11 @@ def plan(
             tuple(f"{a.key}={v}" for a, v in zip(axes, values, strict=True))
             for values in itertools.product(*(a.values for a in axes))
         ]
-    if seed_param and not seeds:
-        seeds = tuple(int.from_bytes(os.urandom(4), "big") >> 1 for _ in range(repeat))
     total = len(configs) * repeat
     if total > MAX_RUNS:
         raise BadSweep(f"this sweep makes {total} runs; more than {MAX_RUNS} is surely a mistake (fewer values?)")
+    if seed_param and not seeds:
+        seeds = tuple(random.SystemRandom().sample(range(1 << 31), repeat))  # distinct
     runs: list[PlannedRun] = []
     for config in configs:
         for r in range(repeat):

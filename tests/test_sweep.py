@@ -83,6 +83,9 @@ def test_repeats_get_distinct_recorded_seeds_the_same_in_every_config(project: W
     ("args", "message"),
     [
         (("--seeds", "1,2", "--repeat", "3", "--seed-param", "seed"), "--seeds gives 2 seeds for --repeat 3"),
+        (("--seeds", "5", "--repeat", "3", "--seed-param", "seed"), "--seeds gives 1 seed for --repeat 3"),
+        (("--seeds", "4,1,4", "--seed-param", "seed"), "--seeds repeats 4: each repeat needs a seed of its own"),
+        (("-S", "lr=0.1,0.2", "-S", "lr=0.3,0.4"), "-S lr=... is given twice"),
         (("--seeds", "1,x", "--seed-param", "seed"), "give integers"),
         (("--seeds", "1,2"), "--seeds needs --seed-param"),
         (("-S", "lr=uniform(0,1)"), "needs --random N"),
@@ -109,12 +112,28 @@ def test_sweeping_a_list_valued_param_is_warned_about(project: Workspace) -> Non
     assert "list in your params" not in ws.run("--queue", "-S", "lr=0.1,0.2", "--", PY, "train.py").err
 
 
-def test_random_search_draws_n_configs_from_ranges_and_choices(project: Workspace) -> None:
+def test_a_blank_value_sets_the_param_to_null_in_single_runs_and_sweeps(project: Workspace) -> None:
     ws = project
-    ws.run("--random", "4", "--random-seed", "7", "-S", "lr=loguniform(1e-4,1e-1)", "-S", "batch=16,32", "--", PY, "train.py")
+    ws.run("-n", "blank", "-S", "seed=", "--", "true")
+    assert ws.record("blank", "params.json")["seed"] is None  # type: ignore[index]
+    assert ws.record("blank", "run.json").get("sweep") is None  # type: ignore[union-attr]
+    ws.run("-n", "grid", "-S", "seed=", "-S", "lr=0.1,0.2", "--", "true")
+    grid = runs_json(ws, "name = grid-1 or name = grid-2")
+    assert sorted((r["params"]["seed"], r["params"]["lr"]) for r in grid) == [(None, 0.1), (None, 0.2)]  # type: ignore[index]
+
+
+def test_random_search_draws_n_configs_from_ranges_and_choices_again_with_the_same_seed(project: Workspace) -> None:
+    ws = project
+    for name in ("a", "b"):
+        ws.run("-n", name, "--random", "4", "--random-seed", "7", "-S", "lr=loguniform(1e-4,1e-1)", "-S", "batch=16,32",
+               "--", "true")
     runs = runs_json(ws)
-    assert len(runs) == 4
+    assert len(runs) == 8
     assert all(1e-4 <= r["params"]["lr"] <= 1e-1 and r["params"]["batch"] in (16, 32) for r in runs)  # type: ignore[index, operator]
+    assert {r["sweep"]["random_seed"] for r in runs} == {7}  # type: ignore[index]
+    draws = {name: [(r["params"]["lr"], r["params"]["batch"]) for r in sorted(runs, key=lambda r: r["sweep"]["index"])  # type: ignore[index]
+                    if r["name"].startswith(name + "-")] for name in ("a", "b")}  # type: ignore[attr-defined]
+    assert draws["a"] == draws["b"] and len(set(draws["a"])) == 4
 
 
 def test_parallel_runs_overlap_in_separate_worktrees_and_leave_the_workspace_alone(project: Workspace) -> None:
@@ -177,6 +196,18 @@ def test_the_queue_is_durable_and_survives_a_killed_worker(project: Workspace) -
     assert sorted(r["status"] for r in runs_json(ws)) == ["completed", "completed", "crashed"]
     assert not worktrees()  # the dead worker's copy too
     assert ws.gitexp("queue", "status").out.strip() == "nothing queued or running"
+
+
+def test_a_queued_run_runs_the_code_it_was_queued_with_not_later_edits(project: Workspace) -> None:
+    ws = project
+    ws.run("--queue", "-n", "q", "-S", "lr=0.5", "--", PY, "train.py")
+    ws.write("train.py", "import sys\nsys.exit(7)\n")  # edited after queueing: must not be what runs
+    ws.freeze()
+    result = ws.gitexp("queue", "start")
+    assert result.code == 0, result.err
+    run = runs_json(ws)[0]
+    assert (run["status"], run["metrics"]["acc"]) == ("completed", 5.0)  # type: ignore[index]
+    assert ws.git("show", "refs/experiments/q:train.py") == TRAIN
 
 
 def test_queue_cancel_removes_only_queued_runs(project: Workspace) -> None:
