@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp.model import RunSummary
+
+if TYPE_CHECKING:
+    from gitexp.stats import Summary
 
 LOG_TAIL_LINES = 20
 LOG_LINE_MAX = 300
@@ -328,34 +332,57 @@ def age(iso: str, now: datetime | None = None) -> str:
 
 
 def groups_text(groups: list[Any], keys: list[str], output: str) -> str:
-    """`list --group-by`: one row per group: its key values, n, and each metric's mean ± SEM."""
-    from gitexp.stats import format_mean_sem
+    """`list --group-by`: one row per group: its key values, n, and each metric's mean ± SEM and min..max.
 
+    CSV has numbers instead: a column per metric and statistic (mean, sem, n, min, max)."""
     if output == "json":
         return to_json([g.to_dict() for g in groups])
     metrics = sorted({m for g in groups for m in g.stats})
     left_out = any(g.left_out for g in groups)
-    headers = [*keys, "n", *(["not counted"] if left_out else []), *(f"metrics.{m}" for m in metrics)]
-    rows = [
-        [*(value(g.key[k]) for k in keys), str(len(g.runs)), *([_statuses(g.left_out)] if left_out else []),
-         *(format_mean_sem(g.stats[m]).replace(f" (n={len(g.runs)})", "") if m in g.stats else "-" for m in metrics)]
-        for g in groups
-    ]
+    headers = [*keys, "n", *(["not counted"] if left_out else [])]
+
+    def lead(g: Any, show: Callable[[Any], str]) -> list[str]:
+        return [*(show(g.key[k]) for k in keys), str(len(g.runs)), *([_statuses(g.left_out)] if left_out else [])]
+
     if output == "csv":
         import csv
         import io
 
+        columns = ("mean", "sem", "n", "min", "max")
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows([headers, *rows])
+        csv.writer(buf, lineterminator="\n").writerows([
+            [*headers, *(f"metrics.{m}.{c}" for m in metrics for c in columns)],
+            *([*lead(g, _csv), *(_csv_number(getattr(g.stats[m], c)) if m in g.stats else "" for m in metrics for c in columns)]
+              for g in groups),
+        ])
         return buf.getvalue().rstrip("\n")
+    headers += [f"metrics.{m}" for m in metrics]
+    rows = [[*lead(g, value), *(_mean_sem_range(g.stats[m], len(g.runs)) if m in g.stats else "-" for m in metrics)]
+            for g in groups]
     if output == "markdown":
         from tabulate import tabulate
 
         return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
     if not groups:
         return "no runs match"
-    note = "mean ± standard error of the mean over the completed runs; (n=k): only k of them have that metric"
+    note = "mean ± standard error of the mean, then min..max, over the completed runs; (n=k): only k of them have that metric"
     return aligned(headers, rows) + f"\n({note})"
+
+
+def _mean_sem_range(s: Summary, runs: int) -> str:
+    """ "0.912 ± 0.004  0.905..0.92"; "(n=k)" after it when only k of the group's runs have the metric."""
+    from gitexp.stats import format_mean_sem
+
+    if s.n == 0:
+        return "-"
+    text = format_mean_sem(s).rpartition(" (n=")[0]
+    if s.n > 1:
+        text += f"  {s.min + 0.0:.4g}..{s.max + 0.0:.4g}"  # + 0.0: no "-0"
+    return text + (f" (n={s.n})" if s.n != runs else "")
+
+
+def _csv_number(x: float) -> str:
+    return "" if math.isnan(x) else _csv(x)  # nan: too few values (an SEM of one)
 
 
 def _statuses(runs: list[Any]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import statistics
 import sys
@@ -42,7 +44,20 @@ def test_group_by_config_collapses_repeats_into_mean_and_sem(repeats: Workspace)
         assert acc["std"] == pytest.approx(statistics.stdev(values))
         assert (acc["min"], acc["max"]) == (min(values), max(values))
     table = repeats.gitexp("list", "-g", "params.lr").out
-    assert "0.805 ± 0.006455" in table and "params.lr" in table
+    assert "0.805 ± 0.006455  0.79..0.82" in table and "params.lr" in table
+
+
+def test_group_by_as_csv_has_a_number_column_per_metric_statistic(repeats: Workspace) -> None:
+    rows = list(csv.DictReader(io.StringIO(repeats.gitexp("list", "-g", "params.lr", "--format", "csv").out)))
+    assert list(rows[0]) == ["params.lr", "n", *(f"metrics.acc.{c}" for c in ("mean", "sem", "n", "min", "max"))]
+    values = [ACC[(0.1, s)] for s in (1, 2, 3, 4)]
+    first = {k: float(v) for k, v in rows[0].items()}
+    assert first["params.lr"] == 0.1 and first["n"] == first["metrics.acc.n"] == 4
+    assert first["metrics.acc.mean"] == pytest.approx(statistics.mean(values))
+    assert first["metrics.acc.sem"] == pytest.approx(statistics.stdev(values) / 2)
+    assert (first["metrics.acc.min"], first["metrics.acc.max"]) == (min(values), max(values))
+    singles = list(csv.DictReader(io.StringIO(repeats.gitexp("list", "-g", "name", "-f", "csv").out)))
+    assert len(singles) == 12 and all(r["metrics.acc.sem"] == "" and r["metrics.acc.n"] == "1" for r in singles)
 
 
 def test_diff_of_groups_gives_welchs_p_value_and_a_plain_verdict(repeats: Workspace) -> None:

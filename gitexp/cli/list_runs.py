@@ -13,7 +13,7 @@ from gitexp.render import FORMATS
 @click.option("--only-changed", is_flag=True, help="Hide param and metric columns whose value is the same in every row.")
 @click.option("-f", "--format", "output", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json: every run's summary (schema in docs/format.md).")
-@click.option("-g", "--group-by", "group_by", metavar="KEY[,...]", help="One row per group of runs sharing these fields (e.g. config, params.lr, sweep): n and each metric's mean ± SEM.")
+@click.option("-g", "--group-by", "group_by", metavar="KEY[,...]", help="One row per group of runs sharing these fields (e.g. config, params.lr, sweep): n and each metric's mean ± SEM and min..max (as CSV: a column per metric and statistic).")
 def command(where: str | None, sort: str | None, limit: int | None, columns: str | None, only_changed: bool, output: str, as_json: bool, group_by: str | None) -> None:
     """List runs, newest first."""
     from gitexp import query, render
