@@ -27,6 +27,7 @@ from typing import Any
 from gitexp import format as fmt
 from gitexp.environment import hostname
 from gitexp.model import RunSummary
+from gitexp.series import last_line_of_each
 from gitexp.workspace import atomic_write, pid_alive
 
 HEARTBEAT_SECONDS = 2.0
@@ -90,7 +91,7 @@ def alive(state: LiveState) -> bool:
     """Whether the recorder of state still runs (one on another host counts as alive: we cannot tell)."""
     if state.host == hostname() and state.boot and state.boot != boot_id():
         return False
-    return pid_alive(state.pid, state.host)
+    return pid_alive(state.pid, state.host) and not (state.host == hostname() and _zombie(state.pid))
 
 
 def current(common_dir: Path, run: RunSummary) -> RunSummary:
@@ -173,15 +174,22 @@ class _Tail:
             return self._latest
         end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next beat
         self._offset += end
-        # The last lines only: a script logging 100k points/s must not cost this process a core.
-        for line in chunk[:end].splitlines()[-TAIL_LINES:]:
-            try:
-                values = json.loads(line).get("values")
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(values, dict):
-                self._latest.update(values)
+        lines = chunk[:end].splitlines()
+        # The last lines are parsed; of the lines before them (a script logging 100k points/s must not
+        # cost this process a core), only the last line of each name, so that no series is left out.
+        for name, line in last_line_of_each(b"\n".join(lines[:-TAIL_LINES])).items():
+            self._latest.update((k, v) for k, v in _values(line).items() if k == name)
+        for line in lines[-TAIL_LINES:]:
+            self._latest.update(_values(line))
         return self._latest
+
+
+def _values(line: bytes) -> dict[str, Any]:
+    try:
+        values = json.loads(line).get("values")
+    except (ValueError, AttributeError):
+        return {}
+    return values if isinstance(values, dict) else {}
 
 
 def finalize_crashed(common_dir: Path, finish: Callable[[LiveState], None]) -> list[str]:

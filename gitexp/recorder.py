@@ -722,6 +722,7 @@ def finalize_crashed(store: Store, notify: Notify) -> list[str]:
         steps = _combined_steps(scratch)
         if steps:
             files[fmt.STEPS_FILE] = steps
+        from gitexp.sampler import summarise_samples
         from gitexp.series import parse
 
         metrics = {**state.metrics, **{k: points[-1].value for k, points in parse(steps).items() if points}}
@@ -734,7 +735,10 @@ def finalize_crashed(store: Store, notify: Notify) -> list[str]:
         meta.update(status="crashed", duration=duration, ended=ended.isoformat(timespec="milliseconds"))
         files[fmt.RUN_FILE] = fmt.to_json(meta).encode()
         files[fmt.METRICS_FILE] = fmt.to_json(metrics).encode()
-        final = replace(run, status="crashed", duration=duration, metrics=metrics, recorder="")
+        resources = summarise_samples(_steps_bytes(scratch / fmt.SYSTEM_FILE))
+        if resources:
+            files[fmt.RESOURCES_FILE] = fmt.to_json(resources).encode()
+        final = replace(run, status="crashed", duration=duration, metrics=metrics, resources=resources, recorder="")
         subject = run.subject.replace(": running", ": crashed", 1)
         new = store.amend_record(state.name, commit, files, fmt.build_message(subject, run.note, fmt.run_trailers(final)))
         _carry_annotation(store, commit, new)

@@ -266,6 +266,39 @@ class Sampler:
         return summary
 
 
+def summarise_samples(system: bytes) -> dict[str, float]:
+    """The summary of a run from its system.jsonl alone, for a run whose recorder died before stop().
+
+    The same keys as Sampler.stop(), read off the samples: CPU-seconds and GPU-seconds are the
+    percentages integrated over the time between samples, so they are estimates.
+    """
+    from gitexp.series import parse
+
+    series = parse(system)
+    rss = [p.value for p in series.get("rss_mb", [])]
+    if not rss:
+        return {}
+
+    def integral(name: str) -> float:
+        points = series.get(name, [])
+        return sum(b.value / 100 * (b.time - a.time) for a, b in zip(points, points[1:]) if b.time > a.time)
+
+    cpu = [p.value for p in series.get("cpu_percent", [])]
+    summary: dict[str, float] = {
+        "cpu_seconds": round(integral("cpu_percent"), 2),
+        "cpu_percent": round(sum(cpu) / len(cpu), 1) if cpu else 0.0,
+        "peak_rss_mb": round(max(rss), 1),
+        "mean_rss_mb": round(sum(rss) / len(rss), 1),
+        "samples": len(rss),
+    }
+    gpu = [p.value for p in series.get("gpu_util", [])]
+    if gpu:
+        summary["gpu_util_mean"] = round(sum(gpu) / len(gpu), 1)
+        summary["gpu_seconds"] = round(integral("gpu_util"), 1)
+        summary["peak_gpu_mem_mb"] = round(max(p.value for p in series.get("gpu_mem_mb", [])), 1)
+    return summary
+
+
 class _Tree:
     """A process and its descendants, with what each used at the last reading."""
 

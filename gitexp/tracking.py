@@ -302,7 +302,7 @@ def start(
         command=argv, cwd=Path.cwd(), name=name, note=note, tags=tuple(tags), extra_params=dict(params or {}),
         in_process=True,
     )
-    recording = Recording.begin(request)
+    recording = Recording.begin(request, notify=lambda msg: _warn(f"gitexp: {msg}"))
     assert recording.scratch is not None
     run = ActiveRun(recording)
     run._previous_dir = os.environ.get(ENV_RUN_DIR)

@@ -104,6 +104,9 @@ def test_a_sigkilled_recorder_shows_crashed_with_partial_metrics_and_logs(ws: Wo
     assert "step 5" in ws.git("show", "refs/experiments/doomed:.gitexp/stdout.log")
     assert "Gitexp-Recorder" not in ws.git("log", "-1", "--format=%B", "refs/experiments/doomed")
     assert ws.record("doomed", "env.json")["python"]  # type: ignore[index]  # captured before it died
+    resources = ws.record("doomed", "resources.json")  # summarised from the samples it left
+    assert resources["peak_rss_mb"] > 5 and resources["samples"] >= 1  # type: ignore[index, operator]
+    assert ws.gitexp("list", "--where", "resources.peak_rss_mb > 5", "-c", "name", "--format", "csv").out.split()[1:] == ["doomed"]
     assert list((ws.root / ".git/gitexp/live").iterdir()) == []
     assert list((ws.root / ".git/gitexp/tmp").iterdir()) == []
     assert listed(ws)["doomed"]["status"] == "crashed"
@@ -143,12 +146,19 @@ def test_logs_replay_stdout_and_stderr_in_order_with_timestamps(ws: Workspace) -
 
 def test_logs_follow_prints_a_run_in_progress_until_it_ends(ws: Workspace) -> None:
     ws.write("slow.py", SLOW)
-    proc = start(ws, "-n", "followed", "--", PY, "slow.py", "20")
+    proc = start(ws, "-n", "followed", "--", PY, "slow.py", "30")
     wait_for(lambda: "followed" in ws.runs())
-    follow = ws.gitexp("logs", "--follow", "followed", timeout=60)
+    follow = subprocess.Popen([PY, "-m", "gitexp", "logs", "--follow", "followed"], cwd=ws.root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert follow.stdout is not None
+    first = follow.stdout.readline()
+    assert first == "step 0\n" and proc.poll() is None  # it printed while the run was still going
+    out = follow.stdout.read()  # not communicate(): it would skip what readline() buffered
+    err = follow.stderr.read() if follow.stderr else ""
+    follow.wait(timeout=60)
     proc.wait(timeout=30)
-    assert follow.code == 0
-    assert follow.out == "".join(f"step {i}\n" for i in range(20))  # all of it, once, and it stopped by itself
+    assert follow.returncode == 0 and "ended: completed (exit code 0)" in err
+    assert first + out == "".join(f"step {i}\n" for i in range(30))  # all of it, once, and it stopped by itself
 
 
 @pytest.mark.parametrize(
@@ -225,3 +235,45 @@ def test_show_draws_each_series_and_plot_writes_the_curves_of_several_runs(ws: W
     assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 5000
     missing = ws.gitexp("plot", "a", "--metric", "nope", "-o", str(tmp_path / "x.png"))
     assert missing.code == 1 and "nope" in missing.err and "loss" in missing.err
+
+
+def test_a_series_logged_rarely_stays_live_among_many_other_points(ws: Workspace) -> None:
+    from gitexp.live import _Tail
+
+    steps = ws.root / "steps.jsonl"
+    lines = ['{"step":0,"time":1.0,"values":{"val_acc":0.5,"loss":9.0}}']
+    lines += [f'{{"step":{i},"time":1.0,"values":{{"loss":{1 / i}}}}}' for i in range(1, 2000)]
+    steps.write_text("\n".join(lines) + "\n")
+    tail = _Tail(steps)
+    assert tail.latest() == {"val_acc": 0.5, "loss": 1 / 1999}  # the old line's loss does not win
+    with steps.open("a") as f:
+        f.write("".join(f'{{"step":{i},"time":1.0,"values":{{"loss":{i}}}}}\n' for i in range(3000)))
+        f.write('{"step":3000,"time":1.0,"values":{"other\\"name":1}}\n')
+    assert tail.latest() == {"val_acc": 0.5, "loss": 2999, 'other"name': 1}
+
+
+def test_a_recorder_killed_but_not_yet_reaped_is_not_alive(ws: Workspace) -> None:
+    from gitexp import live
+
+    child = subprocess.Popen([PY, "-c", "pass"])
+    wait_for(lambda: live._zombie(child.pid))  # ended; its parent (this test) has not reaped it
+    state = live.LiveState("z", "0" * 40, child.pid, live.hostname(), live.boot_id(), "/nonexistent", time.time())
+    try:
+        assert not live.alive(state)
+        assert live.alive(live.LiveState("me", "0" * 40, os.getpid(), live.hostname(), live.boot_id(), "/x", 0.0))
+    finally:
+        child.wait()
+
+
+def test_a_name_both_printed_and_logged_is_taken_from_the_log_alone(ws: Workspace) -> None:
+    ws.write("both.py", (
+        "import gitexp\n"
+        "for i in range(3):\n"
+        "    gitexp.log({'loss': i / 10}, step=i)\n"
+        "    print(f'step {i} loss={i} acc={i / 2}', flush=True)\n"
+    ))
+    ws.run("-n", "both", "--scalars", "--", PY, "both.py")
+    points = [json.loads(line) for line in ws.git("show", "refs/experiments/both:.gitexp/steps.jsonl").splitlines()]
+    assert sorted(p["values"]["loss"] for p in points if "loss" in p["values"]) == [0.0, 0.1, 0.2]  # once each
+    assert [p["values"]["acc"] for p in points if "acc" in p["values"]] == [0.0, 0.5, 1.0]
+    assert ws.record("both", "metrics.json") == {"loss": 0.2, "acc": 1.0}

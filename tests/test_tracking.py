@@ -194,3 +194,27 @@ def test_importing_gitexp_in_a_script_does_not_load_git_bindings() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITEXP_")}
     proc = subprocess.run([PY, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env, check=False)
     assert proc.stdout.strip() == "False False", proc.stderr
+
+
+def test_a_killed_start_process_shows_crashed_and_its_artifacts_are_found_by_which(ws: Workspace) -> None:
+    ws.write("art.py", (
+        "import gitexp, os, signal, sys, time\n"
+        "with gitexp.start(name='kept'):\n"
+        "    open('model.bin', 'wb').write(b'weights')\n"
+        "    gitexp.log_artifact('model.bin')\n"
+        "    gitexp.log_artifact('/tmp/outside-the-workspace.bin')\n"
+        "with gitexp.start(name='killed'):\n"
+        "    gitexp.log({'loss': 0.5}, step=1)\n"
+        "    time.sleep(2.5)  # a heartbeat or two\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    ))
+    open("/tmp/outside-the-workspace.bin", "wb").close()
+    proc = subprocess.run([PY, "art.py"], cwd=ws.root, capture_output=True, text=True, check=False)
+    assert proc.returncode == -9
+    assert "outside the workspace" in proc.stderr  # said, not silently dropped
+    which = ws.gitexp("which", "model.bin")
+    assert which.code == 0 and "kept" in which.out
+    killed = {r["name"]: r for r in ws.gitexp("list", "--json").json()}["killed"]  # type: ignore[attr-defined, index]
+    assert killed["status"] == "crashed" and killed["metrics"] == {"loss": 0.5}
+    logs = ws.gitexp("logs", "kept")
+    assert logs.code == 0 and "gitexp.start()" in logs.err

@@ -42,7 +42,8 @@ def command(run: str, follow: bool, timestamps: bool, only: str | None) -> None:
 
             if logs.follow(scratch, printer, still_running):
                 ended = query.resolve(store, found.name)
-                warn(f"run {ended.name} ended: {ended.status} (exit code {ended.exit_code})")
+                code = f" (exit code {ended.exit_code})" if ended.exit_code is not None else ""
+                warn(f"run {ended.name} ended: {ended.status}{code}")
                 return
         else:
             try:
@@ -54,6 +55,12 @@ def command(run: str, follow: bool, timestamps: bool, only: str | None) -> None:
                     printer.write(piece)
                 return
         found = query.resolve(store, found.name)  # it ended meanwhile: its record has everything
-    stdout, stderr, times = (query.read_log(store, found, f) for f in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE))
-    for piece in logs.pieces(stdout, stderr, times):
+    stdout, stderr, times = (store.read_record(found.commit, f) for f in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE))
+    if stdout is None:
+        why = {"queued": "it has not run yet", "saved": "it is a saved workspace, not a command"}.get(
+            found.status, "it was recorded by gitexp.start(), whose output went to your terminal or notebook"
+        )
+        warn(f"run {found.name} has no output recorded: {why}")
+        return
+    for piece in logs.pieces(stdout, stderr or b"", times or b""):
         printer.write(piece)
