@@ -188,10 +188,8 @@ class _Stage:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view):]
-                    mode = st.st_mode if st is not None else (0o777 if entry.executable else 0o666) & ~umask
-                    wanted = mode | 0o100 if entry.executable else mode & ~0o111
-                    if wanted != mode:
-                        os.fchmod(fd, wanted & 0o7777)
+                    if st is not None and bool(st.st_mode & 0o100) != entry.executable:  # as git: a new file's mode
+                        os.fchmod(fd, (0o777 if entry.executable else 0o666) & ~umask)
                 finally:
                     os.close(fd)
 

@@ -356,3 +356,18 @@ def test_checkout_writes_line_endings_as_git_would(ws: Workspace) -> None:
     (ws.root / "crlf.txt").write_bytes(b"a\r\nb\r\n")
     assert ws.gitexp("checkout", "A").code == 0
     assert (ws.root / "crlf.txt").read_bytes() == b"a\r\nb\r\nc\r\n"
+
+
+def test_checkout_flips_the_executable_bit_of_files_it_keeps(ws: Workspace) -> None:
+    ws.write("same.sh", "#!/bin/sh\n", mode=0o644)
+    ws.write("edited.sh", "#!/bin/sh\necho 1\n", mode=0o755)
+    ws.write("pkg/m.py", "x = 1\n")
+    ws.run("-n", "A", "--", "true")
+    (ws.root / "same.sh").chmod(0o755)  # the mode alone changes
+    ws.write("edited.sh", "#!/bin/sh\necho 2\n", mode=0o644)
+    ws.run("-n", "B", "--", "true")
+    for run, same, edited in (("A", 0o644, 0o755), ("B", 0o755, 0o644), ("A", 0o644, 0o755)):
+        assert ws.gitexp("checkout", run).code == 0
+        modes = {p: (ws.root / p).stat().st_mode & 0o777 for p in ("same.sh", "edited.sh")}
+        assert modes == {"same.sh": same, "edited.sh": edited}, run
+    assert (ws.root / "edited.sh").read_text() == "#!/bin/sh\necho 1\n"
