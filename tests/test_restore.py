@@ -371,3 +371,17 @@ def test_checkout_flips_the_executable_bit_of_files_it_keeps(ws: Workspace) -> N
         modes = {p: (ws.root / p).stat().st_mode & 0o777 for p in ("same.sh", "edited.sh")}
         assert modes == {"same.sh": same, "edited.sh": edited}, run
     assert (ws.root / "edited.sh").read_text() == "#!/bin/sh\necho 1\n"
+
+
+def test_reproduce_warns_when_package_versions_differ(ws: Workspace, tmp_path: Path) -> None:
+    for version in ("1.0", "2.0"):
+        (tmp_path / version / f"fakepkg-{version}.dist-info").mkdir(parents=True)
+    ws.write("calc.py", "import json\njson.dump({'answer': 42}, open('metrics.json', 'w'))\n")
+    assert ws.gitexp("run", "-n", "orig", "--", sys.executable, "calc.py", env={"PYTHONPATH": str(tmp_path / "1.0")}).code == 0
+    ws.freeze("metrics.json")  # reproducing never touches the workspace
+    same = ws.gitexp("reproduce", "orig", env={"PYTHONPATH": str(tmp_path / "1.0")})
+    assert same.code == 0 and "fakepkg" not in same.err
+    moved = ws.gitexp("reproduce", "--json", "orig", env={"PYTHONPATH": str(tmp_path / "2.0")})
+    assert moved.code == 0, moved.err  # the metrics still match: a warning, not a failure
+    assert "package fakepkg: 1.0 -> 2.0" in moved.err
+    assert json.loads(moved.out)["environment_changes"] == ["package fakepkg: 1.0 -> 2.0"]
