@@ -9,7 +9,8 @@ code and inputs (writing only what differs from its last run, removing what
 that run left), runs the command there and records the result as usual; the
 directory is removed when the worker ends, on failure and Ctrl-C too. A worker
 killed outright leaves its run `running`, then `crashed` (see live.py), never
-lost, and its directory is removed by the next runner.
+lost: its runner, if alive, ends the command it left and records the run as
+crashed at once; its directory is removed by its runner or the next one.
 """
 
 from __future__ import annotations
@@ -31,20 +32,19 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from gitexp import format as fmt
-from gitexp.environment import hostname
 from gitexp.errors import GitexpError
 from gitexp.model import RunSummary, Snapshot
 from gitexp.process import signals_deferred
 from gitexp.recorder import ClaimLost, Notify, Recording, RunRequest, RunResult, record_run
 from gitexp.store import Store
 from gitexp.sweep import Plan
-from gitexp.workspace import pid_alive
 
 WORKTREE_PREFIX = "gitexp-wt-"
 TAKEN = "(taken by another worker)"
 POLL_SECONDS = 0.05
 OWN_STOP_SECONDS = 3.0  # after Ctrl-C, before the runner passes the signal on to workers still running
 STOP_GRACE_SECONDS = 30.0  # after Ctrl-C, how long workers get to record their runs before they are killed
+KILL_WAIT_SECONDS = 5.0  # for the orphaned command of a dead worker to be gone
 
 
 class NotQueued(GitexpError):
@@ -192,8 +192,21 @@ def remove_stale_worktrees() -> None:
     """Temporary worktrees of workers that were killed outright."""
     for path in Path(tempfile.gettempdir()).glob(f"{WORKTREE_PREFIX}*-*"):
         pid = path.name[len(WORKTREE_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid), hostname()):
+        if pid.isdigit() and _gone(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process pid has ended: it no longer exists, or it is a zombie (its parent, killed too, did not
+    reap it and init has not yet)."""
+    import psutil  # type: ignore[import-untyped]
+
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 class _Worker:
@@ -241,7 +254,8 @@ def work(
     """Work off queued runs with `jobs` worker processes: these names, or the whole queue.
 
     The queue is looked at anew whenever a worker is free, so runs queued meanwhile are run too.
-    Ctrl-C reaches the workers (same process group): they record their runs as interrupted; this waits.
+    Ctrl-C reaches the workers (same process group): they record their runs as interrupted; this waits,
+    cancels a sweep's runs not started (the queue's stay queued) and raises Stopped with the outcomes.
     """
     remove_stale_worktrees()
     restore_signals = _terminate_on_signals()
@@ -276,6 +290,7 @@ def work(
                 if answer is None:  # the worker died: whatever it was running is crashed, or still queued
                     workers.remove(worker)
                     worker.proc.wait()
+                    _bury(store, worker.proc.pid, name)
                 if answer is not None and answer[1] == TAKEN:
                     continue  # another runner's worker has it: its outcome is that runner's to report
                 outcome = _finished(store, name, answer[1] if answer else "its worker died")
@@ -284,18 +299,16 @@ def work(
                 stop_now = outcome.status == "interrupted" or (fail_fast and outcome.status != "completed")
                 if stop_now and not stopping:
                     stopping = True
-                    left = [n for n in (names or []) if n not in tried and _is_queued(store, n)]
+                    left = _cancel_rest(store, names, tried)
                     if left:
-                        cancel(store, left)
-                        outcomes += [Outcome(n, "cancelled", None, None, ()) for n in left]
+                        outcomes += left
                         notify(f"{outcome.name} {outcome.status}: {len(left)} queued run(s) of the sweep cancelled")
-    except (KeyboardInterrupt, Terminated):
+    except (KeyboardInterrupt, Stopped) as stop:
         busy_names = [w.current for w in workers if w.current is not None]
         _stop(workers)
         outcomes += [_finished(store, n, "") for n in busy_names]
-        if names:
-            cancel(store, [n for n in names if n not in tried and _is_queued(store, n)])
-        raise
+        outcomes += _cancel_rest(store, names, tried)
+        raise Stopped(stop.signum if isinstance(stop, Stopped) else signal.SIGINT, outcomes) from None
     finally:
         for worker in workers:
             worker.close()
@@ -306,21 +319,24 @@ def work(
     return outcomes
 
 
-class Terminated(Exception):  # a signal, not an error
-    """SIGTERM or SIGHUP reached the runner alone (a scheduler, a closed terminal): stop like Ctrl-C."""
+class Stopped(Exception):  # a signal, not an error
+    """Ctrl-C, or SIGTERM or SIGHUP reaching the runner alone (a scheduler, a closed terminal), stopped the batch.
 
-    def __init__(self, signum: int) -> None:
+    outcomes: how its runs ended (those in progress interrupted; a sweep's unstarted runs cancelled)."""
+
+    def __init__(self, signum: int, outcomes: list[Outcome] | None = None) -> None:
         super().__init__(signum)
         self.signum = signum
+        self.outcomes = outcomes or []
 
 
 def _terminate_on_signals() -> Callable[[], None]:
-    """Make SIGTERM and SIGHUP raise Terminated in the main thread; return what puts the old handlers back."""
+    """Make SIGTERM and SIGHUP raise Stopped in the main thread; return what puts the old handlers back."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum: int, _frame: object) -> None:
-        raise Terminated(signum)
+        raise Stopped(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
@@ -345,6 +361,45 @@ def _next(store: Store, names: list[str] | None, tried: set[str]) -> str | None:
                 tried.add(name)  # cancelled or taken meanwhile
         return None
     return next((r.name for r in queued(store) if r.name not in tried), None)
+
+
+def _cancel_rest(store: Store, names: list[str] | None, tried: set[str]) -> list[Outcome]:
+    """Cancel a sweep's runs not started yet (the queue's own runs stay queued: names None)."""
+    left = [n for n in (names or []) if n not in tried and _is_queued(store, n)]
+    return [Outcome(n, "cancelled", None, None, ()) for n in cancel(store, left)]
+
+
+def _bury(store: Store, worker_pid: int, name: str) -> None:
+    """A worker died outright: kill the command it left running (an orphan now), record its run as crashed
+    and remove its worktree, now rather than when the next runner starts."""
+    from gitexp import live
+    from gitexp.recorder import finalize_crashed
+
+    state = live.read(store.git_common_dir(), name)
+    if state is not None and state.pid == worker_pid and state.command_pid:
+        _kill_tree(state.command_pid, state.scratch)
+    finalize_crashed(store, lambda _message: None)  # the run's outcome says it crashed
+    remove_stale_worktrees()
+
+
+def _kill_tree(pid: int, scratch: str) -> None:
+    """SIGKILL a run's command and its descendants, and wait for them; only if pid is still that command
+    (its $GITEXP_RUN_DIR is the run's scratch directory), not a process that took its pid since."""
+    import psutil
+
+    from gitexp.recorder import ENV_RUN_DIR
+
+    try:
+        root = psutil.Process(pid)
+        if root.environ().get(ENV_RUN_DIR) != scratch:
+            return
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=KILL_WAIT_SECONDS)
 
 
 def _overrides_text(store: Store, name: str) -> str:
@@ -392,7 +447,8 @@ def _outcome(run: RunSummary, overrides: tuple[str, ...]) -> Outcome:
 def _describe(o: Outcome) -> str:
     if o.status == "error":
         return f"{o.name}: not run: {o.error}"
-    return f"{o.name}: {o.status} (exit code {o.exit_code}, {o.duration or 0:.1f}s)"
+    code = f"exit code {o.exit_code}, " if o.exit_code is not None else ""
+    return f"{o.name}: {o.status} ({code}{o.duration or 0:.1f}s)"
 
 
 def exit_code(outcomes: list[Outcome]) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -210,6 +212,58 @@ def test_a_queued_run_runs_the_code_it_was_queued_with_not_later_edits(project: 
     assert ws.git("show", "refs/experiments/q:train.py") == TRAIN
 
 
+def running_process(pid: int) -> bool:
+    """Whether pid runs (a zombie, ended but not reaped yet, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_worker_killed_alone_takes_its_command_along_its_run_crashed_and_the_queue_goes_on(project: Workspace) -> None:
+    ws = project
+    ws.write("train.py", TRAIN.replace('float(os.environ.get("SLEEP", "0"))', '60 if p["lr"] == 0.1 else 0'))
+    ws.commit_all()
+    ws.run("--queue", "-n", "q", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py")
+    runner = subprocess.Popen([PY, "-m", "gitexp", "queue", "start", "-j", "1"], cwd=ws.root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    live, state = ws.root / ".git/gitexp/live/q-1.json", {}
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not state.get("command_pid"):
+            time.sleep(0.1)
+            state = json.loads(live.read_text()) if live.exists() else {}
+        os.kill(state["pid"], signal.SIGKILL)  # the worker alone: its command is left behind, an orphan
+        _, err = runner.communicate(timeout=60)
+        assert not running_process(state["command_pid"])
+        assert ws.record("q-1", "run.json")["status"] == "crashed"  # type: ignore[index]
+        assert "q-1: crashed (" in err and "exit code None" not in err
+        assert {r["name"]: r["status"] for r in runs_json(ws)} == {"q-1": "crashed", "q-2": "completed", "q-3": "completed"}
+        assert runner.returncode == 1, err
+        assert not worktrees()  # the dead worker's too, without waiting for the next runner
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.pid, signal.SIGKILL)  # an orphan left sleeping too
+        runner.wait()
+
+
+def test_ctrl_c_on_queue_start_interrupts_the_runs_in_progress_and_leaves_the_rest_queued(project: Workspace) -> None:
+    ws = project
+    ws.run("--queue", "-n", "q", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py")
+    proc = subprocess.Popen([PY, "-m", "gitexp", "queue", "start", "-j", "2"], cwd=ws.root, env={**os.environ, "SLEEP": "60"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and sum(r["status"] == "running" for r in runs_json(ws)) < 2:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert {r["name"]: r["status"] for r in runs_json(ws)} == {"q-1": "interrupted", "q-2": "interrupted", "q-3": "queued"}
+    assert "2 run(s): 0 completed, 2 not" in err and len(re.findall(r"^q-[12] +interrupted +130 ", err, re.M)) == 2
+    assert "stopped by Ctrl-C" in err and "1 run(s) stay queued" in err
+    assert not worktrees()
+
+
 def test_queue_cancel_removes_only_queued_runs(project: Workspace) -> None:
     ws = project
     ws.run("-n", "done", "--", "true")
@@ -243,7 +297,7 @@ def test_ctrl_c_during_a_parallel_sweep_records_interrupted_runs_and_leaves_no_w
     ws = project
     env = {**os.environ, "SLEEP": "60"}
     proc = subprocess.Popen([PY, "-m", "gitexp", "run", "-j", "2", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py"],
-                            cwd=ws.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=ws.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.time() + 30
     while time.time() < deadline and sum(r["status"] == "running" for r in runs_json(ws)) < 2:
@@ -252,6 +306,9 @@ def test_ctrl_c_during_a_parallel_sweep_records_interrupted_runs_and_leaves_no_w
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert sorted(r["status"] for r in runs_json(ws)) == ["interrupted", "interrupted"]  # the third: cancelled
+    assert "3 run(s): 0 completed, 3 not" in err and len(re.findall(r"^\S+ +interrupted +130 ", err, re.M)) == 2
+    assert len(re.findall(r"^\S+ +cancelled +- ", err, re.M)) == 1
+    assert "stopped by Ctrl-C" in err and "the rest cancelled" in err
     assert not worktrees()
     assert not list((ws.root / ".git/gitexp/tmp").glob("run-*"))
     assert json.loads(ws.git("show", f"refs/experiments/{runs_json(ws)[0]['name']}:.gitexp/run.json"))["sweep"]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from gitexp.cli import warn
 from gitexp.recorder import RunRequest
 from gitexp.sweep import Plan
+
+if TYPE_CHECKING:
+    from gitexp.queue import Stopped
 
 
 def run_batch(request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool, fail_fast: bool) -> int:
@@ -40,11 +45,22 @@ def run_batch(request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool
         names = [r.name for r in queue.enqueue(requests, notify)]
         try:
             outcomes = queue.work(Store.discover(request.cwd), names, jobs, fail_fast, warn)
-        except queue.Terminated as stop:
-            warn(f"stopped by signal {stop.signum}: the runs in progress were recorded as interrupted, the rest cancelled")
-            return 128 + stop.signum
+        except queue.Stopped as stop:
+            return stopped(stop, "the rest cancelled")
     click.echo(batch_summary(outcomes), err=True)
     return queue.exit_code(outcomes)
+
+
+def stopped(stop: Stopped, rest: str) -> int:
+    """After Ctrl-C, SIGTERM or SIGHUP: how each run ended, what became of the rest; 128 + the signal."""
+    import signal
+
+    from gitexp.render import batch_summary
+
+    click.echo(batch_summary(stop.outcomes), err=True)
+    how = "Ctrl-C" if stop.signum == signal.SIGINT else signal.Signals(stop.signum).name
+    warn(f"stopped by {how}: the runs in progress were recorded as interrupted; {rest}")
+    return 128 + stop.signum
 
 
 def _list_params_swept(request: RunRequest, sweep: Plan) -> list[str]:

@@ -32,9 +32,10 @@ def start(jobs: int, fail_fast: bool) -> int:
     warn(f"{len(waiting)} queued run(s), {jobs} at a time")
     try:
         outcomes = queue.work(store, None, jobs, fail_fast, warn)
-    except queue.Terminated as stop:
-        warn(f"stopped by signal {stop.signum}: the runs in progress were recorded as interrupted; the rest stay queued")
-        return 128 + stop.signum
+    except queue.Stopped as stop:
+        from gitexp.cli.batch import stopped
+
+        return stopped(stop, f"{len(queue.queued(store))} run(s) stay queued (start them with: gitexp queue start)")
     click.echo(batch_summary(outcomes), err=True)
     return queue.exit_code(outcomes)
 
