@@ -15,8 +15,9 @@ subprocesses, spawn to exit:
 
   gitexp seq   `gitexp run -S lr=... -- CMD`: the runs one after another, in place;
   gitexp -j N  `gitexp run -j N -S lr=... -- CMD` (--jobs, default 2): each run
-               queued as a commit, then N workers (`gitexp queue exec NAME`)
-               run them, each in a temporary copy of the code under $TMPDIR;
+               queued as a commit, then N workers (`gitexp queue serve`, one
+               process each, fed run names on stdin) run them, each in its
+               temporary copy of the code under $TMPDIR, reused from run to run;
   floor seq    the same commands run bare, one after another;
   floor -j N   the same commands run bare, N at a time (a pool of N threads,
                each starting one subprocess at a time).
@@ -29,7 +30,7 @@ so every sweep starts from the same repo (the workspace's last run is then
 gone, so each sweep starts a new root: gitexp says so on stderr). Every subprocess gets its own
 $TMPDIR (inside the scratch directory, same filesystem as /tmp), so at the end
 it checks that nothing, in particular no `gitexp-wt-*` worktree, is left there,
-and no worker log in .git/gitexp/tmp. A failed check prints FAIL.
+and no run's scratch directory (`run-*`) in .git/gitexp/tmp. A failed check prints FAIL.
 
 Reported (medians over --repeat, default 3): the wall time of each; the
 speedup of -j N over sequential (and the floor's, the ideal); the per-run
@@ -220,9 +221,9 @@ def main() -> int:
                     problems += [f"rep {rep + 1} {cname} {mode}: {p}" for p in ([error] if error else []) + found]
                     wall[cname][mode].append(secs)
                     cpu[cname][mode].append(cpus)
-        logs = sorted(p.name for p in (repo / ".git" / "gitexp" / "tmp").glob("worker-*"))
-        if logs:
-            problems.append(f"worker logs left in .git/gitexp/tmp: {logs[:3]}")
+        run_dirs = sorted(p.name for p in (repo / ".git" / "gitexp" / "tmp").glob("run-*"))
+        if run_dirs:
+            problems.append(f"run scratch directories left in .git/gitexp/tmp: {run_dirs[:3]}")
         left = sorted(p.name for p in tmpdir.iterdir())
         if left:
             kind = f"{WT_PREFIX}* directories" if all(n.startswith(WT_PREFIX) for n in left) else "entries"
