@@ -91,7 +91,7 @@ def alive(state: LiveState) -> bool:
     """Whether the recorder of state still runs (one on another host counts as alive: we cannot tell)."""
     if state.host == hostname() and state.boot and state.boot != boot_id():
         return False
-    return pid_alive(state.pid, state.host) and not (state.host == hostname() and _zombie(state.pid))
+    return pid_alive(state.pid, state.host)
 
 
 def current(common_dir: Path, run: RunSummary) -> RunSummary:
@@ -108,14 +108,6 @@ def current(common_dir: Path, run: RunSummary) -> RunSummary:
     if host == hostname() and not (pid.isdigit() and pid_alive(int(pid), host)):
         return replace(run, status="crashed")
     return run
-
-
-def _zombie(pid: int) -> bool:
-    """Whether pid has ended but not been reaped (an orphan whose new parent is slow to reap it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class Heartbeat:
@@ -205,7 +197,7 @@ def finalize_crashed(common_dir: Path, finish: Callable[[LiveState], None]) -> l
         state = read(common_dir, path.stem)
         if state is None or state.host != hostname() or alive(state):
             continue
-        if state.command_pid and alive(replace(state, pid=state.command_pid)) and not _zombie(state.command_pid):
+        if state.command_pid and alive(replace(state, pid=state.command_pid)):
             continue  # its command still runs (and logs): finalize it once that ended too
         claim = path.with_name(f"{path.name}.{os.getpid()}.finalizing")
         try:

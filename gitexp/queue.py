@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from gitexp import format as fmt
+from gitexp.environment import hostname
 from gitexp.errors import GitexpError
 from gitexp.model import RunSummary, Snapshot
 from gitexp.process import signals_deferred
 from gitexp.recorder import ClaimLost, Notify, Recording, RunRequest, RunResult, record_run
 from gitexp.store import Store
 from gitexp.sweep import Plan
+from gitexp.workspace import pid_alive
 
 WORKTREE_PREFIX = "gitexp-wt-"
 TAKEN = "(taken by another worker)"
@@ -192,21 +194,8 @@ def remove_stale_worktrees() -> None:
     """Temporary worktrees of workers that were killed outright."""
     for path in Path(tempfile.gettempdir()).glob(f"{WORKTREE_PREFIX}*-*"):
         pid = path.name[len(WORKTREE_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and _gone(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid), hostname()):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _gone(pid: int) -> bool:
-    """Whether process pid has ended: it no longer exists, or it is a zombie (its parent, killed too, did not
-    reap it and init has not yet)."""
-    import psutil  # type: ignore[import-untyped]
-
-    try:
-        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
 
 
 class _Worker:
@@ -385,7 +374,7 @@ def _bury(store: Store, worker_pid: int, name: str) -> None:
 def _kill_tree(pid: int, scratch: str) -> None:
     """SIGKILL a run's command and its descendants, and wait for them; only if pid is still that command
     (its $GITEXP_RUN_DIR is the run's scratch directory), not a process that took its pid since."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     from gitexp.recorder import ENV_RUN_DIR
 

@@ -205,7 +205,10 @@ class ParamsGuard:
 
 
 def pid_alive(pid: object, host: object) -> bool:
-    """Whether process pid runs on this host (a pid of another host counts as alive: we cannot tell)."""
+    """Whether process pid runs on this host (a pid of another host counts as alive: we cannot tell).
+
+    A zombie (ended, not yet reaped by a parent that may itself have been killed) is not alive.
+    """
     if host != hostname():
         return True
     if not isinstance(pid, int):
@@ -216,7 +219,10 @@ def pid_alive(pid: object, host: object) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(0) is all we can tell
 
 
 def _read_json(path: Path) -> dict[str, object]:

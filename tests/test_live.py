@@ -256,7 +256,7 @@ def test_a_recorder_killed_but_not_yet_reaped_is_not_alive(ws: Workspace) -> Non
     from gitexp import live
 
     child = subprocess.Popen([PY, "-c", "pass"])
-    wait_for(lambda: live._zombie(child.pid))  # ended; its parent (this test) has not reaped it
+    wait_for(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")  # not reaped
     state = live.LiveState("z", "0" * 40, child.pid, live.hostname(), live.boot_id(), "/nonexistent", time.time())
     try:
         assert not live.alive(state)
