@@ -106,73 +106,67 @@ def _check_path(path: str, run: RunSummary) -> None:
 
 
 class _Stage:
-    """Gets the bytes of entries ready before the workspace is touched.
+    """Checks that every byte of entries is at hand before the workspace is touched, then writes them.
 
-    Data objects are copied out of the cache into a scratch directory and
-    verified there (they are the bytes that can be missing or damaged); git
-    blobs are only checked to exist and are written in place afterwards, the
-    way git itself checks out, to keep a checkout as cheap as `git checkout`.
+    check(): data objects (the bytes that can be missing or damaged) are read
+    and hashed where they are in the cache, git blobs checked to exist; nothing
+    is written yet. write(): each data file is copied out of the cache into the
+    scratch directory, hashed again as it is copied, and renamed into place
+    right after the file it replaces is removed; git blobs are written in
+    place, the way git itself checks out. Removing first, as `rm -rf` then `cp`
+    does, lets the copy reuse the memory the removed file held in the page
+    cache, and means both never take disk space at once.
     """
 
     def __init__(self, store: Store, scratch: Path) -> None:
         self.store = store
         self.cache = Cache(cache_root(store.git_common_dir()))
         self.scratch = scratch
-        self.staged: dict[str, Path] = {}
-        self.direct: list[Entry] = []
+        self.entries: list[Entry] = []
         self._dirs: set[str] = set()
         scratch.mkdir(parents=True)
 
-    def add_all(self, entries: list[Entry]) -> None:
-        """Stage entries; data objects several at a time (copying one while hashing another pays on 2+ cores)."""
+    def check(self, entries: list[Entry]) -> None:
+        """Verify every data object (two at a time: hashing is CPU-bound) and that every git blob exists."""
         from concurrent.futures import ThreadPoolExecutor
 
-        objects = [e for e in entries if e.kind == "object"]
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(self.add, objects))
+        objects = {e.source: e.path for e in entries if e.kind == "object"}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(self.cache.check, objects, objects.values()))
         for entry in entries:
-            if entry.kind != "object":
-                self.add(entry)
-
-    def add(self, entry: Entry) -> None:
-        if entry.kind == "object":
-            tmp = self.scratch / os.urandom(8).hex()
-            self.cache.copy_out(entry.source, tmp, entry.path)
-            os.chmod(tmp, 0o755 if entry.executable else 0o644)
-            self.staged[entry.path] = tmp
-        else:
             if entry.kind == "blob" and not self.store.has_object(entry.source):
                 raise GitexpError(f"git object {entry.source} of {entry.path} is missing (run 'git fsck'); nothing was changed")
-            self.direct.append(entry)
+        needed = sum(self.cache.path(e.source).stat().st_size for e in entries if e.kind == "object")
+        free = shutil.disk_usage(self.scratch).free
+        if needed > free:
+            raise GitexpError(
+                f"not enough disk space: the run's data needs {needed >> 20} MiB and {free >> 20} MiB are free "
+                "(free some space, or use --into DIR on another disk); nothing was changed"
+            )
+        self.entries = entries
 
-    def move_into(self, root: Path) -> None:
-        """Put every entry in place: staged data files by rename, git blobs written where they go.
-
-        The data files they replace are renamed into the scratch directory and freed while the code
-        files are written (freeing a large file's blocks costs about what copying it did), and the
-        code files are written by a few threads: each costs a handful of system calls, which run in
-        parallel, as git's parallel checkout does.
-        """
+    def write(self, root: Path) -> None:
+        """Put every checked entry in place, by a few threads: each file costs a handful of system calls,
+        and those run in parallel, as in git's parallel checkout."""
         from concurrent.futures import ThreadPoolExecutor
 
-        for parent in sorted({os.path.dirname(p) for p in [e.path for e in self.direct] + list(self.staged)}):
+        for parent in sorted({os.path.dirname(e.path) for e in self.entries}):
             self._parent(root, parent)
-        replaced = self.scratch / "replaced"
-        replaced.mkdir()
-        for n, (path, tmp) in enumerate(self.staged.items()):
-            dest, st = self._clear(root, path)
-            if st is not None:
-                # Renamed aside, not overwritten: renaming over an existing file makes ext4 (auto_da_alloc)
-                # flush the new one to disk at once, which costs more than the whole copy did.
-                try:
-                    os.rename(dest, replaced / str(n))
-                except OSError:
-                    os.unlink(dest)
-            os.rename(tmp, dest)
-        filtered = self.store.needs_filters([e.path for e in self.direct])
+        filtered = self.store.needs_filters([e.path for e in self.entries if e.kind == "blob"])
         umask = os.umask(0)
         os.umask(umask)
         lock = threading.Lock()  # pygit2 reads from one thread at a time
+
+        def copy(entry: Entry) -> None:
+            dest, st = self._clear(root, entry.path)
+            if st is not None:
+                # Removed, not renamed over: renaming over an existing file makes ext4 (auto_da_alloc)
+                # flush the new one to disk at once, which costs more than the whole copy did.
+                os.unlink(dest)
+            tmp = self.scratch / os.urandom(8).hex()
+            self.cache.copy_out(entry.source, tmp, entry.path)
+            os.chmod(tmp, (0o777 if entry.executable else 0o666) & ~umask)
+            os.rename(tmp, dest)
 
         def write(entries: list[Entry]) -> None:
             for entry in entries:
@@ -193,10 +187,12 @@ class _Stage:
                 finally:
                     os.close(fd)
 
-        size = max(64, -(-len(self.direct) // 8))
-        chunks = [self.direct[i : i + size] for i in range(0, len(self.direct), size)]
+        objects = [e for e in self.entries if e.kind == "object"]
+        direct = [e for e in self.entries if e.kind != "object"]
+        size = max(64, -(-len(direct) // 8))
         with ThreadPoolExecutor(max_workers=4) as pool:
-            jobs = [pool.submit(os.unlink, f) for f in replaced.iterdir()] + [pool.submit(write, c) for c in chunks]
+            jobs = [pool.submit(copy, e) for e in objects]
+            jobs += [pool.submit(write, direct[i : i + size]) for i in range(0, len(direct), size)]
             for job in jobs:
                 job.result()
 
@@ -267,9 +263,9 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
         missing = _missing_objects(stage.cache, list(tgt.entries.values()))
         if missing:
             raise MissingData(run.name, missing)
-        stage.add_all(list(tgt.entries.values()))
+        stage.check(list(tgt.entries.values()))
         into.mkdir(parents=True, exist_ok=True)
-        stage.move_into(into)
+        stage.write(into)
     finally:
         shutil.rmtree(stage.scratch, ignore_errors=True)
     return len(tgt.entries)
@@ -306,8 +302,8 @@ def sync(store: Store, run: RunSummary, into: Path, known: Known, sections: tupl
         missing = _missing_objects(stage.cache, todo)
         if missing:
             raise MissingData(run.name, missing)
-        stage.add_all(todo)
-        stage.move_into(into)
+        stage.check(todo)
+        stage.write(into)
     finally:
         shutil.rmtree(stage.scratch, ignore_errors=True)
     return {path: _fingerprint(e, os.lstat(into / path)) for path, e in tgt.entries.items()}
@@ -354,7 +350,7 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
         saved = None
         stage = _Stage(store, store.state_dir / "tmp" / f"checkout-{os.getpid()}-{os.urandom(3).hex()}")
         try:
-            stage.add_all(todo)  # every byte verified before anything is saved or changed
+            stage.check(todo)  # every byte verified before anything is saved or changed
             if not _recoverable(store, touched, current_code, current_data, cache):
                 from gitexp.recorder import save_workspace
 
@@ -364,7 +360,7 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
                 notify(f"your uncommitted work was saved as run {saved.name}; get it back with: gitexp checkout {saved.name}")
             for path in removals:
                 _remove(root, path)
-            stage.move_into(root)
+            stage.write(root)
             for entry in todo:  # so that the next snapshot or checkout does not read them again
                 if entry.kind == "object":
                     stats.remember(root / entry.path, entry.source)

@@ -385,3 +385,24 @@ def test_reproduce_warns_when_package_versions_differ(ws: Workspace, tmp_path: P
     assert moved.code == 0, moved.err  # the metrics still match: a warning, not a failure
     assert "package fakepkg: 1.0 -> 2.0" in moved.err
     assert json.loads(moved.out)["environment_changes"] == ["package fakepkg: 1.0 -> 2.0"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> object:
+    """A 1 MiB file system (tmpfs; needs root, as in CI): where a larger run cannot fit."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_run_too_large_for_the_disk_is_refused_before_anything_is_written(ws: Workspace, small_disk: Path) -> None:
+    ws.write(".gitexp.yaml", "data: [data]\n")
+    (ws.root / "data").mkdir()
+    (ws.root / "data" / "big.bin").write_bytes(os.urandom(3 << 20))
+    ws.run("-n", "big", "--", "true")
+    result = ws.gitexp("checkout", "big", "--into", str(small_disk / "copy"))
+    assert result.code == 1 and "not enough disk space" in result.err and "Traceback" not in result.err
+    assert list(small_disk.iterdir()) == []  # no partial copy, no scratch left

@@ -26,8 +26,8 @@ from gitexp.errors import GitexpError
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
 
-def _copy_mapped(src: BinaryIO, out: BinaryIO) -> str:
-    """Copy src to out and return the xxh3-128 of what was written, reading src through a memory map.
+def _hash_mapped(src: BinaryIO, out: BinaryIO | None = None) -> str:
+    """The xxh3-128 of src, read through a memory map; copied to out on the way, if given.
 
     The map saves the copy into a read buffer that hash_file makes (a third less memory traffic,
     measured 25% faster); it is safe here because cache objects are read-only and never truncated.
@@ -42,7 +42,7 @@ def _copy_mapped(src: BinaryIO, out: BinaryIO) -> str:
             for start in range(0, size, CHUNK):
                 chunk = view[start : start + CHUNK]
                 h.update(chunk)
-                while chunk:
+                while out is not None and chunk:
                     chunk = chunk[out.write(chunk) :]
         finally:
             del chunk
@@ -179,6 +179,17 @@ class Cache:
         except OSError:
             return False
 
+    def check(self, digest: str, what: str) -> None:
+        """Raise MissingObject or CorruptObject unless the object is here and hashes to its name."""
+        src = self.path(digest)
+        try:
+            with open(src, "rb") as f:
+                got = _hash_mapped(f)
+        except FileNotFoundError:
+            raise MissingObject(digest, what) from None
+        if got != digest:
+            raise CorruptObject(digest, src)
+
     def copy_out(self, digest: str, dest: Path, what: str) -> None:
         """Copy an object to dest (a new file), then verify what was written; never use a corrupt object.
 
@@ -191,7 +202,7 @@ class Cache:
             raise MissingObject(digest, what)
         with open(src, "rb") as f, open(dest, "wb", buffering=0) as out:
             reflinked = self._try_reflink_fd(f.fileno(), out.fileno())
-            got = hash_file(dest)[0] if reflinked else _copy_mapped(f, out)
+            got = hash_file(dest)[0] if reflinked else _hash_mapped(f, out)
         if got != digest:
             dest.unlink(missing_ok=True)
             raise CorruptObject(digest, src)
