@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import json
 import math
 import os
@@ -281,7 +282,7 @@ def summarise_samples(system: bytes) -> dict[str, float]:
 
     def integral(name: str) -> float:
         points = series.get(name, [])
-        return sum(b.value / 100 * (b.time - a.time) for a, b in zip(points, points[1:]) if b.time > a.time)
+        return sum(b.value / 100 * (b.time - a.time) for a, b in itertools.pairwise(points) if b.time > a.time)
 
     cpu = [p.value for p in series.get("cpu_percent", [])]
     summary: dict[str, float] = {
