@@ -108,6 +108,8 @@ def test_columns_in_csv_json_markdown_and_table(runs: Workspace) -> None:
     assert markdown[0].startswith("| name") and markdown[1].startswith("|--")
     table = runs.gitexp("list", "-c", cols).out.splitlines()
     assert table[0].split() == ["name", "params.lr", "metrics.acc"] and set(table[1]) <= {"-", " "}
+    repeated = runs.gitexp("list", "-c", "name", "-c", "params.lr,metrics.acc").out.splitlines()
+    assert repeated[0].split() == ["name", "params.lr", "metrics.acc"]  # -c adds up, the last does not win
 
 
 def test_only_changed_hides_constant_columns(runs: Workspace) -> None:

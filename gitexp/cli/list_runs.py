@@ -9,16 +9,18 @@ from gitexp.render import FORMATS
 @click.option("-w", "--where", "where", metavar="EXPR", help='Only runs matching EXPR, e.g. "metrics.acc > 0.9 and params.lr <= 0.01" (see docs/cli.md).')
 @click.option("-s", "--sort", "sort", metavar="[-]KEY[,...]", help="Sort by these columns; a leading '-' sorts descending (default: newest first). Runs missing a key come last.")
 @click.option("-l", "--limit", type=click.IntRange(min=1), help="Show at most this many runs.")
-@click.option("-c", "--columns", metavar="KEY[,...]", help="Columns to show, e.g. name,params.lr,metrics.acc (default: name, created, status, duration, params, metrics).")
+@click.option("-c", "--columns", "columns_given", metavar="KEY[,...]", multiple=True, help="Columns to show, e.g. name,params.lr,metrics.acc; repeatable (default: name, created, status, duration, params, metrics).")
 @click.option("--only-changed", is_flag=True, help="Hide param and metric columns whose value is the same in every row.")
 @click.option("-f", "--format", "output", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json: every run's summary (schema in docs/format.md).")
 @click.option("-g", "--group-by", "group_by", metavar="KEY[,...]", help="One row per group of runs sharing these fields (e.g. config, params.lr, sweep): n and each metric's mean ± SEM and min..max (as CSV: a column per metric and statistic).")
-def command(where: str | None, sort: str | None, limit: int | None, columns: str | None, only_changed: bool, output: str, as_json: bool, group_by: str | None) -> None:
+def command(where: str | None, sort: str | None, limit: int | None, columns_given: tuple[str, ...], only_changed: bool, output: str, as_json: bool, group_by: str | None) -> None:
     """List runs, newest first."""
     from gitexp import query, render
     from gitexp.cli import warn
     from gitexp.store import Store
+
+    columns = ",".join(columns_given)
 
     problems: list[str] = []
     if group_by:
