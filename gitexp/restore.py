@@ -342,6 +342,7 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
         removals = sorted(
             p for p in (set(current_code) | set(current_data)) - set(tgt.entries) if _removable(root / p)
         )
+        removals = _not_ignored_by_run(store, tgt, current_code, removals)
         cache = Cache(cache_root(store.git_common_dir()))
         missing = _missing_objects(cache, todo)
         if missing:
@@ -373,6 +374,21 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
     _, branch = store.head()
     write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
     return CheckoutResult(run, len(todo), len(removals), saved, head)
+
+
+def _not_ignored_by_run(store: Store, tgt: Target, code: dict[str, tuple[int, str]], removals: list[str]) -> list[str]:
+    """removals less the files the run's own .gitignore files ignore: the run could not have had them.
+
+    (Files ignored now are never candidates; this is for those that ignore rules of the
+    workspace no longer hide, as when its .gitignore differs from the run's.)
+    """
+    ours = {p: oid for p, (_, oid) in code.items() if PurePosixPath(p).name == ".gitignore"}
+    theirs = {p: e.source for p, e in tgt.entries.items() if e.kind == "blob" and PurePosixPath(p).name == ".gitignore"}
+    candidates = [p for p in removals if p in code]  # under the run's data and output paths, all extra files go
+    if not candidates or ours == theirs:
+        return removals
+    ignored = store.ignored_by(theirs, candidates)
+    return [p for p in removals if p not in ignored]
 
 
 def _files_under(root: Path, paths: tuple[str, ...], stats: StatCache) -> dict[str, str]:

@@ -406,3 +406,25 @@ def test_a_run_too_large_for_the_disk_is_refused_before_anything_is_written(ws: 
     result = ws.gitexp("checkout", "big", "--into", str(small_disk / "copy"))
     assert result.code == 1 and "not enough disk space" in result.err and "Traceback" not in result.err
     assert list(small_disk.iterdir()) == []  # no partial copy, no scratch left
+
+
+def test_files_the_run_itself_ignores_are_never_removed_or_saved(ws: Workspace) -> None:
+    ws.write("train.py", "print('v1')\n")
+    ws.commit_all("base")
+    ws.run("-n", "old", "--", "true")  # no .gitignore in this run
+    ws.write(".gitignore", "secrets.txt\ncheckpoints/\n")  # uncommitted
+    ws.write("secrets.txt", "API_KEY=xyz\n")
+    ws.write("checkpoints/epoch1.pt", "weights\n")
+    ws.write("train.py", "print('v2')\n")
+    first = ws.gitexp("checkout", "old")
+    assert first.code == 0, first.err
+    saved = next(line.split()[-1] for line in first.err.splitlines() if "get it back" in line)
+    assert "secrets.txt" not in ws.git("ls-tree", "-r", "--name-only", f"refs/experiments/{saved}")
+    assert not (ws.root / ".gitignore").exists() and (ws.root / "secrets.txt").exists()  # ignored: left alone
+    back = ws.gitexp("checkout", saved)  # its .gitignore ignores them: they were never the run's to remove
+    assert back.code == 0, back.err
+    assert "saved as run" not in back.err, "nothing needed saving"
+    assert (ws.root / "secrets.txt").read_text() == "API_KEY=xyz\n"
+    assert (ws.root / "checkpoints/epoch1.pt").read_text() == "weights\n"
+    assert (ws.root / "train.py").read_text() == "print('v2')\n" and (ws.root / ".gitignore").exists()
+    assert not any("secrets" in ws.git("ls-tree", "-r", "--name-only", f"refs/experiments/{r}") for r in ws.runs())

@@ -319,6 +319,12 @@ class Store:
         with pygit2.BlobIO(blob, as_path=path) as f:
             return f.read()
 
+    def ignored_by(self, gitignores: dict[str, str], paths: list[str]) -> set[str]:
+        """Those of paths that these .gitignore blobs (path -> blob id), in place of the workspace's, would ignore."""
+        from gitexp.store.ignore import ignored_under
+
+        return ignored_under(self.repo, self.state_dir / "tmp", {p: self.blob(o) for p, o in gitignores.items()}, paths)
+
     def has_object(self, oid: str) -> bool:
         return pygit2.Oid(hex=oid) in self.repo
 

@@ -1,0 +1,35 @@
+"""Ignore rules of another tree: which paths a run's own .gitignore files would have ignored.
+
+libgit2 evaluates ignore rules only against a work tree, so the rules of a run
+(its .gitignore files, with this repository's info/exclude and core.excludesFile)
+are laid out in a throw-away repository and asked there.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pygit2
+
+
+def ignored_under(repo: pygit2.Repository, scratch: Path, gitignores: dict[str, bytes], paths: list[str]) -> set[str]:
+    """Those of paths that the given .gitignore files (path -> bytes) would ignore in this repository."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix="ignore-") as tmp:
+        other = pygit2.init_repository(tmp)
+        for path, data in gitignores.items():
+            target = Path(tmp, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        exclude = Path(repo.path, "info", "exclude")
+        if exclude.is_file():
+            Path(other.path, "info").mkdir(exist_ok=True)
+            Path(other.path, "info", "exclude").write_bytes(exclude.read_bytes())
+        try:
+            excludes = repo.config["core.excludesFile"]
+        except KeyError:
+            excludes = None  # none set: the global one, if any, applies to both alike
+        if excludes:
+            other.config["core.excludesFile"] = excludes
+        return {p for p in paths if other.path_is_ignored(p)}
