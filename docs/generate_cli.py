@@ -38,7 +38,7 @@ expr       := or_expr                                   -- precedence: not > and
 or_expr    := and_expr ("or" and_expr)*
 and_expr   := not_expr ("and" not_expr)*
 not_expr   := "not" not_expr | "(" or_expr ")" | comparison
-comparison := FIELD OP VALUE
+comparison := FIELD OP VALUE | FIELD ["not"] "in" "(" VALUE ("," VALUE)* ")"
 OP         := "=" | "==" | "!=" | "<" | "<=" | ">" | ">="
 FIELD      := name | status | user | note | commit | branch | base | tag | tags | created
             | duration | exit_code | params.<key> | metrics.<key>
@@ -55,6 +55,15 @@ VALUE      := number | 'str' | "str" (\\' \\" \\\\ escapes) | bare word [letters
   `2026-11-01T14:00`, or an age: `created > 7d` is "in the last 7 days" (units s m h d w).
 - `duration`: seconds, or with a unit: `duration > 5m`.
 - `x = null` is true when the run has no x.
+- `params.lr in (0.1, 0.3)` is `(params.lr = 0.1 or params.lr = 0.3)`; `not in` negates it
+  (a run without the key is still left out).
+
+When no run matches, `gitexp list` prints `no runs match: EXPR` and exits 0, with a
+warning on stderr for each likely mistake: a `params.`/`metrics.`/`resources.` key
+that no run has (`gitexp: no run has metrics.los (did you mean metrics.loss? metrics
+recorded: acc, loss)`), or text compared with a key that is a number in every run
+(`metrics.loss < abc`). A key no run has is not an error: it may be recorded by the
+next run.
 
 Examples: `metrics.acc > 0.9 and params.lr <= 0.01`, `status = failed or exit_code != 0`,
 `tag = baseline and created > 2d`, `not (params.opt = 'adam')`.

@@ -9,7 +9,7 @@ Grammar (keywords `and`, `or`, `not`, `true`, `false`, `null`, `none` are case-i
     or_expr    := and_expr ("or" and_expr)*
     and_expr   := not_expr ("and" not_expr)*
     not_expr   := "not" not_expr | "(" or_expr ")" | comparison
-    comparison := FIELD OP VALUE
+    comparison := FIELD OP VALUE | FIELD ["not"] "in" "(" VALUE ("," VALUE)* ")"
     OP         := "=" | "==" | "!=" | "<" | "<=" | ">" | ">="
     FIELD      := name | status | user | note | commit | branch | base | tag | tags | sweep | config
                   | created | duration | exit_code | params.<key> | metrics.<key>
@@ -23,13 +23,19 @@ A bare word is made of letters, digits and `_ . : + - /`; one that reads as a nu
 Semantics: a comparison with a missing field (or a null value) is *unknown*; `not`,
 `and`, `or` follow Kleene's three-valued logic and a run matches only when the whole
 expression is *true*, so runs lacking a key are never selected by accident.
+`FIELD in (a, b)` means `(FIELD = a or FIELD = b)`, and `FIELD not in (...)` its negation.
+
+When an expression matches no run, `hints` says what may be wrong with it: a
+params./metrics./resources. key that no run has, or text compared with a field
+that holds numbers in every run.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Final
@@ -37,7 +43,7 @@ from typing import Any, Final
 from gitexp.errors import GitexpError
 from gitexp.model import RunSummary
 
-__all__ = ["MISSING", "Filter", "FilterError", "check_field", "lookup", "parse"]
+__all__ = ["MISSING", "Filter", "FilterError", "check_field", "hints", "lookup", "parse"]
 
 
 class _Missing:
@@ -116,6 +122,7 @@ _GETTERS: Final[dict[str, Callable[[RunSummary], Any]]] = {
 }
 
 _STRING_FIELDS: Final = frozenset({"name", "status", "user", "note", "commit", "branch", "sweep", "config"})
+_SECTIONS: Final = ("params", "metrics", "resources")  # the fields with keys: params.<key>, ...
 
 
 def _getter(key: str) -> Callable[[RunSummary], Any] | None:
@@ -124,7 +131,7 @@ def _getter(key: str) -> Callable[[RunSummary], Any] | None:
     if simple is not None:
         return simple
     section, dot, sub = key.partition(".")
-    if dot and sub and section in ("params", "metrics", "resources"):
+    if dot and sub and section in _SECTIONS:
         return lambda run: getattr(run, section).get(sub, MISSING)
     return None
 
@@ -234,7 +241,7 @@ def _with_unit(text: str) -> float | None:
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # "word", "string", "op", "(", ")", "end"
+    kind: str  # "word", "string", "op", "(", ")", ",", "end"
     text: str  # the word, the unescaped string, the operator ("==" reads as "=")
     column: int  # 1-based
 
@@ -259,7 +266,7 @@ def _tokens(text: str) -> list[_Token]:
         col = i + 1
         if ch.isspace():
             i += 1
-        elif ch in "()":
+        elif ch in "(),":
             out.append(_Token(ch, ch, col))
             i += 1
         elif ch in "=<>!":
@@ -296,7 +303,7 @@ def _tokens(text: str) -> list[_Token]:
             out.append(_Token("word", text[i:j], col))
             i = j
         else:
-            hint = {"&": " (write 'and')", "|": " (write 'or')"}.get(ch, "")
+            hint = {"&": " (write 'and')", "|": " (write 'or')", "[": " (write a list as (a, b))"}.get(ch, "")
             raise FilterError(text, col, f"unexpected character {ch!r}{hint}")
     out.append(_Token("end", "", n + 1))
     return out
@@ -313,6 +320,15 @@ class _Literal:
     column: int
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One `FIELD OP VALUE` of an expression (each value of `FIELD in (...)` gives one, with op '=')."""
+
+    field: str
+    op: str
+    value: _Literal
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -321,6 +337,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokens(text)
         self.pos = 0
+        self.comparisons: list[Comparison] = []
 
     # helpers
 
@@ -393,11 +410,44 @@ class _Parser:
         get = _getter(field)
         if get is None:
             raise self.error(token.column, f"unknown field {field!r}", f"fields: {FIELDS_HELP}")
+        negated = self.at_keyword("not") and self.tokens[self.pos + 1].text.lower() == "in"
+        if negated:
+            self.take()
         op = self.take()
+        if op.kind == "word" and op.text.lower() == "in":
+            node = self.one_of(field, get, op)
+            return _not(node) if negated else node
         if op.kind != "op":
-            raise self.error(op.column, f"expected an operator ({_OPERATOR_LIST}) after '{field}', found {op.describe()}")
+            raise self.error(
+                op.column, f"expected an operator ({_OPERATOR_LIST} or in) after '{field}', found {op.describe()}"
+            )
         literal = self.value(op)
+        self.comparisons.append(Comparison(field, op.text, literal))
         return self.compile(field, get, op, literal)
+
+    def one_of(self, field: str, get: Callable[[RunSummary], Any], in_token: _Token) -> Node:
+        """The list of `FIELD in (a, b, ...)`, as `FIELD = a or FIELD = b or ...`."""
+        opening = self.take()
+        if opening.kind != "(":
+            raise self.error(
+                opening.column, f"expected '(' after 'in', found {opening.describe()}", "e.g. params.lr in (0.1, 0.3)"
+            )
+        equals = _Token("op", "=", in_token.column)
+        node: Node | None = None
+        before = opening
+        while True:
+            literal = self.value(before)
+            self.comparisons.append(Comparison(field, "=", literal))
+            one = self.compile(field, get, equals, literal)
+            node = one if node is None else _or(node, one)
+            before = self.take()
+            if before.kind == ")":
+                return node
+            if before.kind != ",":
+                raise self.error(
+                    before.column,
+                    f"expected ',' or ')' in the list of the 'in' at column {in_token.column}, found {before.describe()}",
+                )
 
     def value(self, op: _Token) -> _Literal:
         token = self.take()
@@ -644,11 +694,12 @@ def _created_in_day(start: datetime, end: datetime, equal: bool) -> Node:
 class Filter:
     """A parsed `--where` expression."""
 
-    __slots__ = ("_node", "text")
+    __slots__ = ("_node", "comparisons", "text")
 
-    def __init__(self, text: str, node: Node) -> None:
+    def __init__(self, text: str, node: Node, comparisons: Sequence[Comparison] = ()) -> None:
         self.text = text
         self._node = node
+        self.comparisons = tuple(comparisons)
 
     def evaluate(self, run: RunSummary) -> bool | None:
         """True, False, or None when the answer is unknown (a field the run lacks)."""
@@ -664,4 +715,49 @@ class Filter:
 
 def parse(text: str) -> Filter:
     """Parse a `--where` expression; raises FilterError naming the column of the problem."""
-    return Filter(text, _Parser(text).parse())
+    parser = _Parser(text)
+    node = parser.parse()
+    return Filter(text, node, parser.comparisons)
+
+
+_SHOWN_KEYS: Final = 12
+
+
+def hints(condition: Filter, runs: Sequence[RunSummary]) -> list[str]:
+    """For an expression that matched none of `runs`: what in it may be a mistake, one line each.
+
+    A params./metrics./resources. key that no run has ("no run has metrics.los (did you
+    mean metrics.loss? ...)"), and text compared with a key that is a number in every run.
+    """
+    found: list[str] = []
+    for comparison in condition.comparisons:
+        section, dot, key = comparison.field.partition(".")
+        if not (dot and key and section in _SECTIONS) or not runs:
+            continue
+        if not any(key in getattr(run, section) for run in runs):
+            found.append(_no_such_key(comparison.field, section, key, runs))
+        elif _text_for_numbers(comparison, [getattr(run, section).get(key) for run in runs]):
+            found.append(
+                f"{comparison.field} is a number in every run that has it, but {comparison.value.text!r} is text, "
+                "which no number equals or is ordered with (a bare word that is not a number is text, quoted or not)"
+            )
+    return list(dict.fromkeys(found))
+
+
+def _no_such_key(field: str, section: str, key: str, runs: Sequence[RunSummary]) -> str:
+    keys = sorted({k for run in runs for k in getattr(run, section)})
+    if not keys:
+        return f"no run has {field} (no run recorded any {section})"
+    close = difflib.get_close_matches(key, keys, n=1)
+    guess = f"did you mean {section}.{close[0]}? " if close else ""
+    shown = ", ".join(keys[:_SHOWN_KEYS]) + (", ..." if len(keys) > _SHOWN_KEYS else "")
+    return f"no run has {field} ({guess}{section} recorded: {shown})"
+
+
+def _text_for_numbers(comparison: Comparison, values: list[Any]) -> bool:
+    """Whether the comparison holds text that is not a number while every value given is a number (or absent)."""
+    literal = comparison.value
+    if literal.kind != "string" or comparison.op == "!=" or _number(literal.text) is not None:
+        return False
+    present = [v for v in values if v is not None]
+    return bool(present) and all(_is_number(v) or (isinstance(v, str) and _float_of(v) is not None) for v in present)

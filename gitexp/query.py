@@ -120,13 +120,20 @@ def select(
     problems: list[str] | None,
     every: list[RunSummary] | None = None,
 ) -> list[RunSummary]:
-    """Runs matching where, sorted by sort (default newest first), at most limit of them."""
+    """Runs matching where, sorted by sort (default newest first), at most limit of them.
+
+    problems gets a line per unreadable run and, when where matches no run, what in it may be a
+    mistake (a key no run has, text compared with numbers: see filter.hints).
+    """
     found = runs(store, problems) if every is None else every
     if where:
-        from gitexp.filter import parse
+        from gitexp.filter import hints, parse
 
         condition = parse(where)
-        found = [r for r in found if condition.matches(r)]
+        matching = [r for r in found if condition.matches(r)]
+        if not matching and problems is not None:
+            problems += hints(condition, found)
+        found = matching
     if sort:
         found = sort_runs(found, parse_columns(sort))
     return found[:limit] if limit else found

@@ -265,6 +265,22 @@ def test_tags_and_notes_do_not_rewrite_runs_and_travel_with_git(runs: Workspace,
 def test_a_filter_matching_nothing_says_so(runs: Workspace) -> None:
     result = runs.gitexp("list", "--where", "status = nosuch")
     assert result.code == 0 and result.out.strip() == "no runs match: status = nosuch"
+    assert result.err == ""
+
+
+def test_a_filter_matching_nothing_warns_of_a_key_no_run_has_and_of_text_compared_with_numbers(runs: Workspace) -> None:
+    typo = runs.gitexp("list", "--where", "metrics.los < 1")
+    assert typo.code == 0 and typo.out.strip() == "no runs match: metrics.los < 1"
+    assert typo.err == "gitexp: no run has metrics.los (did you mean metrics.loss? metrics recorded: acc, loss)\n"
+    word = runs.gitexp("list", "--json", "--where", "metrics.loss < abc")
+    assert word.code == 0 and json.loads(word.out) == []
+    assert "metrics.loss is a number in every run that has it, but 'abc' is text" in word.err
+    assert runs.gitexp("list", "--where", "metrics.los < 1 or metrics.acc > 0.9").err == "", "runs matched: no hint"
+
+
+def test_in_selects_runs_whose_field_is_one_of_the_values(runs: Workspace) -> None:
+    assert names(runs.gitexp("list", "--json", "--where", "params.lr in (0.1, 0.001)")) == ["other", "lr-tiny", "base"]
+    assert names(runs.gitexp("list", "--json", "--where", "params.lr not in (0.1, 0.001)")) == ["lr-low"]
 
 
 def test_compare_marks_the_best_value_without_colour_too(runs: Workspace) -> None:

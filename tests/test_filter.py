@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from gitexp.errors import GitexpError
-from gitexp.filter import MISSING, FilterError, check_field, lookup, parse
+from gitexp.filter import MISSING, FilterError, check_field, hints, lookup, parse
 from gitexp.model import RunSummary
 
 
@@ -231,6 +231,62 @@ def test_a_run_with_a_list_param_is_not_a_crash() -> None:
     assert hit("params.layers != 1", run)
 
 
+# ----------------------------------------------------------------------------- in
+
+
+def test_in_is_true_when_the_field_equals_one_of_the_values() -> None:
+    run = run_summary(params={"lr": 0.3, "opt": "adam"}, tags=("best",))
+    assert hit("params.lr in (0.1, 0.3)", run)
+    assert not hit("params.lr in (0.1, 0.2)", run)
+    assert hit("params.lr IN (0.3)", run)
+    assert hit("params.opt in (sgd, 'adam') and tag in (best, worst)", run)
+    assert hit("params.lr not in (0.1, 0.2)", run) and not hit("params.lr not in (0.1, 0.3)", run)
+    assert hit("not params.lr in (0.1, 0.2)", run)
+
+
+def test_in_and_not_in_leave_out_a_run_missing_the_field() -> None:
+    run = run_summary(params={})
+    assert not hit("params.lr in (0.1, 0.3)", run)
+    assert not hit("params.lr not in (0.1, 0.3)", run)
+    assert hit("params.lr in (0.1, null)", run)
+
+
+def test_in_is_not_a_keyword_in_value_position() -> None:
+    assert hit("note = in", run_summary(note="in"))
+
+
+# ----------------------------------------------------------------------------- hints
+
+
+def test_hints_name_a_key_no_run_has_with_the_closest_recorded_one() -> None:
+    runs = [run_summary(metrics={"loss": 0.5, "acc": 0.9}), run_summary(metrics={"loss": 0.4})]
+    assert hints(parse("metrics.los < 1"), runs) == [
+        "no run has metrics.los (did you mean metrics.loss? metrics recorded: acc, loss)"
+    ]
+    assert hints(parse("params.zzz = 1"), runs) == ["no run has params.zzz (params recorded: lr)"]
+    assert hints(parse("resources.gpu_util > 1"), runs) == ["no run has resources.gpu_util (no run recorded any resources)"]
+
+
+def test_hints_say_text_never_compares_with_a_number_field() -> None:
+    runs = [run_summary(metrics={"loss": 0.5}), run_summary(metrics={"loss": "NaN"}), run_summary(metrics={})]
+    for expr in ("metrics.loss < abc", "metrics.loss = 'abc'", "metrics.loss in (0.1, abc)"):
+        (hint,) = hints(parse(expr), runs)
+        assert hint.startswith("metrics.loss is a number in every run that has it, but 'abc' is text"), expr
+        assert "quoted or not" in hint
+
+
+def test_hints_stay_silent_about_what_is_no_mistake() -> None:
+    runs = [run_summary(params={"lr": 0.1, "opt": "adam"}, metrics={"loss": 0.5})]
+    for expr in ("metrics.loss < 0.1", "params.opt < abc", "metrics.loss < '1e-3'", "status = nosuch", "sweep = x"):
+        assert hints(parse(expr), runs) == [], expr
+    assert hints(parse("metrics.los < 1"), []) == [], "with no run at all there is nothing to compare with"
+
+
+def test_a_key_named_twice_is_hinted_once() -> None:
+    hinted = hints(parse("metrics.los < 1 or metrics.los > 2"), [run_summary()])
+    assert hinted == ["no run has metrics.los (metrics recorded: acc)"]
+
+
 # ----------------------------------------------------------------------------- values
 
 
@@ -352,7 +408,13 @@ def test_duration_takes_seconds_or_a_unit() -> None:
         ("(status = x", 12, "expected ')' to close the '(' at column 1"),
         ("status = x)", 11, "unmatched ')'"),
         ("status = x y", 12, "expected 'and', 'or' or the end of the expression, found 'y'"),
-        ("status completed", 8, "expected an operator (= == != < <= > >=) after 'status', found 'completed'"),
+        ("status completed", 8, "expected an operator (= == != < <= > >= or in) after 'status', found 'completed'"),
+        ("params.lr in 0.1", 14, "expected '(' after 'in', found '0.1' (e.g. params.lr in (0.1, 0.3))"),
+        ("params.lr in ()", 15, "expected a value after '(', found ')'"),
+        ("params.lr in (0.1,)", 19, "expected a value after ',', found ')'"),
+        ("params.lr in (0.1 0.3)", 19, "expected ',' or ')' in the list of the 'in' at column 11, found '0.3'"),
+        ("params.lr in [0.1]", 14, "unexpected character '[' (write a list as (a, b))"),
+        ("params.lr = 0.1, 0.3", 16, "expected 'and', 'or' or the end of the expression, found ','"),
         ("status = x and", 15, "expected a field name or '(', found the end of the expression"),
         ("status = x and or y = 1", 16, "expected a field name or '(', found 'or'"),
         ("not", 4, "expected a field name or '('"),
