@@ -70,6 +70,16 @@ def test_runs_are_found_by_name_commit_prefix_latest_and_full_ref(ws: Workspace)
     assert ws.gitexp("show", "--json").json()["name"] == "broken"  # type: ignore[index]
 
 
+def test_a_misspelled_run_name_is_refused_with_the_closest_names(ws: Workspace) -> None:
+    make_runs(ws)
+    typo = ws.gitexp("show", "fsat")
+    assert typo.code == 1 and typo.out == ""
+    assert typo.err == "gitexp: error: no run matches 'fsat': did you mean fast? (see 'gitexp list' for names)\n"
+    assert "did you mean slow?" in ws.gitexp("diff", "fast", "refs/experiments/slwo").err
+    unlike = ws.gitexp("show", "zzzz")
+    assert unlike.code == 1 and "did you mean" not in unlike.err and "no run matches 'zzzz'" in unlike.err
+
+
 def test_show_json_includes_the_record_files(ws: Workspace) -> None:
     make_runs(ws)
     data = ws.gitexp("show", "--json", "fast").json()
