@@ -198,6 +198,11 @@ def show_text(
         f"run      {details['name']}",
         f"commit   {details['commit']}",
         f"status   {details['status']} (exit code {value(details['exit_code'])})",
+    ]
+    error = _python_error(stderr) if details["status"] != "completed" else None
+    if error:
+        lines.append(f"error    {_as_terminal(error)}")
+    lines += [
         f"command  {shlex.join(meta.get('command', [])) or '-'}" + (f"   (in {meta['cwd']}/)" if meta.get("cwd") else ""),
         f"started  {when(details['started'])}   duration {duration(details['duration'])}",
         f"user     {details['user']}" + (f" on {meta['host']}" if meta.get("host") else ""),
@@ -226,6 +231,15 @@ def show_text(
             lines += ["", f"{label}{more} (all: git show {details['commit'][:12]}:.gitexp/{label}.log)"]
             lines += ["  " + _as_terminal(line) for line in text[-LOG_TAIL_LINES:]]
     return "\n".join(lines)
+
+
+def _python_error(stderr: bytes) -> str | None:
+    """The exception line of the last Python traceback in stderr ("ValueError: boom"), None without one."""
+    lines = stderr.decode("utf-8", errors="replace").split("\n")
+    starts = [i for i, line in enumerate(lines) if line.rstrip("\r") == "Traceback (most recent call last):"]
+    if not starts:
+        return None
+    return next((line.rstrip("\r") for line in lines[starts[-1] + 1 :] if line[:1] not in ("", " ", "\t")), None)
 
 
 def _as_terminal(line: str) -> str:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gitexp.recorder import Recording
 
 ENV_RUN_DIR = "GITEXP_RUN_DIR"  # the same as gitexp.recorder.ENV_RUN_DIR (not imported: it pulls in pygit2)
+STDERR_FILE = "stderr.log"  # gitexp.format.STDERR_FILE: the recorder takes it from the scratch dir into the record
 FLUSH_SECONDS = 1.0  # logged points reach the file at least this often, so `gitexp list` sees them live
 MAX_PENDING = 1000  # or when this many points wait
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
@@ -252,7 +253,21 @@ class ActiveRun:
         if kind is None:
             self.end()
         else:
+            self.keep_traceback(kind, exc, tb)
             self.end(interrupted=issubclass(kind, KeyboardInterrupt), failed=True)
+
+    def keep_traceback(self, kind: type[BaseException], exc: BaseException | None, tb: TracebackType | None) -> None:
+        """Keep the exception the run dies of, as Python prints it, as the record's stderr.log (read by `gitexp show`)."""
+        if self.ended or os.getpid() != self._owner or self._recording.scratch is None:
+            return
+        import traceback
+
+        text = "".join(traceback.format_exception(kind, exc, tb))
+        try:
+            with open(self._recording.scratch / STDERR_FILE, "a", encoding="utf-8", errors="backslashreplace") as f:
+                f.write(text)
+        except OSError as error:
+            _warn(f"gitexp: cannot keep the traceback of run {self.name}: {error}")
 
     def end(self, failed: bool = False, interrupted: bool = False) -> None:
         """Finish the run: status completed (or failed/interrupted), with everything logged so far."""
@@ -316,6 +331,7 @@ def start(
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         run.uncaught = kind
+        run.keep_traceback(kind, value, tb)
         previous_hook(kind, value, tb)
 
     sys.excepthook = hook

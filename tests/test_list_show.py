@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 from conftest import Workspace
 
@@ -68,6 +69,15 @@ def test_runs_are_found_by_name_commit_prefix_latest_and_full_ref(ws: Workspace)
         assert ws.gitexp("show", "--json", spec).json()["name"] == "fast", spec  # type: ignore[index]
     assert ws.gitexp("show", "--json", "latest").json()["name"] == "broken"  # type: ignore[index]
     assert ws.gitexp("show", "--json").json()["name"] == "broken"  # type: ignore[index]
+
+
+def test_show_prints_the_exception_a_failed_python_command_died_of(ws: Workspace) -> None:
+    code = "import sys\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n    raise RuntimeError('no data')\n"
+    assert ws.gitexp("run", "-n", "crash", "--", sys.executable, "-c", code).code == 1
+    out = ws.gitexp("show", "crash").out.splitlines()
+    assert out[2:4] == ["status   failed (exit code 1)", "error    RuntimeError: no data"], "the last traceback's exception"
+    assert ws.gitexp("run", "-n", "quiet", "--", "false").code == 1
+    assert not any(line.startswith("error") for line in ws.gitexp("show", "quiet").out.splitlines())
 
 
 def test_a_misspelled_run_name_is_refused_with_the_closest_names(ws: Workspace) -> None:

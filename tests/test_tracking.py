@@ -176,6 +176,24 @@ def test_start_records_a_failed_run_when_the_block_raises_and_at_exit(ws: Worksp
     assert ws.record("noend", "metrics.json") == {"loss": 2.0}
 
 
+def test_start_keeps_the_exception_a_run_died_of_and_show_prints_it(ws: Workspace) -> None:
+    in_block = "import gitexp\nwith gitexp.start(name='nb'):\n    raise ValueError('boom')\n"
+    uncaught = "import gitexp\ngitexp.start(name='script')\ndef step():\n    raise KeyError('lr')\nstep()\n"
+    for code in (in_block, uncaught):
+        proc = subprocess.run([PY, "-c", code], cwd=ws.root, capture_output=True, text=True, check=False)
+        assert proc.returncode == 1 and "Traceback" in proc.stderr, "the exception still reaches the caller"
+    for name, error in (("nb", "ValueError: boom"), ("script", "KeyError: 'lr'")):
+        meta = ws.record(name, "run.json")
+        assert (meta["status"], meta["exit_code"]) == ("failed", 1)  # type: ignore[index]
+        log = ws.git("show", f"refs/experiments/{name}:.gitexp/stderr.log")
+        assert log.startswith("Traceback (most recent call last):\n") and log.endswith(f"{error}\n"), log
+        assert f"\nerror    {error}\n" in ws.gitexp("show", name).out
+    assert "in step" in ws.git("show", "refs/experiments/script:.gitexp/stderr.log")
+    subprocess.run([PY, "-c", "import gitexp\nwith gitexp.start(name='ok'):\n    pass\n"], cwd=ws.root, check=True)
+    assert ".gitexp/stderr.log" not in ws.tree("refs/experiments/ok"), "a run that ends well keeps no stderr.log"
+    assert "error " not in ws.gitexp("show", "ok").out
+
+
 def test_start_outside_a_repository_fails_before_anything_is_written(tmp_path: Path) -> None:
     code = "import gitexp\ntry:\n    gitexp.start()\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
     proc = subprocess.run([PY, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False)
