@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 from gitexp.model import RunSummary
 
 if TYPE_CHECKING:
+    from gitexp.data.inventory import Missing
     from gitexp.stats import Summary
 
 LOG_TAIL_LINES = 20
 LOG_LINE_MAX = 300
+RUNS_NAMED = 5  # a line naming runs names at most this many
 
 
 def duration(seconds: float | None) -> str:
@@ -324,6 +326,16 @@ def size(nbytes: int | None) -> str:
 # -- colour, ages ------------------------------------------------------------------
 
 _ANSI = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1"}
+
+
+def missing_object(missing: Missing) -> str:
+    """One line of `gitexp fsck` for a cache object runs need: a place that needs it, and how many more."""
+    use, runs = missing.uses[0], missing.runs
+    more = ""
+    if len(missing.uses) > 1:
+        named = ", ".join(runs[:RUNS_NAMED]) + (f" and {len(runs) - RUNS_NAMED} more" if len(runs) > RUNS_NAMED else "")
+        more = f"; needed by {len(missing.uses)} files in {len(runs)} run(s): {named}"
+    return f"missing: {missing.digest} {use.path} ({use.role} of run {use.run}{more})"
 
 
 def paint(text: str, colour: str, enabled: bool) -> str:

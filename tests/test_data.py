@@ -275,6 +275,22 @@ def test_a_corrupted_cache_object_is_reported_by_name(dataset: Workspace) -> Non
     assert missing.code == 1 and "missing:" in missing.out and "model.bin" in missing.out
 
 
+def test_fsck_counts_and_lists_a_missing_object_once_naming_the_runs_that_need_it(dataset: Workspace) -> None:
+    ws = dataset
+    content = b"a,b\n3,4\n"  # that of data/sub/test.csv
+    for i in range(2):
+        write_bytes(ws, f"data/copy-{i}.csv", content)
+    ws.run("-n", "r1", "--", sys.executable, "train.py", "1")
+    ws.run("-n", "r2", "--", sys.executable, "train.py", "2")
+    cache_objects(ws)[xxh(content)].unlink()
+    result = ws.gitexp("fsck")
+    assert result.code == 1
+    [line] = [line for line in result.out.splitlines() if line.startswith("missing:")]
+    assert line.startswith(f"missing: {xxh(content)} data/"), line
+    assert line.endswith("; needed by 6 files in 2 run(s): r1, r2)"), line
+    assert result.out.splitlines()[-1].endswith(": 0 corrupt, 1 missing")
+
+
 def test_cache_reads_verify_the_digest(tmp_path: Path) -> None:
     from gitexp.data.cache import Cache, CorruptObject, MissingObject
     from gitexp.data.hashing import StatCache

@@ -7,6 +7,7 @@ import click
 @click.option("--repair", is_flag=True, help="Move corrupt objects to .git/gitexp/cache/corrupt/; then 'gitexp pull' or a re-run stores good copies.")
 def command(repair: bool) -> int:
     """Verify the data cache: every object hashes to its name; list cached content runs miss."""
+    from gitexp import render
     from gitexp.data.inventory import fsck
     from gitexp.store import Store
 
@@ -14,7 +15,7 @@ def command(repair: bool) -> int:
     for digest in report.corrupt:
         fate = "moved to .git/gitexp/cache/corrupt/" if repair else "never used; set it aside with --repair"
         click.echo(f"corrupt: {digest} (bytes do not match the digest; {fate})")
-    for use in report.missing:
-        click.echo(f"missing: {use.digest} {use.path} ({use.role} of run {use.run})")
+    for missing in report.missing:
+        click.echo(render.missing_object(missing))
     click.echo(f"checked {report.checked} object(s): {len(report.corrupt)} corrupt, {len(report.missing)} missing")
     return 1 if report.corrupt or report.missing else 0

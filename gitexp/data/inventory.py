@@ -135,10 +135,23 @@ def _pinned(cache: Cache) -> set[str]:
 
 
 @dataclass(frozen=True)
+class Missing:
+    """A cache object that runs refer to and the cache lacks, with every place that refers to it."""
+
+    digest: str
+    uses: tuple[Use, ...]
+
+    @property
+    def runs(self) -> list[str]:
+        """The names of the runs that need it, each once."""
+        return list(dict.fromkeys(use.run for use in self.uses))
+
+
+@dataclass(frozen=True)
 class FsckReport:
     checked: int
     corrupt: list[str]
-    missing: list[Use]
+    missing: list[Missing]  # one per object, however many runs and files refer to it
 
 
 def fsck(store: Store, repair: bool = False) -> FsckReport:
@@ -156,5 +169,8 @@ def fsck(store: Store, repair: bool = False) -> FsckReport:
             corrupt.append(digest)
             if repair:
                 cache.quarantine(digest)
-    missing = [u for u in uses(store) if u.cached and not cache.has(u.digest)]
-    return FsckReport(checked, corrupt, missing)
+    missing: dict[str, list[Use]] = {}
+    for use in uses(store):
+        if use.cached and (use.digest in missing or not cache.has(use.digest)):
+            missing.setdefault(use.digest, []).append(use)
+    return FsckReport(checked, corrupt, [Missing(digest, tuple(found)) for digest, found in missing.items()])
