@@ -60,11 +60,14 @@ class RunNameTaken(GitexpError):
 
 
 class RunNotFound(GitexpError):
-    def __init__(self, spec: str) -> None:
-        super().__init__(
-            f"no run matches {spec!r} (see 'gitexp list' for names; a commit id prefix needs 4+ characters)"
-        )
+    def __init__(self, spec: str, suggestions: list[str] | None = None) -> None:
+        if suggestions:
+            hint = f": did you mean {' or '.join(suggestions)}? (see 'gitexp list' for names)"
+        else:
+            hint = " (see 'gitexp list' for names; a commit id prefix needs 4+ characters)"
+        super().__init__(f"no run matches {spec!r}{hint}")
         self.spec = spec
+        self.suggestions = suggestions or []
 
 
 class RunInProgress(GitexpError):

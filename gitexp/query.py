@@ -69,17 +69,7 @@ def resolve(store: Store, spec: str) -> RunSummary:
             return annotated(_now(store, store.summary(*matches[0])), store.annotation(matches[0][1]))
         if len(matches) > 1:
             raise AmbiguousRun(spec, sorted(n for n, _ in matches))
-    raise _not_found(store, spec, name)
-
-
-def _not_found(store: Store, spec: str, name: str) -> RunNotFound:
-    """RunNotFound for spec, suggesting the run names closest to name (a typo: 'lr-smal' -> lr-small)."""
-    error = RunNotFound(spec)
-    close = difflib.get_close_matches(name, [n for n, _ in store.run_refs()], n=3)
-    if close:
-        error.message = f"no run matches {spec!r}: did you mean {' or '.join(close)}? (see 'gitexp list' for names)"
-        error.args = (error.message,)
-    return error
+    raise RunNotFound(spec, difflib.get_close_matches(name, [n for n, _ in store.run_refs()], n=3))  # a typo?
 
 
 def set_tags(store: Store, run: RunSummary, add: tuple[str, ...], remove: tuple[str, ...]) -> RunSummary:
