@@ -23,6 +23,7 @@ class FileState:
 class Metrics:
     values: dict[str, Any]
     warnings: tuple[str, ...] = ()
+    written: tuple[str, ...] = ()  # the metrics files the command wrote or changed (readable or not)
 
 
 def before(root: Path, paths: tuple[str, ...]) -> dict[str, FileState]:
@@ -45,6 +46,7 @@ def read(root: Path, states: dict[str, FileState]) -> Metrics:
     """
     values: dict[str, Any] = {}
     warnings: list[str] = []
+    written: list[str] = []
     for rel, was in states.items():
         full = root / rel
         try:
@@ -54,6 +56,7 @@ def read(root: Path, states: dict[str, FileState]) -> Metrics:
         if (st.st_mtime_ns, st.st_size) == (was.mtime_ns, was.size):
             warnings.append(f"{rel} was not updated by this run; its values were not recorded as metrics")
             continue
+        written.append(rel)
         try:
             data = _parse(rel, full.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -67,7 +70,7 @@ def read(root: Path, states: dict[str, FileState]) -> Metrics:
                 values[key] = value
             else:
                 values[key] = value
-    return Metrics(values, tuple(warnings))
+    return Metrics(values, tuple(warnings), tuple(written))
 
 
 def _parse(rel: str, text: str) -> dict[str, Any]:

@@ -317,7 +317,7 @@ class Recording:
         self.heartbeat.stop()
         scratch, notify, root = self.scratch, self.notify, self.root
         steps = _combined_steps(scratch)
-        metrics = self._final_metrics(steps)
+        metrics, metrics_files = self._final_metrics(steps)
         artifacts = _artifacts(scratch / API_ARTIFACTS, root, notify)
         outputs = tuple(dict.fromkeys(self.outputs + artifacts))
         if outputs and self.data is None:
@@ -348,8 +348,8 @@ class Recording:
         if self.data is not None:
             record.update(self.data.record_files())
         commit, name = _write(
-            self.store, summary, self.snap, self.parent, record, self.request.command, self.started, ended, notify,
-            replacing=self.running_commit,
+            self.store, summary, self._with_metrics_files(metrics_files), self.parent, record, self.request.command,
+            self.started, ended, notify, replacing=self.running_commit,
         )
         self.finished = True
         _carry_annotation(self.store, self.running_commit, commit)
@@ -357,8 +357,11 @@ class Recording:
             write_pointer(self.store.state_dir, self.snap.base_branch, Pointer(name, commit))
         return RunResult(replace(summary, name=name, commit=commit), exit_code, self.parent.name if self.parent else None)
 
-    def _final_metrics(self, steps: bytes) -> dict[str, Any]:
-        """The last value of each step series, then the metrics files, then gitexp.summary() (later wins)."""
+    def _final_metrics(self, steps: bytes) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The last value of each step series, then the metrics files, then gitexp.summary() (later wins).
+
+        Also: the metrics files the command wrote.
+        """
         from gitexp.series import parse
 
         assert self.scratch is not None
@@ -368,7 +371,23 @@ class Recording:
             self.notify(warning)
         metrics.update(read.values)
         metrics.update(_summary_values(self.scratch / API_SUMMARY))
-        return metrics
+        return metrics, read.written
+
+    def _with_metrics_files(self, written: tuple[str, ...]) -> Snapshot:
+        """The code state with the metrics files the command wrote as it left them (the snapshot predates them).
+
+        Data and output paths stay out of the code, as in the snapshot.
+        """
+        declared = self.inputs + self.outputs
+        under = tuple(p.rstrip("/") + "/" for p in declared)
+        paths = [p for p in written if p not in declared and not p.startswith(under)]
+        if not paths:
+            return self.snap
+        try:
+            return replace(self.snap, tree=self.store.with_files(self.snap.tree, self.root, paths))
+        except GitexpError as exc:
+            self.notify(f"{exc.message}; the run's code holds the metrics files as they were before it")
+            return self.snap
 
     def _record_files(self, run: RunSummary, ended: datetime | None) -> dict[str, bytes | Path]:
         record = _record_files(

@@ -81,6 +81,50 @@ def test_stale_metrics_from_an_earlier_run_are_not_recorded(ws: Workspace) -> No
     assert "metrics.json was not updated by this run" in result.err
 
 
+WRITE_METRICS = "import sys\nopen('metrics.json', 'wb').write(sys.argv[1].encode() + b'\\r\\n')\n"
+
+
+def test_each_runs_tree_holds_the_metrics_file_its_command_wrote_and_checkout_gives_it_back(ws: Workspace) -> None:
+    ws.write("train.py", WRITE_METRICS)
+    ws.commit_all()
+    ws.run("-n", "first", "--", sys.executable, "train.py", '{"acc":  0.5}')
+    ws.run("-n", "second", "--", sys.executable, "train.py", '{"acc":  0.75}')
+    assert ws.git("show", "refs/experiments/first:metrics.json") == '{"acc":  0.5}\n'
+    assert ws.tree("refs/experiments/second")["metrics.json"][0] == "100644"
+    assert ws.record("first", "metrics.json") == {"acc": 0.5}
+    result = ws.gitexp("checkout", "first")
+    assert result.code == 0, result.err
+    assert (ws.root / "metrics.json").read_bytes() == b'{"acc":  0.5}\r\n', "the first run's own bytes, not the second's"
+
+
+def test_a_metrics_file_the_command_did_not_write_stays_in_the_tree_as_snapshotted(ws: Workspace) -> None:
+    ws.write("metrics.json", '{"acc": 0.1}\n', mode=0o755)
+    ws.commit_all()
+    ws.write("metrics.json", '{"acc": 0.2}\n')  # an uncommitted edit, made before the run
+    ws.freeze()
+    ws.run("-n", "untouched", "--", "true")
+    assert ws.tree("refs/experiments/untouched")["metrics.json"] == ("100755", '{"acc": 0.2}\n')
+
+
+def test_an_updated_tracked_metrics_file_keeps_its_mode_in_the_tree(ws: Workspace) -> None:
+    ws.write("metrics.json", '{"acc": 0.1}\n', mode=0o755)
+    ws.commit_all()
+    ws.run("-n", "rewrote", "--", "sh", "-c", "echo '{\"acc\": 0.3}' > metrics.json")
+    assert ws.tree("refs/experiments/rewrote")["metrics.json"] == ("100755", '{"acc": 0.3}\n')
+
+
+def test_runs_of_a_parallel_sweep_each_hold_their_own_metrics_file(ws: Workspace) -> None:
+    ws.write("params.yaml", "acc: 0\n")
+    ws.write("train.py", "import yaml\nopen('scores.yaml', 'w').write(f\"acc: {yaml.safe_load(open('params.yaml'))['acc']}\\n\")\n")
+    ws.write(".gitexp.yaml", "metrics: [scores.yaml]\n")
+    ws.commit_all()
+    ws.freeze()
+    ws.run("-j", "2", "-S", "acc=0.25,0.5", "--", sys.executable, "train.py")
+    for run in ws.gitexp("list", "--json").json():  # type: ignore[attr-defined]
+        assert run["metrics"] == {"acc": run["params"]["acc"]}
+        assert ws.git("show", f"{run['commit']}:scores.yaml") == f"acc: {run['params']['acc']}\n"
+
+
 def test_a_malformed_metrics_file_is_reported_but_the_run_is_kept(ws: Workspace) -> None:
     ws.freeze("metrics.json")
     result = ws.gitexp("run", "-n", "badmetrics", "--", "sh", "-c", "echo 'not json' > metrics.json")

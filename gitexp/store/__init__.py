@@ -497,6 +497,43 @@ class Store:
         parents = [] if self.repo.head_is_unborn else [self.repo.head.target]
         return str(self.repo.create_commit("HEAD", sig, sig, message, index.write_tree(), parents))
 
+    # -- files written during a run ----------------------------------------------
+
+    def with_files(self, tree: str, root: Path, paths: list[str]) -> str:
+        """tree with the regular files at paths (relative to root) as they are now: same path, mode kept.
+
+        A path `git add` would not take is left as tree has it: under .git/ or .gitexp/, through a
+        symlink, not a regular file (or not a file in tree), or new and ignored (by the repository's
+        rules). A new file gets its executable bit from the disk. In the repository's own work tree
+        the blobs go through git's filters, as the snapshot's do.
+        """
+        import stat
+        from pathlib import PurePosixPath
+
+        repo = self.repo
+        real_root = os.path.realpath(root)
+        filtered = real_root == os.path.realpath(self.root)
+        index = pygit2.Index()
+        rel = ""
+        try:
+            index.read_tree(repo[tree].peel(pygit2.Tree))
+            for rel in dict.fromkeys(PurePosixPath(p).as_posix() for p in paths):
+                full = os.path.join(root, rel)
+                if rel.split("/")[0] in (".git", fmt.RECORD_DIR) or os.path.realpath(full) != os.path.join(real_root, rel):
+                    continue
+                entry = index[rel] if rel in index else None
+                if not os.path.isfile(full) or (entry is None and repo.path_is_ignored(rel)):
+                    continue
+                if entry is not None and entry.mode not in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+                    continue
+                st = os.stat(full)
+                blob = repo.create_blob_fromworkdir(rel) if filtered else repo.create_blob_fromdisk(full)
+                mode = entry.mode if entry is not None else FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
+                index.add(pygit2.IndexEntry(rel, blob, mode))
+            return str(index.write_tree(repo))
+        except (OSError, pygit2.GitError) as exc:
+            raise StorageError(f"cannot put {rel} in the run's tree: {exc}") from exc
+
 
 def _offset(when: datetime) -> int:
     delta = when.utcoffset()
