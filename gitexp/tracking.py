@@ -250,8 +250,8 @@ class ActiveRun:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if kind is None:
-            self.end()
+        if kind is None or (kind is SystemExit and getattr(exc, "code", None) in (0, None)):
+            self.end()  # sys.exit(0) in the block is a normal end
         else:
             self.keep_traceback(kind, exc, tb)
             self.end(interrupted=issubclass(kind, KeyboardInterrupt), failed=True)

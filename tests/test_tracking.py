@@ -192,6 +192,10 @@ def test_start_keeps_the_exception_a_run_died_of_and_show_prints_it(ws: Workspac
     subprocess.run([PY, "-c", "import gitexp\nwith gitexp.start(name='ok'):\n    pass\n"], cwd=ws.root, check=True)
     assert ".gitexp/stderr.log" not in ws.tree("refs/experiments/ok"), "a run that ends well keeps no stderr.log"
     assert "error " not in ws.gitexp("show", "ok").out
+    assert "ValueError: boom" in ws.gitexp("logs", "nb").out  # logs prints it too
+    exit0 = "import gitexp, sys\nwith gitexp.start(name='exit0'):\n    sys.exit(0)\n"
+    subprocess.run([PY, "-c", exit0], cwd=ws.root, check=True)
+    assert ws.record("exit0", "run.json")["status"] == "completed"  # type: ignore[index]
 
 
 def test_start_outside_a_repository_fails_before_anything_is_written(tmp_path: Path) -> None:

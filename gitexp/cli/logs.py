@@ -56,11 +56,11 @@ def command(run: str, follow: bool, timestamps: bool, only: str | None) -> None:
                 return
         found = query.resolve(store, found.name)  # it ended meanwhile: its record has everything
     stdout, stderr, times = (store.read_record(found.commit, f) for f in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE))
-    if stdout is None:
+    if stdout is None and stderr is None:
         why = {"queued": "it has not run yet", "saved": "it is a saved workspace, not a command"}.get(
             found.status, "it was recorded by gitexp.start(), whose output went to your terminal or notebook"
         )
         warn(f"run {found.name} has no output recorded: {why}")
         return
-    for piece in logs.pieces(stdout, stderr or b"", times or b""):
+    for piece in logs.pieces(stdout or b"", stderr or b"", times or b""):
         printer.write(piece)
