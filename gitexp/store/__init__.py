@@ -520,15 +520,15 @@ class Store:
             for rel in dict.fromkeys(PurePosixPath(p).as_posix() for p in paths):
                 full = os.path.join(root, rel)
                 if rel.split("/")[0] in (".git", fmt.RECORD_DIR) or os.path.realpath(full) != os.path.join(real_root, rel):
+                    continue  # (a path through a symlink, or a symlink itself)
+                mode = index[rel].mode if rel in index else None
+                if not os.path.isfile(full) or (mode is None and repo.path_is_ignored(rel)):
                     continue
-                entry = index[rel] if rel in index else None
-                if not os.path.isfile(full) or (entry is None and repo.path_is_ignored(rel)):
+                if mode is None:
+                    mode = FileMode.BLOB_EXECUTABLE if os.stat(full).st_mode & stat.S_IXUSR else FileMode.BLOB
+                elif mode not in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
                     continue
-                if entry is not None and entry.mode not in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
-                    continue
-                st = os.stat(full)
                 blob = repo.create_blob_fromworkdir(rel) if filtered else repo.create_blob_fromdisk(full)
-                mode = entry.mode if entry is not None else FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
                 index.add(pygit2.IndexEntry(rel, blob, mode))
             return str(index.write_tree(repo))
         except (OSError, pygit2.GitError) as exc:
