@@ -64,21 +64,27 @@ class Effective:
     new_keys: tuple[str, ...]  # overridden keys no params file defined (typos?)
 
 
-def load_files(root: Path, paths: tuple[str, ...], required: bool) -> list[ParamsFile]:
+def load_files(
+    root: Path, paths: tuple[str, ...], required: bool, instead: dict[str, bytes | None] | None = None
+) -> list[ParamsFile]:
+    """The params files; `instead` gives the bytes to read for some targets (None: as if absent)."""
     files = []
     real_root = os.path.realpath(root)
     for rel in paths:
         full = root / rel
         real = os.path.relpath(os.path.realpath(full), real_root)
         target = None if real == ".." or real.startswith(".." + os.sep) else real.replace(os.sep, "/")
-        if full.exists() and not full.is_file():
+        if instead and target in instead:
+            raw = instead[target]
+        elif full.exists() and not full.is_file():
             raise InvalidParamsFile(rel, "it is not a regular file (a directory?)")
-        if not full.is_file():
+        else:
+            raw = full.read_bytes() if full.is_file() else None
+        if raw is None:
             if required:
                 raise InvalidParamsFile(rel, "it does not exist")
             files.append(ParamsFile(rel, target, None, {}))
             continue
-        raw = full.read_bytes()
         files.append(ParamsFile(rel, target, raw, _parse(rel, raw)))
     return files
 

@@ -28,7 +28,7 @@ from gitexp.live import remove as remove_live
 from gitexp.model import Progress, RunSummary, Snapshot
 from gitexp.scalars import ScalarCapture, compile_pattern
 from gitexp.store import Store
-from gitexp.workspace import ParamsGuard, Pointer, pid_alive, read_pointer, write_pointer
+from gitexp.workspace import ParamsGuard, ParamsInUse, Pointer, pid_alive, read_pointer, write_pointer
 
 if TYPE_CHECKING:
     from gitexp.data.session import DataSession
@@ -140,7 +140,7 @@ class Recording:
     @classmethod
     def enqueue(cls, request: RunRequest, notify: Notify = lambda _msg: None, progress: Progress | None = None) -> RunSummary:
         """Check, snapshot (inputs hashed and cached too) and store the run as a commit with status `queued`."""
-        self = cls._checked(request, notify, progress)
+        self = cls._checked(request, notify, progress, queued=True)
         try:
             started = datetime.now(timezone.utc).astimezone()
             summary = replace(self._summary(started), status="queued", recorder="")
@@ -156,21 +156,25 @@ class Recording:
             self.close()
 
     @classmethod
-    def _checked(cls, request: RunRequest, notify: Notify, progress: Progress | None) -> Recording:
+    def _checked(
+        cls, request: RunRequest, notify: Notify, progress: Progress | None, queued: bool = False
+    ) -> Recording:
         if not request.command:
             raise GitexpError("no command given (usage: gitexp run [OPTIONS] -- COMMAND [ARGS]...)")
         self = cls(Store.discover(request.repository or request.cwd), request, notify, progress)
         try:
-            self._prepare()
+            self._prepare(queued)
         except BaseException:
             self.close()
             raise
         return self
 
-    def _prepare(self) -> None:
+    def _prepare(self, queued: bool) -> None:
         store, request, root, notify = self.store, self.request, self.root, self.notify
-        for path in self.guard.recover():
-            notify(f"restored {path}, left rewritten by a gitexp run that was killed")
+        in_place = request.workdir is None  # a copy (a queue worker's, reproduce's) has params files of its own
+        if in_place:
+            for path in self.guard.recover():
+                notify(f"restored {path}, left rewritten by a gitexp run that was killed")
         for crashed in finalize_crashed(store, notify):
             notify(f"run {crashed}: its recorder died; recorded as crashed with the logs and metrics it left")
         config = config_mod.load(root)
@@ -187,7 +191,11 @@ class Recording:
         self.scalars = compile_pattern(scalars) if scalars else None
         self.sample_interval = request.sample_interval if request.sample_interval is not None else config.sample_interval
         overrides = [params_mod.parse_override(text) for text in request.overrides] if request.apply_overrides else []
-        files = params_mod.load_files(root, config.params, required=config.params_explicit)
+        rewrite = self.guard.rewritten() if in_place else None
+        held = rewrite.originals if rewrite and queued else {}  # a queued run is snapshotted with the user's bytes
+        files = params_mod.load_files(root, config.params, required=config.params_explicit, instead=held)
+        if rewrite and not queued and (busy := sorted(rewrite.originals.keys() & {f.target for f in files})):
+            raise ParamsInUse(rewrite.pid, rewrite.run, tuple(busy))  # the command would read the other run's -S values
         self.params = params_mod.effective(files, overrides)
         self.param_originals = {f.target: f.original for f in files if f.target}
         self.effective_params = _merged(self.params.params, request.extra_params or {})
@@ -196,7 +204,9 @@ class Recording:
         self.parent = _claimed_parent(store, claim) if claim else _choose_parent(store, request, notify)
         self.inputs, self.outputs = _data_paths(config, request, root)
         self.snap = request.code or store.snapshot(
-            replace=self.params.contents, exclude=self.inputs + self.outputs, large_threshold=config.large_files
+            replace={**{p: b for p, b in held.items() if b is not None}, **self.params.contents},
+            exclude=self.inputs + self.outputs + tuple(p for p, b in held.items() if b is None),
+            large_threshold=config.large_files,
         )
         for path in self.snap.skipped:
             notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
@@ -283,7 +293,7 @@ class Recording:
         """Run the command (params files rewritten for it, hardware sampled); its outcome."""
         assert self.scratch is not None
         request = self.request
-        self.guard.apply(self.params.contents, self.param_originals)
+        self.guard.apply(self.params.contents, self.param_originals, self.name)
         try:
             self.notify(f"run {self.name}: {shlex.join(request.command)}")
             self.t0 = time.monotonic()

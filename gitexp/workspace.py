@@ -86,13 +86,25 @@ def rename_in_pointers(state_dir: Path, old: Pointer, new_name: str) -> None:
 
 
 class ParamsInUse(GitexpError):
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, run: str = "", files: tuple[str, ...] = ()) -> None:
+        who = ", ".join(x for x in (f"run {run!r}" if run else "", f"pid {pid}" if pid > 0 else "starting now") if x)
         super().__init__(
-            f"another gitexp run ({'pid ' + str(pid) if pid > 0 else 'starting now'}) has rewritten the params files "
-            "of this workspace with its -S values; "
-            "wait for it to finish, or run this one without -S"
+            f"another gitexp run ({who}) has rewritten the params files of this workspace"
+            f"{' (' + ', '.join(files) + ')' if files else ''} with its -S values; wait for it to finish, "
+            "or use 'gitexp run -j 1' or '--queue': they run in isolated worktrees"
         )
         self.pid = pid
+        self.run = run
+        self.files = files
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """Params files a live gitexp run holds rewritten: their original bytes (None: the run created the file)."""
+
+    pid: int
+    run: str
+    originals: dict[str, bytes | None]
 
 
 class ParamsGuard:
@@ -125,11 +137,23 @@ class ParamsGuard:
     def ensure_free(self) -> None:
         """Raise ParamsInUse if a live gitexp run has its overrides applied here."""
         data = _read_json(self._backup)
-        pid = data.get("pid")
+        pid, run, files = data.get("pid"), data.get("run"), data.get("files")
         if isinstance(pid, int) and pid_alive(pid, data.get("host")):
-            raise ParamsInUse(pid)
+            raise ParamsInUse(pid, run if isinstance(run, str) else "", tuple(files) if isinstance(files, dict) else ())
 
-    def apply(self, contents: dict[str, bytes], originals: dict[str, bytes | None]) -> None:
+    def rewritten(self) -> Rewrite | None:
+        """The params files a live gitexp run holds rewritten now (a file edited since is the user's again)."""
+        data = _read_json(self._backup)
+        pid, run, files = data.get("pid"), data.get("run"), data.get("files")
+        if not isinstance(pid, int) or not isinstance(files, dict) or not pid_alive(pid, data.get("host")):
+            return None
+        originals = {}
+        for path, entry in files.items():
+            if _as_written(self._root / path, entry):
+                originals[path] = None if entry["original"] is None else base64.b64decode(entry["original"])
+        return Rewrite(pid, run if isinstance(run, str) else "", originals) if originals else None
+
+    def apply(self, contents: dict[str, bytes], originals: dict[str, bytes | None], run: str = "") -> None:
         if not contents:
             return
         files = {}
@@ -144,7 +168,7 @@ class ParamsGuard:
                 "mtime_ns": mtime_ns,
                 "written": base64.b64encode(content).decode(),
             }
-        self._claim(json.dumps({"pid": os.getpid(), "host": hostname(), "files": files}).encode())
+        self._claim(json.dumps({"pid": os.getpid(), "host": hostname(), "run": run, "files": files}).encode())
         for path, content in contents.items():
             full = self._root / path
             if full.exists() and not full.is_file():
@@ -185,11 +209,7 @@ class ParamsGuard:
         files = data.get("files")
         for path, entry in (files.items() if isinstance(files, dict) else []):
             full = self._root / path
-            try:
-                current: bytes | None = full.read_bytes()
-            except OSError:
-                current = None
-            if current != base64.b64decode(entry["written"]):  # the user changed it meanwhile: theirs wins
+            if not _as_written(full, entry):  # the user changed it meanwhile: theirs wins
                 if report_kept:
                     listed.append(path)
                 continue
@@ -202,6 +222,15 @@ class ParamsGuard:
             if not report_kept:
                 listed.append(path)
         return listed
+
+
+def _as_written(path: Path, entry: dict[str, str | None]) -> bool:
+    """Whether a params file holds the bytes a -S run wrote into it (its backup entry)."""
+    try:
+        current = path.read_bytes()
+    except OSError:
+        return False
+    return current == base64.b64decode(entry["written"] or "")
 
 
 def pid_alive(pid: object, host: object) -> bool:

@@ -179,8 +179,36 @@ def test_runs_without_overrides_never_wait_for_each_other(ws: Workspace) -> None
     time.sleep(1.0)
     quick = ws.gitexp("run", "-n", "quick", "--", "true")
     assert quick.code == 0, quick.err
+    assert slow.poll() is None, "the quick run did not wait for the slow one"
     assert slow.wait(timeout=30) == 0
     assert {"slow", "quick"} <= set(ws.runs())
+
+
+def test_a_run_without_overrides_is_refused_while_another_run_holds_the_params_file_rewritten(ws: Workspace) -> None:
+    ws.write("params.yaml", "epochs: 3\n")
+    ws.commit_all()
+    ws.freeze()
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "gitexp", "run", "-n", "slow", "-S", "epochs=10", "--", "sleep", "60"],
+        cwd=ws.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 20
+        while "epochs: 10" not in (ws.root / "params.yaml").read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        plain = ws.gitexp("run", "-n", "plain", "--", "touch", "ran")
+        queued = ws.gitexp("run", "--queue", "-n", "queued", "--", "cat", "params.yaml")
+    finally:
+        os.killpg(slow.pid, signal.SIGINT)
+        slow.wait(timeout=30)
+    errors = [line for line in plain.err.splitlines() if line.startswith("gitexp: error:")]
+    assert plain.code == 1 and len(errors) == 1 and "Traceback" not in plain.err, plain.err
+    assert f"run 'slow', pid {slow.pid}" in errors[0] and "(params.yaml)" in errors[0] and "-j 1" in errors[0]
+    assert not (ws.root / "ran").exists() and "plain" not in ws.runs()
+    assert (ws.root / "params.yaml").read_text() == "epochs: 3\n"
+    assert queued.code == 0, queued.err  # the advised way out: queued with the user's params, not the -S values
+    assert ws.record("queued", "params.json") == {"epochs": 3}
+    assert ws.git("show", "refs/experiments/queued:params.yaml") == "epochs: 3\n"
 
 
 def test_an_override_keeps_the_types_of_the_other_keys_in_the_file(ws: Workspace) -> None:
