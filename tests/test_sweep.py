@@ -299,8 +299,9 @@ def test_ctrl_c_during_a_parallel_sweep_records_interrupted_runs_and_leaves_no_w
     proc = subprocess.Popen([PY, "-m", "gitexp", "run", "-j", "2", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py"],
                             cwd=ws.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    deadline = time.time() + 30
-    while time.time() < deadline and sum(r["status"] == "running" for r in runs_json(ws)) < 2:
+    deadline = time.time() + 60
+    while len(list(Path(os.environ["TMPDIR"]).glob("gitexp-wt-*/workspace/mark-*"))) < 2:  # both commands started
+        assert time.time() < deadline, "the two runs never started"
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     _, err = proc.communicate(timeout=60)
