@@ -105,13 +105,18 @@ def diff(store: Store, config: Config, a: RunSummary, b: RunSummary) -> RunDiff:
     result.metrics = [metric_change(config, c.key, c.old, c.new, c.kind) for c in changes(a.metrics, b.metrics)]
     result.data = changes(_data(store, a), _data(store, b))
     result.env = changes(_env(store, a), _env(store, b))
-    result.code = [(status, path) for status, path, _ in store.code_changes(a.commit, b.commit)]
+    result.code = [(status, path) for status, path, _ in _code_changes(store, config, a, b)]
     return result
 
 
-def code_patch(store: Store, a: RunSummary, b: RunSummary) -> str:
+def code_patch(store: Store, config: Config, a: RunSummary, b: RunSummary) -> str:
     """The code diff of two runs, like `git diff`, without the record files."""
-    return "".join(text for _, _, text in store.code_changes(a.commit, b.commit))
+    return "".join(text for _, _, text in _code_changes(store, config, a, b))
+
+
+def _code_changes(store: Store, config: Config, a: RunSummary, b: RunSummary) -> list[tuple[str, str, str]]:
+    """The code changes, less the metrics files: they are the runs' results (compared as metrics), not code."""
+    return [c for c in store.code_changes(a.commit, b.commit) if c[1] not in config.metrics]
 
 
 def compare_table(runs: list[RunSummary], only_changed: bool) -> list[tuple[str, list[Any]]]:

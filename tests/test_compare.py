@@ -156,14 +156,14 @@ def test_colour_auto_follows_the_terminal_and_no_color(runs: Workspace, monkeypa
 
 def test_diff_of_data_environment_and_code(ws: Workspace) -> None:
     ws.write(".gitexp.yaml", "outputs: [model.bin]\n")
-    ws.write("train.py", "open('model.bin', 'w').write('v1')\n")
+    ws.write("train.py", "open('model.bin', 'w').write('v1')\nopen('metrics.json', 'w').write('{\"acc\": 1}')\n")
     ws.commit_all()
     ws.run("-n", "a", "--", sys.executable, "train.py")
-    ws.write("train.py", "open('model.bin', 'w').write('v2')\n")
+    ws.write("train.py", "open('model.bin', 'w').write('v2')\nopen('metrics.json', 'w').write('{\"acc\": 2}')\n")
     ws.run("-n", "b", "--", sys.executable, "train.py")
     data = json.loads(ws.gitexp("diff", "--json", "a", "b").out)
     assert [c["key"] for c in data["data"]] == ["output:model.bin"]
-    assert data["code"] == [{"status": "M", "path": "train.py"}]
+    assert data["code"] == [{"status": "M", "path": "train.py"}]  # not metrics.json: its values are the metrics
     assert data["env"] == [], "same machine, same packages"
     patch = ws.gitexp("diff", "a", "b", "--code").out
     assert patch.startswith("diff --git a/train.py b/train.py") and "+open('model.bin', 'w').write('v2')" in patch

@@ -8,7 +8,7 @@ from gitexp.cli import color_option, use_color, warn
 @click.command("diff")
 @click.argument("run_a")
 @click.argument("run_b", default="latest")
-@click.option("--code", "code", is_flag=True, help="Print the code diff (like git diff, without the record files).")
+@click.option("--code", "code", is_flag=True, help="Print the code diff (like git diff, without the record files and metrics files).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schema in docs/format.md).")
 @click.option("-g", "--groups", is_flag=True, help="RUN_A and RUN_B are --where expressions, each selecting a group of runs (repeats): compare their metrics' means with Welch's t-test.")
 @color_option
@@ -37,10 +37,11 @@ def command(run_a: str, run_b: str, code: bool, as_json: bool, groups: bool, col
             click.echo(render.group_tests_text((run_a, run_b), sizes, results, use_color(color)), color=use_color(color))
         return
     a, b = query.resolve(store, run_a), query.resolve(store, run_b)
+    settings = config.load(store.root)
     if code:
-        click.echo(compare.code_patch(store, a, b), nl=False)
+        click.echo(compare.code_patch(store, settings, a, b), nl=False)
         return
-    result = compare.diff(store, config.load(store.root), a, b)
+    result = compare.diff(store, settings, a, b)
     if as_json:
         click.echo(render.to_json(result.to_dict()))
     else:
