@@ -48,6 +48,7 @@ class LiveState:
     updated: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
     command_pid: int | None = None  # the command's: it may outlive a recorder killed outright
+    workdir: str = ""  # the directory the run works in (a user's workspace, or a worker's copy)
 
     def to_json(self) -> bytes:
         return fmt.to_json(self.__dict__).encode()
@@ -81,6 +82,13 @@ def read(common_dir: Path, name: str) -> LiveState | None:
         return LiveState(**data)
     except (OSError, ValueError, TypeError):
         return None
+
+
+def running_in(common_dir: Path, workdir: Path) -> list[LiveState]:
+    """The live runs whose recorder still runs and that work in workdir."""
+    directory = live_dir(common_dir)
+    states = [read(common_dir, p.stem) for p in sorted(directory.glob("*.json"))] if directory.is_dir() else []
+    return [s for s in states if s is not None and s.workdir == str(workdir) and alive(s)]
 
 
 def remove(common_dir: Path, name: str) -> None:

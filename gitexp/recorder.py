@@ -282,7 +282,7 @@ class Recording:
         self.env[ENV_RUN_NAME] = self.name
         state = LiveState(
             name=self.name, commit=commit, pid=os.getpid(), host=hostname(), boot=boot_id(),
-            scratch=str(self.scratch), started=round(self.started.timestamp(), 3),
+            scratch=str(self.scratch), started=round(self.started.timestamp(), 3), workdir=str(self.root),
         )
         self.heartbeat = Heartbeat(self.common_dir, state, [self.scratch / API_STEPS, self.scratch / CAPTURED_STEPS])
         self.heartbeat.start()

@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -24,6 +24,7 @@ from gitexp.data.hashing import StatCache
 from gitexp.data.inventory import SECTION_ROLES, manifest, run_pointers
 from gitexp.data.pointers import InvalidPointer, safe_relative
 from gitexp.data.session import cache_root, stat_db
+from gitexp.environment import hostname
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary
 from gitexp.store import Store
@@ -258,6 +259,7 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
     if into.resolve().is_relative_to(store.root.resolve()):
         raise GitexpError(f"{into} is inside the repository, where the copy would become code of the next run (choose a directory outside it)")
     tgt = target(store, run, sections)
+    made = not into.exists()
     stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
     try:
         missing = _missing_objects(stage.cache, list(tgt.entries.values()))
@@ -266,6 +268,10 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
         stage.check(list(tgt.entries.values()))
         into.mkdir(parents=True, exist_ok=True)
         stage.write(into)
+    except BaseException:
+        if made:
+            shutil.rmtree(into, ignore_errors=True)  # no half copy left behind to refuse the next try
+        raise
     finally:
         shutil.rmtree(stage.scratch, ignore_errors=True)
     return len(tgt.entries)
@@ -317,15 +323,9 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
     """Make the workspace the run's: code, params, data and outputs; HEAD at its base commit."""
     root = store.root
     tgt = target(store, run)
+    _refuse_while_busy(store)
     config = config_mod.load(root)
     declared = tuple(dict.fromkeys(config.data + config.outputs + tgt.owned))
-    for path in tgt.owned:
-        link = root / path
-        if link.is_symlink() and any(p.startswith(path + "/") for p in tgt.entries):
-            raise GitexpError(
-                f"{path} is a symlink ({path} -> {os.readlink(link)}) and the checkout would replace it by a "
-                "directory of the run's files; move the link aside first, or use --into DIR; nothing was changed"
-            )
     current = store.snapshot(exclude=declared, large_threshold=config.large_files)
     current_code = {path: (mode, oid) for path, mode, oid in store.code_entries(current.tree)}
     stats = StatCache(stat_db(store.git_common_dir()))
@@ -338,11 +338,15 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
                 f"workspace no longer has them: {', '.join(uncached_bad[:5])}; nothing was changed"
             )
         todo = [e for e in tgt.entries.values() if not _same(root, e, current_code, current_data)]
-        todo = _guard_unsaveable(store, todo, current_code, current_data)
+        # Files under a data path the run did not declare were never the run's: they stay.
+        owned = tuple(p.rstrip("/") + "/" for p in tgt.owned)
+        theirs = set(tgt.owned) | set(current.large) | {p for p in current_data if p.startswith(owned)}
         removals = sorted(
-            p for p in (set(current_code) | set(current_data)) - set(tgt.entries) if _removable(root / p)
+            p for p in (set(current_code) | (set(current_data) & theirs)) - set(tgt.entries) if _removable(root / p)
         )
         removals = _not_ignored_by_run(store, tgt, current_code, removals)
+        _refuse_through_symlinks(root, [e.path for e in todo] + removals)
+        todo = _guard_unsaveable(store, todo, current_code, current_data, removals)
         cache = Cache(cache_root(store.git_common_dir()))
         missing = _missing_objects(cache, todo)
         if missing:
@@ -352,6 +356,7 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
         stage = _Stage(store, store.state_dir / "tmp" / f"checkout-{os.getpid()}-{os.urandom(3).hex()}")
         try:
             stage.check(todo)  # every byte verified before anything is saved or changed
+            _repair_from_workspace(cache, stats, root, {p: current_data[p] for p in touched if p in current_data})
             if not _recoverable(store, touched, current_code, current_data, cache):
                 from gitexp.recorder import save_workspace
 
@@ -359,21 +364,107 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
                 # does not declare them (an ignored model file, say): the checkout will replace them.
                 saved = save_workspace(store, notify, progress, extra_outputs=declared)
                 notify(f"your uncommitted work was saved as run {saved.name}; get it back with: gitexp checkout {saved.name}")
-            for path in removals:
-                _remove(root, path)
-            stage.write(root)
-            for entry in todo:  # so that the next snapshot or checkout does not read them again
-                if entry.kind == "object":
-                    stats.remember(root / entry.path, entry.source)
+            head_before = store.head()
+            with _completed_once_started(run, saved, notify):
+                for path in removals:
+                    _remove(root, path)
+                stage.write(root)
+                for entry in todo:  # so that the next snapshot or checkout does not read them again
+                    if entry.kind == "object":
+                        stats.remember(root / entry.path, entry.source)
+                index_tree = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
+                head = store.move_head(run.base, run.base_branch, index_tree)
+                _, branch = store.head()
+                write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
         finally:
             shutil.rmtree(stage.scratch, ignore_errors=True)
     finally:
         stats.close()
-    index_tree = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
-    head = store.move_head(run.base, run.base_branch, index_tree)
-    _, branch = store.head()
-    write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
+    left, was_branch = head_before
+    if left and was_branch is None and left != run.base and not store.held_by_a_ref(left):
+        notify(f"HEAD was detached at {left[:10]}, which no branch or tag holds; keep it with: git branch NAME {left[:10]}")
     return CheckoutResult(run, len(todo), len(removals), saved, head)
+
+
+def _refuse_while_busy(store: Store) -> None:
+    """A checkout waits for git operations and gitexp runs that work in this workspace; stale scratch goes."""
+    from gitexp import live
+    from gitexp.workspace import ParamsGuard, pid_alive
+
+    operation = store.operation_in_progress()
+    if operation:
+        raise GitexpError(f"a git {operation} is in progress here; finish or abort it first; nothing was changed")
+    for state in live.running_in(store.git_common_dir(), store.root):
+        raise GitexpError(
+            f"run {state.name!r} (pid {state.pid}) is running in this workspace and may still write to it; "
+            "wait for it to end (or stop it) before a checkout; nothing was changed"
+        )
+    ParamsGuard(store.state_dir, store.root).ensure_free()
+    for stale in (store.state_dir / "tmp").glob("checkout-*-*"):  # left by a checkout killed outright
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and not pid_alive(int(pid), hostname()):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _completed_once_started(run: RunSummary, saved: RunSummary | None, notify: Callable[[str], None]) -> Iterator[None]:
+    """Once the workspace starts to change: Ctrl-C waits for the end (half a checkout is a mix of two
+    states), and an error says what state the workspace is in and how to finish."""
+    from gitexp.process import signals_deferred
+
+    try:
+        with signals_deferred():
+            yield
+    except KeyboardInterrupt:
+        notify("the checkout was finished before stopping: stopped half-way, the workspace would be a mix")
+        raise
+    except (OSError, GitexpError) as exc:
+        reason = exc.message if isinstance(exc, GitexpError) else f"{exc.strerror or exc}: {exc.filename or ''}"
+        kept = f"your work was saved as run {saved.name}" if saved else "what it replaced can be had again"
+        raise GitexpError(
+            f"the checkout stopped half-way ({reason}); the workspace is partly {run.name}'s and HEAD did not move; "
+            f"fix the cause and run 'gitexp checkout {run.name}' again to finish ({kept})"
+        ) from exc
+
+
+def _refuse_through_symlinks(root: Path, paths: list[str]) -> None:
+    """Refuse to write or remove anything through a symlinked directory (it would change files outside)."""
+    seen: dict[str, bool] = {}
+    for path in paths:
+        parts = PurePosixPath(path).parts
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix not in seen:
+                seen[prefix] = os.path.islink(root / prefix)
+            if seen[prefix]:
+                link = root / prefix
+                raise GitexpError(
+                    f"{prefix} is a symlink ({prefix} -> {os.readlink(link)}) and the checkout would change "
+                    f"{path} through it, outside the repository; move the link aside first, or use --into DIR; "
+                    "nothing was changed"
+                )
+
+
+def _repair_from_workspace(cache: Cache, stats: StatCache, root: Path, digests: dict[str, str]) -> None:
+    """Verify the cache objects that hold the bytes of data files the checkout will replace; a damaged one
+    is stored again from the workspace's copy (which is about to go), so that it can be had again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gitexp.data.cache import CorruptObject
+
+    def damaged(path: str, digest: str) -> bool:
+        if digest.startswith("link:") or not cache.has(digest):
+            return False
+        try:
+            cache.check(digest, path)
+        except CorruptObject:
+            return True
+        return False
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        found = [p for p, bad in zip(digests, pool.map(damaged, digests, digests.values())) if bad]
+    for path in found:  # one thread: the stat cache is sqlite
+        cache.store_file(root / path, stats, verify_existing=True)
 
 
 def _not_ignored_by_run(store: Store, tgt: Target, code: dict[str, tuple[int, str]], removals: list[str]) -> list[str]:
@@ -423,21 +514,33 @@ def _same(root: Path, e: Entry, code: dict[str, tuple[int, str]], data: dict[str
 
 
 def _guard_unsaveable(
-    store: Store, todo: list[Entry], code: dict[str, tuple[int, str]], data: dict[str, str]
+    store: Store, todo: list[Entry], code: dict[str, tuple[int, str]], data: dict[str, str], removals: list[str]
 ) -> list[Entry]:
     """Refuse to overwrite a file no run can hold (ignored, or inside a nested repository) unless it already
-    has the run's content; such files are dropped from the work when identical."""
+    has the run's content; such files are dropped from the work when identical. The same for what stands
+    where the run needs a directory (a file) or a file (a directory, unless all it holds goes)."""
     root = store.root
     keep: list[Entry] = []
     blocked: list[str] = []
+    going = set(removals)
     for entry in todo:
         path = root / entry.path
         if entry.path in code or entry.path in data or not os.path.lexists(path):
             keep.append(entry)
+        elif path.is_dir() and not path.is_symlink():
+            inside = [os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/") for d, _, fs in os.walk(path) for f in fs]
+            if all(p in going for p in inside):  # a directory whose files all go: the run's file replaces it
+                keep.append(entry)
+            else:
+                blocked.append(entry.path)
         elif entry.kind == "link" and path.is_symlink() and os.readlink(path) == entry.source or entry.kind == "blob" and path.is_file() and not path.is_symlink() and store.hash_file(path) == entry.source:
             continue
         else:
             blocked.append(entry.path)
+    for parent in sorted({str(PurePosixPath(e.path).parent) for e in keep} - {"."}):
+        full = root / parent
+        if os.path.lexists(full) and (full.is_symlink() or not full.is_dir()) and parent not in code and parent not in data:
+            blocked.append(parent)  # a file or link where the run has a directory, and nothing holds it
     if blocked:
         shown = ", ".join(blocked[:5]) + (f" and {len(blocked) - 5} more" if len(blocked) > 5 else "")
         raise GitexpError(
@@ -499,7 +602,11 @@ def branch(store: Store, run: RunSummary, name: str, switch: bool, notify: Calla
         f"Code of gitexp run {run.name}\n\n{fmt.T_RUN}: {run.name}\nGitexp-Run-Commit: {run.commit}\n",
     )
     if switch:
-        checkout(store, run, notify)
+        try:
+            checkout(store, run, notify)
+        except BaseException:
+            store.delete_branch(name, commit)  # "nothing was changed" must hold for the branch too
+            raise
         store.switch_branch(name)
         write_pointer(store.state_dir, name, Pointer(run.name, run.commit))
     return commit

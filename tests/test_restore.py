@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -428,3 +429,134 @@ def test_files_the_run_itself_ignores_are_never_removed_or_saved(ws: Workspace) 
     assert (ws.root / "checkpoints/epoch1.pt").read_text() == "weights\n"
     assert (ws.root / "train.py").read_text() == "print('v2')\n" and (ws.root / ".gitignore").exists()
     assert not any("secrets" in ws.git("ls-tree", "-r", "--name-only", f"refs/experiments/{r}") for r in ws.runs())
+
+
+def _object(ws: Workspace, run: str, path: str) -> Path:
+    pointers = {p["path"]: p for p in ws.record(run, "data.json")["inputs"]}  # type: ignore[index]
+    digest = pointers[path]["digest"]
+    return ws.root / ".git/gitexp/cache/objects" / digest[:2] / digest[2:]
+
+
+def test_a_damaged_cache_copy_of_the_data_being_replaced_is_repaired_first(ws: Workspace) -> None:
+    ws.write(".gitexp.yaml", "data: [data/a]\n")
+    ws.write("data/a", "A1\n")
+    ws.run("-n", "A", "--", "true")
+    ws.write("data/a", "A2\n")
+    ws.run("-n", "B", "--", "true")
+    damaged = _object(ws, "B", "data/a")
+    damaged.chmod(0o644)
+    damaged.write_text("XX\n")  # the cache's only copy of A2 rots; the workspace still has it
+    assert ws.gitexp("checkout", "A").code == 0
+    assert (ws.root / "data/a").read_text() == "A1\n"
+    back = ws.gitexp("checkout", "B")
+    assert back.code == 0, back.err
+    assert (ws.root / "data/a").read_text() == "A2\n", "A2 was never lost"
+
+
+def test_checkout_waits_for_a_run_working_in_the_workspace(ws: Workspace) -> None:
+    ws.write("params.yaml", "lr: 0.5  # my tuning\n")
+    ws.write("slow.py", "import time\ntime.sleep(30)\n")
+    ws.run("-n", "A", "--", "true")
+    proc = subprocess.Popen([sys.executable, "-m", "gitexp", "run", "-n", "slow", "-S", "lr=0.9", "--", sys.executable, "slow.py"],
+                            cwd=ws.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 20
+        while "lr: 0.9" not in (ws.root / "params.yaml").read_text():
+            assert time.time() < deadline
+            time.sleep(0.05)
+        result = ws.gitexp("checkout", "A")
+        assert result.code == 1 and "is running in this workspace" in result.err and "nothing was changed" in result.err
+        assert "slow" in result.err and not any(n.startswith("saved-") for n in ws.runs())
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_what_stands_in_the_way_of_the_run_files_is_handled_safely(ws: Workspace) -> None:
+    ws.write("cfg/s.py", "x = 1\n")
+    ws.write("tool", "a file\n")
+    ws.commit_all("base")
+    ws.run("-n", "A", "--", "true")
+    ws.git("rm", "-q", "-r", "cfg", "tool")
+    ws.write(".gitignore", "cfg\n")
+    ws.write("tool/run.py", "print('a dir now')\n")  # where A has a file: part of the code, it can go
+    ws.commit_all("cfg is ignored now")
+    ws.write("cfg", "SECRET\n")  # ignored, where A has a directory
+    ws.freeze()
+    refused = ws.gitexp("checkout", "A")
+    assert refused.code == 1 and "cannot save first" in refused.err and "cfg" in refused.err
+    (ws.root / "cfg").unlink()
+    ws.frozen = None
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 0, result.err
+    assert (ws.root / "tool").read_text() == "a file\n" and (ws.root / "cfg/s.py").read_text() == "x = 1\n"
+
+
+def test_nothing_is_written_through_a_symlinked_directory(ws: Workspace, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    (shared / "data").mkdir(parents=True)
+    (shared / "data" / "f1").write_text("1\n")
+    os.symlink(shared, ws.root / "assets")
+    ws.write(".gitignore", "assets\n")
+    ws.write(".gitexp.yaml", "data: [assets/data]\n")
+    ws.run("-n", "A", "--", "true")
+    assert ws.gitexp("checkout", "A").code == 0, "nothing to write: a symlinked dataset is fine"
+    (shared / "data" / "f2").write_text("a teammate's\n")
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 1 and "assets is a symlink" in result.err
+    assert (shared / "data" / "f2").read_text() == "a teammate's\n"
+
+
+def test_data_under_a_path_the_run_did_not_declare_stays(ws: Workspace) -> None:
+    ws.write(".gitignore", "data/\n")
+    ws.run("-n", "A", "--", "true")
+    ws.write(".gitexp.yaml", "data: [data/]\n")
+    ws.write("data/set.csv", "1,2\n")
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 0, result.err
+    assert (ws.root / "data/set.csv").read_text() == "1,2\n"
+
+
+def test_checkout_refuses_during_a_merge_and_branch_refuses_head(ws: Workspace) -> None:
+    ws.write("f.txt", "base\n")
+    ws.commit_all("base")
+    ws.run("-n", "A", "--", "true")
+    ws.git("checkout", "-q", "-b", "other")
+    ws.write("f.txt", "other\n")
+    ws.commit_all("other")
+    ws.git("checkout", "-q", "-")
+    ws.write("f.txt", "main\n")
+    ws.commit_all("main")
+    ws.git("merge", "-q", "other", check=False)  # a conflict: the merge stays in progress
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 1 and "merge is in progress" in result.err
+    ws.git("merge", "--abort")
+    bad = ws.gitexp("branch", "A", "HEAD")
+    assert bad.code == 1 and "invalid branch name" in bad.err and "refs/heads/HEAD" not in ws.git("show-ref")
+
+
+def test_a_failed_branch_switch_leaves_no_branch(ws: Workspace) -> None:
+    ws.write("notes.txt", "v1\n")
+    ws.commit_all("base")
+    ws.run("-n", "A", "--", "true")
+    ws.git("rm", "-q", "notes.txt")
+    ws.write(".gitignore", "notes.txt\n")
+    ws.commit_all("ignore notes")
+    ws.write("notes.txt", "mine, ignored\n")
+    result = ws.gitexp("branch", "A", "fix", "--switch")
+    assert result.code == 1 and "cannot save first" in result.err
+    assert "refs/heads/fix" not in ws.git("show-ref")
+
+
+def test_leaving_a_detached_head_that_no_branch_holds_is_warned_about(ws: Workspace) -> None:
+    ws.write("f.txt", "1\n")
+    ws.commit_all("one")
+    ws.run("-n", "A", "--", "true")
+    ws.write("f.txt", "2\n")
+    ws.commit_all("two")
+    ws.run("-n", "B", "--", "true")
+    assert ws.gitexp("checkout", "A").code == 0  # detaches HEAD at A's base
+    ws.write("fix.txt", "a fix\n")
+    orphan = ws.commit_all("a fix on the detached HEAD")
+    result = ws.gitexp("checkout", "B")
+    assert result.code == 0 and f"git branch NAME {orphan[:10]}" in result.err

@@ -375,7 +375,8 @@ class Store:
             head_commit = None if repo.head_is_unborn else str(repo.head.target)
             if commit is not None and commit != head_commit:
                 ref = repo.references.get(f"refs/heads/{branch}") if branch else None
-                if ref is not None and str(ref.target) == commit:
+                elsewhere = ref is not None and branch is not None and repo.branches.local[branch].is_checked_out()
+                if ref is not None and str(ref.target) == commit and not elsewhere:
                     repo.set_head(ref.name)
                     where = f"on branch {branch}"
                 else:
@@ -405,8 +406,8 @@ class Store:
     def create_branch(self, name: str, tree: str, parent: str | None, message: str) -> str:
         """refs/heads/<name> at a new commit of tree on parent; refuses an existing or invalid name."""
         ref = f"refs/heads/{name}"
-        if not pygit2.reference_is_valid_name(ref):
-            raise GitexpError(f"invalid branch name {name!r} (see git check-ref-format)")
+        if not pygit2.reference_is_valid_name(ref) or name == "HEAD":
+            raise GitexpError(f"invalid branch name {name!r} (see git check-ref-format; HEAD is reserved)")
         if ref in self.repo.references:
             raise GitexpError(f"a branch named {name!r} already exists (choose another name)")
         user, email = self.identity()
@@ -417,6 +418,35 @@ class Store:
         except pygit2.GitError as exc:
             raise StorageError(f"cannot create branch {name!r}: {exc}") from exc
         return str(oid)
+
+    def delete_branch(self, name: str, commit: str) -> None:
+        """Delete refs/heads/<name> if it still points at commit (undoing create_branch)."""
+        ref = self.repo.references.get(f"refs/heads/{name}")
+        if ref is not None and str(ref.target) == commit:
+            ref.delete()
+
+    def operation_in_progress(self) -> str | None:
+        """The git operation left unfinished in this work tree (a merge, a rebase...), or None."""
+        state = pygit2.enums.RepositoryState(self.repo.state())
+        return None if state == pygit2.enums.RepositoryState.NONE else str(state.name).lower().replace("_", " ")
+
+    def held_by_a_ref(self, commit: str) -> bool:
+        """Whether a branch or tag holds commit (points at it or at a descendant)."""
+        target = pygit2.Oid(hex=commit)
+        for name in self.repo.references:
+            if not name.startswith(("refs/heads/", "refs/tags/")):
+                continue
+            try:
+                tip = self.repo.references[name].peel(pygit2.Commit).id
+            except (KeyError, ValueError, pygit2.GitError):
+                continue
+            if tip == target or self.repo.descendant_of(tip, target):
+                return True
+        return False
+
+    def blob_size(self, oid: str) -> int:
+        obj = self.repo.get(oid)
+        return obj.size if isinstance(obj, pygit2.Blob) else 0
 
     def remote_names(self) -> list[str]:
         return [n for n in self.repo.remotes.names() if n]
