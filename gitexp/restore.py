@@ -137,11 +137,14 @@ class _Stage:
         for entry in entries:
             if entry.kind == "blob" and not self.store.has_object(entry.source):
                 raise GitexpError(f"git object {entry.source} of {entry.path} is missing (run 'git fsck'); nothing was changed")
-        needed = sum(self.cache.path(e.source).stat().st_size for e in entries if e.kind == "object")
+        needed = sum(
+            self.cache.path(e.source).stat().st_size if e.kind == "object" else self.store.blob_size(e.source)
+            for e in entries if e.kind != "link"
+        )
         free = shutil.disk_usage(self.scratch).free
         if needed > free:
             raise GitexpError(
-                f"not enough disk space: the run's data needs {needed >> 20} MiB and {free >> 20} MiB are free "
+                f"not enough disk space: the run's files need {needed >> 20} MiB and {free >> 20} MiB are free "
                 "(free some space, or use --into DIR on another disk); nothing was changed"
             )
         self.entries = entries

@@ -560,3 +560,20 @@ def test_leaving_a_detached_head_that_no_branch_holds_is_warned_about(ws: Worksp
     orphan = ws.commit_all("a fix on the detached HEAD")
     result = ws.gitexp("checkout", "B")
     assert result.code == 0 and f"git branch NAME {orphan[:10]}" in result.err
+
+
+def test_a_base_branch_checked_out_in_another_worktree_is_left_to_it(ws: Workspace, tmp_path: Path) -> None:
+    ws.write("f.txt", "1\n")
+    ws.commit_all("one")
+    ws.git("checkout", "-q", "-b", "feature")
+    ws.write("f.txt", "2\n")
+    ws.run("-n", "A", "--", "true")  # base branch: feature
+    ws.commit_all("two")
+    ws.git("checkout", "-q", "main" if "main" in ws.git("branch") else "master")
+    ws.write("g.txt", "on main\n")
+    ws.commit_all("three")
+    ws.git("worktree", "add", "-q", "-f", str(tmp_path / "wt"), "feature")
+    ws.git("-C", str(tmp_path / "wt"), "reset", "-q", "--hard", "HEAD~1")  # feature is at A's base again, over there
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 0, result.err
+    assert "detached" in result.out and ws.git("status", "--porcelain").strip() == "M f.txt"
