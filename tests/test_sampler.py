@@ -120,8 +120,9 @@ def test_the_callers_wait4_rusage_gives_the_exact_peak(tmp_path: Path) -> None:
                             text=True, timeout=60, check=True)
     summary, cpu, spawn, child = json.loads(result.stdout)
     child_mb = child * 1024 / 10**6
-    if child_mb <= spawn * 1.02:  # the parent was as big as the child: its peak cannot be told from inheritance
-        assert "peak_rss_mb" not in summary, (summary, spawn, child)
+    if child_mb <= spawn * 1.02:  # the parent was as big as the child: wait4's peak cannot be told from inheritance
+        # (a live reading of the child, when the machine was slow enough for one, is a true figure)
+        assert "peak_rss_mb" not in summary or 60 <= summary["peak_rss_mb"] < 150, (summary, spawn, child)
     else:
         assert 60 <= summary["peak_rss_mb"] < 150, (summary, spawn, child)
     assert summary["cpu_seconds"] == pytest.approx(cpu, abs=0.05), (summary, cpu)  # a reading of the live tree may round it up
