@@ -28,7 +28,16 @@ from gitexp.live import remove as remove_live
 from gitexp.model import Progress, RunSummary, Snapshot
 from gitexp.scalars import ScalarCapture, compile_pattern
 from gitexp.store import Store
-from gitexp.workspace import ParamsGuard, ParamsInUse, Pointer, pid_alive, read_pointer, write_pointer
+from gitexp.workspace import (
+    CheckoutInProgress,
+    ParamsGuard,
+    ParamsInUse,
+    Pointer,
+    checkout_in_progress,
+    pid_alive,
+    read_pointer,
+    write_pointer,
+)
 
 if TYPE_CHECKING:
     from gitexp.data.session import DataSession
@@ -173,6 +182,9 @@ class Recording:
         store, request, root, notify = self.store, self.request, self.root, self.notify
         in_place = request.workdir is None  # a copy (a queue worker's, reproduce's) has params files of its own
         if in_place:
+            checkout = checkout_in_progress(store.state_dir)
+            if checkout is not None:
+                raise CheckoutInProgress(checkout)
             for path in self.guard.recover():
                 notify(f"restored {path}, left rewritten by a gitexp run that was killed")
         for crashed in finalize_crashed(store, notify):

@@ -28,7 +28,7 @@ from gitexp.environment import hostname
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary
 from gitexp.store import Store
-from gitexp.workspace import Pointer, read_pointer, write_pointer
+from gitexp.workspace import Pointer, checkout_lock, read_pointer, write_pointer
 
 EXEC_MODE = 0o100755
 LINK_MODE = 0o120000
@@ -324,6 +324,11 @@ def _fingerprint(entry: Entry, st: os.stat_result) -> tuple[str, str, bool, int,
 
 def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None = None) -> CheckoutResult:
     """Make the workspace the run's: code, params, data and outputs; HEAD at its base commit."""
+    with checkout_lock(store.state_dir):
+        return _checkout(store, run, notify, progress)
+
+
+def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None) -> CheckoutResult:
     root = store.root
     tgt = target(store, run)
     _refuse_while_busy(store)

@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +224,44 @@ class ParamsGuard:
             if not report_kept:
                 listed.append(path)
         return listed
+
+
+CHECKOUT_LOCK = "checkout.lock"
+
+
+class CheckoutInProgress(GitexpError):
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"a gitexp checkout (pid {pid}) is changing this workspace; wait for it to finish")
+        self.pid = pid
+
+
+def checkout_in_progress(state_dir: Path) -> int | None:
+    """The pid of a live gitexp checkout of this workspace, if one runs."""
+    data = _read_json(state_dir / CHECKOUT_LOCK)
+    pid = data.get("pid")
+    return pid if isinstance(pid, int) and pid_alive(pid, data.get("host")) else None
+
+
+@contextlib.contextmanager
+def checkout_lock(state_dir: Path) -> Iterator[None]:
+    """Held while a checkout changes the workspace: a second checkout, or a run, waits for it (refuses)."""
+    path = state_dir / CHECKOUT_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in (1, 2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            break
+        except FileExistsError:
+            pid = checkout_in_progress(state_dir)
+            if pid is not None or attempt == 2:
+                raise CheckoutInProgress(pid or -1) from None
+            path.unlink(missing_ok=True)  # left by a checkout killed outright
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"pid": os.getpid(), "host": hostname()}))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _as_written(path: Path, entry: dict[str, str | None]) -> bool:

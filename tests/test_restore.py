@@ -577,3 +577,21 @@ def test_a_base_branch_checked_out_in_another_worktree_is_left_to_it(ws: Workspa
     result = ws.gitexp("checkout", "A")
     assert result.code == 0, result.err
     assert "detached" in result.out and ws.git("status", "--porcelain").strip() == "M f.txt"
+
+
+def test_a_checkout_in_progress_holds_off_other_checkouts_and_runs_until_it_ends(ws: Workspace) -> None:
+    ws.run("-n", "A", "--", "true")
+    lock = ws.root / ".git/gitexp/checkout.lock"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))  # a checkout mid-way
+        for args in (("checkout", "A"), ("run", "-n", "B", "--", "true")):
+            result = ws.gitexp(*args)
+            assert result.code == 1 and f"a gitexp checkout (pid {sleeper.pid}) is changing this workspace" in result.err
+        assert "B" not in ws.runs()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert ws.gitexp("checkout", "A").code == 0, "a lock whose checkout died is stale"
+    assert not lock.exists()
+    assert ws.gitexp("run", "-n", "B", "--", "true").code == 0
