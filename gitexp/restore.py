@@ -388,6 +388,14 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
             shutil.rmtree(stage.scratch, ignore_errors=True)
     finally:
         stats.close()
+    if _gitignores_differ(tgt, current_code):
+        after = {path for path, _, _ in store.code_entries(store.snapshot(exclude=declared, large_threshold=config.large_files).tree)}
+        shown = sorted(after - set(tgt.entries) - set(current_code))
+        if shown:
+            notify(
+                f"{len(shown)} file(s) your ignore rules hid are no longer ignored (the run's .gitignore differs): "
+                f"{', '.join(shown[:5])}{' ...' if len(shown) > 5 else ''}; the next gitexp run would record them"
+            )
     left, was_branch = head_before
     if left and was_branch is None and left != run.base and not store.held_by_a_ref(left):
         notify(f"HEAD was detached at {left[:10]}, which no branch or tag holds; keep it with: git branch NAME {left[:10]}")
@@ -481,13 +489,20 @@ def _not_ignored_by_run(store: Store, tgt: Target, code: dict[str, tuple[int, st
     (Files ignored now are never candidates; this is for those that ignore rules of the
     workspace no longer hide, as when its .gitignore differs from the run's.)
     """
-    ours = {p: oid for p, (_, oid) in code.items() if PurePosixPath(p).name == ".gitignore"}
-    theirs = {p: e.source for p, e in tgt.entries.items() if e.kind == "blob" and PurePosixPath(p).name == ".gitignore"}
     candidates = [p for p in removals if p in code]  # under the run's data and output paths, all extra files go
-    if not candidates or ours == theirs:
+    if not candidates or not _gitignores_differ(tgt, code):
         return removals
-    ignored = store.ignored_by(theirs, candidates)
+    ignored = store.ignored_by(_gitignores(tgt), candidates)
     return [p for p in removals if p not in ignored]
+
+
+def _gitignores(tgt: Target) -> dict[str, str]:
+    """The run's .gitignore files: path -> blob id."""
+    return {p: e.source for p, e in tgt.entries.items() if e.kind == "blob" and PurePosixPath(p).name == ".gitignore"}
+
+
+def _gitignores_differ(tgt: Target, code: dict[str, tuple[int, str]]) -> bool:
+    return {p: oid for p, (_, oid) in code.items() if PurePosixPath(p).name == ".gitignore"} != _gitignores(tgt)
 
 
 def _files_under(root: Path, paths: tuple[str, ...], stats: StatCache) -> dict[str, str]:

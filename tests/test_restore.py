@@ -422,6 +422,7 @@ def test_files_the_run_itself_ignores_are_never_removed_or_saved(ws: Workspace) 
     saved = next(line.split()[-1] for line in first.err.splitlines() if "get it back" in line)
     assert "secrets.txt" not in ws.git("ls-tree", "-r", "--name-only", f"refs/experiments/{saved}")
     assert not (ws.root / ".gitignore").exists() and (ws.root / "secrets.txt").exists()  # ignored: left alone
+    assert "no longer ignored" in first.err and "secrets.txt" in first.err  # said, before a run records it
     back = ws.gitexp("checkout", saved)  # its .gitignore ignores them: they were never the run's to remove
     assert back.code == 0, back.err
     assert "saved as run" not in back.err, "nothing needed saving"
