@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -62,7 +63,10 @@ def reproduce(store: Store, run: RunSummary, rtol: float, notify: Notify, progre
     command = meta.get("command") or []
     if not command:
         raise GitexpError(f"run {run.name!r} has no command to reproduce (it is a saved workspace)")
-    scratch = Path(tempfile.mkdtemp(prefix="gitexp-reproduce-"))
+    from gitexp.queue import WORKTREE_PREFIX, remove_stale_worktrees
+
+    remove_stale_worktrees()  # the copies of reproductions and workers that were killed outright
+    scratch = Path(tempfile.mkdtemp(prefix=f"{WORKTREE_PREFIX}{os.getpid()}-"))
     try:
         workdir = scratch / "workspace"
         materialize(store, run, workdir, sections=("inputs", "large_files"))

@@ -596,3 +596,13 @@ def test_a_checkout_in_progress_holds_off_other_checkouts_and_runs_until_it_ends
     assert ws.gitexp("checkout", "A").code == 0, "a lock whose checkout died is stale"
     assert not lock.exists()
     assert ws.gitexp("run", "-n", "B", "--", "true").code == 0
+
+
+def test_reproduce_works_in_a_copy_and_clears_the_copies_of_killed_ones(ws: Workspace, tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    (tmp / "gitexp-wt-999999-dead").mkdir(parents=True)  # a pid that is not running: a copy left by a kill
+    ws.write("calc.py", "import json, os\njson.dump({'cwd': len(os.getcwd())}, open('metrics.json', 'w'))\n")
+    ws.run("-n", "orig", "--", sys.executable, "calc.py")
+    result = ws.gitexp("reproduce", "orig", env={"TMPDIR": str(tmp)})
+    assert f"in {tmp}/gitexp-wt-" in result.err  # where it ran
+    assert list(tmp.iterdir()) == [], "its own copy is gone, and so is the killed one's"
