@@ -266,6 +266,12 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
     stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
     try:
         missing = _missing_objects(stage.cache, list(tgt.entries.values()))
+        never = [p for p in missing if p in dict(tgt.uncached)]
+        if never:
+            raise GitexpError(
+                f"run {run.name!r} recorded these inputs without caching them (cache_inputs: false), so no copy "
+                f"can hold them: {', '.join(never[:5])}; check the run out in place while the workspace has them"
+            )
         if missing:
             raise MissingData(run.name, missing)
         stage.check(list(tgt.entries.values()))

@@ -158,6 +158,9 @@ def test_inputs_can_be_recorded_without_caching_them(dataset: Workspace) -> None
     [inp] = data_record(ws, "nocache")["inputs"]
     assert inp["cached"] is False and inp["digest"]
     assert cache_objects(ws) == {}
+    copy = ws.gitexp("checkout", "nocache", "--into", str(ws.root.parent / "copy"))
+    assert copy.code == 1 and "cache_inputs: false" in copy.err and "gitexp pull" not in copy.err
+    assert not (ws.root.parent / "copy").exists()
 
 
 def test_data_and_outputs_given_as_flags_relative_to_the_current_directory(ws: Workspace) -> None:
