@@ -172,7 +172,7 @@ class _Stage:
             os.chmod(tmp, (0o777 if entry.executable else 0o666) & ~umask)
             os.rename(tmp, dest)
 
-        def write(entries: list[Entry]) -> None:
+        def write_code(entries: list[Entry]) -> None:
             for entry in entries:
                 dest, st = self._clear(root, entry.path)
                 if entry.kind == "link":
@@ -196,7 +196,7 @@ class _Stage:
         size = max(64, -(-len(direct) // 8))
         with ThreadPoolExecutor(max_workers=4) as pool:
             jobs = [pool.submit(copy, e) for e in objects]
-            jobs += [pool.submit(write, direct[i : i + size]) for i in range(0, len(direct), size)]
+            jobs += [pool.submit(write_code, direct[i : i + size]) for i in range(0, len(direct), size)]
             for job in jobs:
                 job.result()
 
