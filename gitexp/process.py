@@ -250,7 +250,9 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum)) for sig in _STOP_SIGNALS}
+    # A signal ignored (nohup, a background job of a script) stays ignored: deferring it would end us after all.
+    watched = [sig for sig in _STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum)) for sig in watched}
     try:
         yield
     finally:

@@ -606,3 +606,36 @@ def test_reproduce_works_in_a_copy_and_clears_the_copies_of_killed_ones(ws: Work
     result = ws.gitexp("reproduce", "orig", env={"TMPDIR": str(tmp)})
     assert f"in {tmp}/gitexp-wt-" in result.err  # where it ran
     assert list(tmp.iterdir()) == [], "its own copy is gone, and so is the killed one's"
+
+
+def test_ctrl_c_leaves_either_the_old_workspace_or_the_whole_run_never_a_mix(ws: Workspace) -> None:
+    import signal
+
+    ws.write(".gitexp.yaml", "data: [data]\n")
+    ws.write(".gitignore", "data/\n")
+    ws.write("code.py", "v = 'A'\n")
+    ws.commit_all("A")
+    for i in range(48):
+        (ws.root / "data").mkdir(exist_ok=True)
+        (ws.root / "data" / f"{i}.bin").write_bytes(b"A" * (4 << 20))
+    ws.run("-n", "A", "--", "true")
+    ws.write("code.py", "v = 'B'\n")
+    ws.commit_all("B")
+    for i in range(48):
+        (ws.root / "data" / f"{i}.bin").write_bytes(b"B" * (4 << 20))
+    ws.run("-n", "B", "--", "true")
+
+    def state() -> tuple[str, set[bytes]]:
+        return (ws.root / "code.py").read_text(), {p.read_bytes()[:1] for p in (ws.root / "data").iterdir()}
+
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.6):
+        proc = subprocess.Popen([sys.executable, "-m", "gitexp", "checkout", "A"], cwd=ws.root, stderr=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        # (-2: Ctrl-C while Python was still importing gitexp, before any of it ran)
+        assert proc.returncode in (0, 130, -signal.SIGINT) and ("Traceback" not in err or proc.returncode < 0), err
+        assert state() in ((("v = 'A'\n"), {b"A"}), (("v = 'B'\n"), {b"B"})), (delay, err)  # one or the other, whole
+        assert ws.git("status", "--porcelain").strip() == "", (delay, err)  # HEAD and index agree with the files
+        assert ws.gitexp("checkout", "B").code == 0
