@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import replace
 from typing import Any
@@ -69,6 +68,8 @@ def resolve(store: Store, spec: str) -> RunSummary:
             return annotated(_now(store, store.summary(*matches[0])), store.annotation(matches[0][1]))
         if len(matches) > 1:
             raise AmbiguousRun(spec, sorted(n for n, _ in matches))
+    import difflib  # only on this path: list and show must start fast
+
     raise RunNotFound(spec, difflib.get_close_matches(name, [n for n, _ in store.run_refs()], n=3))  # a typo?
 
 

@@ -24,7 +24,6 @@ from gitexp.data.hashing import StatCache
 from gitexp.data.inventory import SECTION_ROLES, manifest, run_pointers
 from gitexp.data.pointers import InvalidPointer, safe_relative
 from gitexp.data.session import cache_root, stat_db
-from gitexp.environment import hostname
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary
 from gitexp.store import Store
@@ -124,13 +123,22 @@ class _Stage:
         self.cache = Cache(cache_root(store.git_common_dir()))
         self.scratch = scratch
         self.entries: list[Entry] = []
-        self._dirs: set[str] = set()
         scratch.mkdir(parents=True)
 
-    def check(self, entries: list[Entry]) -> None:
-        """Verify every data object (two at a time: hashing is CPU-bound) and that every git blob exists."""
+    def check(self, run: RunSummary, entries: list[Entry], uncached: tuple[tuple[str, str], ...] = ()) -> None:
+        """Name every missing data object, then verify each (two at a time: hashing is CPU-bound), check
+        that every git blob exists and that the disk has room."""
         from concurrent.futures import ThreadPoolExecutor
 
+        missing = [e.path for e in entries if e.kind == "object" and not self.cache.has(e.source)]
+        never = [p for p in missing if p in dict(uncached)]
+        if never:
+            raise GitexpError(
+                f"run {run.name!r} recorded these inputs without caching them (cache_inputs: false), so no copy "
+                f"can hold them: {', '.join(never[:5])}; check the run out in place while the workspace has them"
+            )
+        if missing:
+            raise MissingData(run.name, missing)
         objects = {e.source: e.path for e in entries if e.kind == "object"}
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(self.cache.check, objects, objects.values()))
@@ -155,11 +163,14 @@ class _Stage:
         from concurrent.futures import ThreadPoolExecutor
 
         for parent in sorted({os.path.dirname(e.path) for e in self.entries}):
-            self._parent(root, parent)
+            _make_parents(root, root / parent)
         filtered = self.store.needs_filters([e.path for e in self.entries if e.kind == "blob"])
         umask = os.umask(0)
         os.umask(umask)
         lock = threading.Lock()  # pygit2 reads from one thread at a time
+
+        def mode(entry: Entry) -> int:  # as git gives a new file
+            return (0o777 if entry.executable else 0o666) & ~umask
 
         def copy(entry: Entry) -> None:
             dest, st = self._clear(root, entry.path)
@@ -169,7 +180,7 @@ class _Stage:
                 os.unlink(dest)
             tmp = self.scratch / os.urandom(8).hex()
             self.cache.copy_out(entry.source, tmp, entry.path)
-            os.chmod(tmp, (0o777 if entry.executable else 0o666) & ~umask)
+            os.chmod(tmp, mode(entry))
             os.rename(tmp, dest)
 
         def write_code(entries: list[Entry]) -> None:
@@ -186,8 +197,8 @@ class _Stage:
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view):]
-                    if st is not None and bool(st.st_mode & 0o100) != entry.executable:  # as git: a new file's mode
-                        os.fchmod(fd, (0o777 if entry.executable else 0o666) & ~umask)
+                    if st is not None and bool(st.st_mode & 0o100) != entry.executable:
+                        os.fchmod(fd, mode(entry))
                 finally:
                     os.close(fd)
 
@@ -199,11 +210,6 @@ class _Stage:
             jobs += [pool.submit(write_code, direct[i : i + size]) for i in range(0, len(direct), size)]
             for job in jobs:
                 job.result()
-
-    def _parent(self, root: Path, parent: str) -> None:
-        if parent not in self._dirs:
-            _make_parents(root, root / parent)
-            self._dirs.add(parent)
 
     def _clear(self, root: Path, path: str) -> tuple[str, os.stat_result | None]:
         """Make room for path (its parent already made): nothing there, or a lone regular file to overwrite."""
@@ -219,11 +225,6 @@ class _Stage:
         else:
             return dest, st
         return dest, None
-
-
-def _missing_objects(cache: Cache, entries: list[Entry]) -> list[str]:
-    """Paths of the entries whose data object is not in the cache."""
-    return [e.path for e in entries if e.kind == "object" and not cache.has(e.source)]
 
 
 def _make_parents(root: Path, directory: Path) -> None:
@@ -263,27 +264,26 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
         raise GitexpError(f"{into} is inside the repository, where the copy would become code of the next run (choose a directory outside it)")
     tgt = target(store, run, sections)
     made = not into.exists()
-    stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
     try:
-        missing = _missing_objects(stage.cache, list(tgt.entries.values()))
-        never = [p for p in missing if p in dict(tgt.uncached)]
-        if never:
-            raise GitexpError(
-                f"run {run.name!r} recorded these inputs without caching them (cache_inputs: false), so no copy "
-                f"can hold them: {', '.join(never[:5])}; check the run out in place while the workspace has them"
-            )
-        if missing:
-            raise MissingData(run.name, missing)
-        stage.check(list(tgt.entries.values()))
-        into.mkdir(parents=True, exist_ok=True)
-        stage.write(into)
+        _write_copy(store, run, list(tgt.entries.values()), into, tgt.uncached)
     except BaseException:
         if made:
             shutil.rmtree(into, ignore_errors=True)  # no half copy left behind to refuse the next try
         raise
+    return len(tgt.entries)
+
+
+def _write_copy(
+    store: Store, run: RunSummary, entries: list[Entry], into: Path, uncached: tuple[tuple[str, str], ...] = ()
+) -> None:
+    """Check, then write entries into directory into: a copy of the run (nothing there to save first)."""
+    stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
+    try:
+        stage.check(run, entries, uncached)
+        into.mkdir(parents=True, exist_ok=True)
+        stage.write(into)
     finally:
         shutil.rmtree(stage.scratch, ignore_errors=True)
-    return len(tgt.entries)
 
 
 Known = dict[str, tuple[str, str, bool, int, int, int]]  # path -> (kind, source, executable, size, ctime_ns, inode)
@@ -311,16 +311,7 @@ def sync(store: Store, run: RunSummary, into: Path, known: Known, sections: tupl
         if dirpath != str(into):
             with contextlib.suppress(OSError):
                 os.rmdir(dirpath)  # only if empty
-    todo = [e for path, e in tgt.entries.items() if path not in keep]
-    stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
-    try:
-        missing = _missing_objects(stage.cache, todo)
-        if missing:
-            raise MissingData(run.name, missing)
-        stage.check(todo)
-        stage.write(into)
-    finally:
-        shutil.rmtree(stage.scratch, ignore_errors=True)
+    _write_copy(store, run, [e for path, e in tgt.entries.items() if path not in keep], into)
     return {path: _fingerprint(e, os.lstat(into / path)) for path, e in tgt.entries.items()}
 
 
@@ -331,6 +322,8 @@ def _fingerprint(entry: Entry, st: os.stat_result) -> tuple[str, str, bool, int,
 def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None = None) -> CheckoutResult:
     """Make the workspace the run's: code, params, data and outputs; HEAD at its base commit."""
     with checkout_lock(store.state_dir):
+        for stale in (store.state_dir / "tmp").glob("checkout-*"):  # under the lock: left by a killed checkout
+            shutil.rmtree(stale, ignore_errors=True)
         return _checkout(store, run, notify, progress)
 
 
@@ -361,15 +354,12 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
         removals = _not_ignored_by_run(store, tgt, current_code, removals)
         _refuse_through_symlinks(root, [e.path for e in todo] + removals)
         todo = _guard_unsaveable(store, todo, current_code, current_data, removals)
-        cache = Cache(cache_root(store.git_common_dir()))
-        missing = _missing_objects(cache, todo)
-        if missing:
-            raise MissingData(run.name, missing)
         touched = {e.path for e in todo} | set(removals)
         saved = None
         stage = _Stage(store, store.state_dir / "tmp" / f"checkout-{os.getpid()}-{os.urandom(3).hex()}")
+        cache = stage.cache
         try:
-            stage.check(todo)  # every byte verified before anything is saved or changed
+            stage.check(run, todo)  # every byte verified before anything is saved or changed
             _repair_from_workspace(cache, stats, root, {p: current_data[p] for p in touched if p in current_data})
             if not _recoverable(store, touched, current_code, current_data, cache):
                 from gitexp.recorder import save_workspace
@@ -409,23 +399,19 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
 
 
 def _refuse_while_busy(store: Store) -> None:
-    """A checkout waits for git operations and gitexp runs that work in this workspace; stale scratch goes."""
+    """A checkout waits for git operations, and for gitexp runs that work in this workspace (their live
+    files say so: one that rewrote the params files has one too)."""
     from gitexp import live
-    from gitexp.workspace import ParamsGuard, pid_alive
 
     operation = store.operation_in_progress()
     if operation:
         raise GitexpError(f"a git {operation} is in progress here; finish or abort it first; nothing was changed")
-    for state in live.running_in(store.git_common_dir(), store.root):
+    busy = live.running_in(store.git_common_dir(), store.root)
+    if busy:
         raise GitexpError(
-            f"run {state.name!r} (pid {state.pid}) is running in this workspace and may still write to it; "
+            f"run {busy[0].name!r} (pid {busy[0].pid}) is running in this workspace and may still write to it; "
             "wait for it to end (or stop it) before a checkout; nothing was changed"
         )
-    ParamsGuard(store.state_dir, store.root).ensure_free()
-    for stale in (store.state_dir / "tmp").glob("checkout-*-*"):  # left by a checkout killed outright
-        pid = stale.name.split("-")[1]
-        if pid.isdigit() and not pid_alive(int(pid), hostname()):
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 @contextlib.contextmanager

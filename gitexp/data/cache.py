@@ -175,9 +175,10 @@ class Cache:
     def verify(self, digest: str) -> bool:
         """True if the object's bytes hash to its name."""
         try:
-            return hash_file(self.path(digest))[0] == digest
-        except OSError:
+            self.check(digest, digest)
+        except (MissingObject, CorruptObject, OSError):
             return False
+        return True
 
     def check(self, digest: str, what: str) -> None:
         """Raise MissingObject or CorruptObject unless the object is here and hashes to its name."""
