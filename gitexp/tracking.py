@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from gitexp.recorder import Recording
 
 ENV_RUN_DIR = "GITEXP_RUN_DIR"  # the same as gitexp.recorder.ENV_RUN_DIR (not imported: it pulls in pygit2)
-STDERR_FILE = "stderr.log"  # gitexp.format.STDERR_FILE: the recorder takes it from the scratch dir into the record
 FLUSH_SECONDS = 1.0  # logged points reach the file at least this often, so `gitexp list` sees them live
 MAX_PENDING = 1000  # or when this many points wait
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
@@ -261,6 +260,8 @@ class ActiveRun:
         if self.ended or os.getpid() != self._owner or self._recording.scratch is None:
             return
         import traceback
+
+        from gitexp.format import STDERR_FILE  # the recorder takes it from the scratch dir into the record
 
         text = "".join(traceback.format_exception(kind, exc, tb))
         try:
