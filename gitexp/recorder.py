@@ -185,8 +185,8 @@ class Recording:
             checkout = checkout_in_progress(store.state_dir)
             if checkout is not None:
                 raise CheckoutInProgress(checkout)
-            for path in self.guard.recover():
-                notify(f"restored {path}, left rewritten by a gitexp run that was killed")
+            for note in self.guard.recover():
+                notify(note)
         for crashed in finalize_crashed(store, notify):
             notify(f"run {crashed}: its recorder died; recorded as crashed with the logs and metrics it left")
         config = config_mod.load(root)

@@ -27,7 +27,7 @@ from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary
 from gitexp.store import Store
-from gitexp.workspace import Pointer, checkout_lock, read_pointer, write_pointer
+from gitexp.workspace import ParamsGuard, Pointer, checkout_lock, read_pointer, write_pointer
 
 EXEC_MODE = 0o100755
 LINK_MODE = 0o120000
@@ -331,6 +331,8 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
     root = store.root
     tgt = target(store, run)
     _refuse_while_busy(store)
+    for note in ParamsGuard(store.state_dir, root).recover():  # the user's params first: they may need saving
+        notify(note)
     config = config_mod.load(root)
     declared = tuple(dict.fromkeys(config.data + config.outputs + tgt.owned))
     current = store.snapshot(exclude=declared, large_threshold=config.large_files)

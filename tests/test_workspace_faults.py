@@ -1,0 +1,114 @@
+"""The workspace after faults: params left rewritten by a killed -S run, checkouts killed half-way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Workspace
+
+PY = sys.executable
+MINE = "lr: 0.1   # my uncommitted tuning, in no commit and no run\n"
+
+
+def wait_for(predicate: object, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def kill_an_override_run(ws: Workspace) -> None:
+    """An -S run SIGKILLed with its command: params.yaml stays rewritten, the user's bytes only in the backup."""
+    proc = subprocess.Popen(
+        [PY, "-m", "gitexp", "run", "-n", "doomed", "-S", "lr=9", "--", "sleep", "60"],
+        cwd=ws.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: "lr: 9" in (ws.root / "params.yaml").read_text())
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert (ws.root / ".git/gitexp/params-backup.json").exists()
+
+
+def holders(ws: Workspace, content: str) -> list[str]:
+    """The runs whose params.yaml is content."""
+    return [name for name in ws.runs() if ws.git("show", f"refs/experiments/{name}:params.yaml", check=False) == content]
+
+
+@pytest.fixture
+def other(ws: Workspace) -> Workspace:
+    """A workspace with committed params, a run 'other' of different params, and the user's uncommitted edit."""
+    ws.write("params.yaml", "lr: 0.3\n")
+    ws.commit_all()
+    ws.write("params.yaml", "lr: 0.2\n")
+    ws.run("-n", "other", "--", "true")
+    ws.write("params.yaml", MINE)
+    return ws
+
+
+@pytest.mark.parametrize("command", [("checkout", "other"), ("branch", "--switch", "other", "tried")])
+def test_a_checkout_after_a_killed_override_run_restores_the_users_params_before_saving_the_workspace(
+    other: Workspace, command: tuple[str, ...]
+) -> None:
+    kill_an_override_run(other)
+    result = other.gitexp(*command)
+    assert result.code == 0, result.err
+    assert "restored params.yaml" in result.err
+    assert (other.root / "params.yaml").read_text() == "lr: 0.2\n"
+    saved = holders(other, MINE)
+    assert saved and saved[0].startswith("saved-"), "the workspace was saved with the user's params, not the -S ones"
+    assert not (other.root / ".git/gitexp/params-backup.json").exists()
+    other.run("-n", "next", "--", "true")
+    assert other.gitexp("checkout", saved[0]).code == 0
+    assert (other.root / "params.yaml").read_text() == MINE
+
+
+def test_the_users_params_are_kept_when_the_file_was_edited_after_the_killed_run(other: Workspace) -> None:
+    kill_an_override_run(other)
+    (other.root / "params.yaml").write_text("lr: 0.7   # edited after the crash\n")
+    result = other.gitexp("checkout", "other")  # the edit wins; the bytes before the run are kept aside
+    assert result.code == 0, result.err
+    assert not (other.root / ".git/gitexp/params-backup.json").exists()
+    kept = [line for line in result.err.splitlines() if "params.yaml" in line and "kept in" in line]
+    assert len(kept) == 1, result.err
+    path = Path(kept[0].split("kept in ", 1)[1].split(";")[0].strip())
+    assert (other.root / path).read_text() == MINE
+    assert holders(other, "lr: 0.7   # edited after the crash\n")  # the edit itself was saved by the checkout
+    again = other.run("-n", "next", "--", "true")  # nothing left to recover, and the kept copy stays
+    assert "params.yaml" not in again.err and (other.root / path).read_text() == MINE
+
+
+def test_a_run_after_a_killed_override_run_and_an_edit_keeps_the_users_params(other: Workspace) -> None:
+    kill_an_override_run(other)
+    (other.root / "params.yaml").write_text("lr: 0.7\n")
+    result = other.run("-n", "next", "--", "true")
+    assert "kept in" in result.err
+    path = result.err.split("kept in ", 1)[1].split(";")[0].strip()
+    assert (other.root / path).read_text() == MINE
+    assert (other.root / "params.yaml").read_text() == "lr: 0.7\n"
+
+
+def test_params_are_not_touched_by_a_checkout_while_the_override_run_lives(other: Workspace) -> None:
+    proc = subprocess.Popen(
+        [PY, "-m", "gitexp", "run", "-n", "alive", "-S", "lr=9", "--", "sleep", "60"],
+        cwd=other.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: "lr: 9" in (other.root / "params.yaml").read_text())
+        result = other.gitexp("checkout", "other")
+        assert result.code == 1 and "running in this workspace" in result.err
+        assert "lr: 9" in (other.root / "params.yaml").read_text()
+        assert (other.root / ".git/gitexp/params-backup.json").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+    assert (other.root / "params.yaml").read_text() == MINE
