@@ -379,7 +379,7 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
                     if entry.kind == "object":
                         stats.remember(root / entry.path, entry.source)
                 index_tree = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
-                head = store.move_head(run.base, run.base_branch, index_tree)
+                head = store.move_head(run.base, run.base_branch, index_tree, run.commit)
                 _, branch = store.head()
                 write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
         finally:

@@ -112,3 +112,81 @@ def test_params_are_not_touched_by_a_checkout_while_the_override_run_lives(other
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
     assert (other.root / "params.yaml").read_text() == MINE
+
+
+def status(ws: Workspace) -> tuple[list[str], list[str]]:
+    return (
+        sorted(ws.git("status", "--porcelain=v1", "--untracked-files=all").splitlines()),
+        sorted(ws.git("diff", "HEAD", "--name-status").splitlines()),
+    )
+
+
+@pytest.fixture
+def changed(ws: Workspace) -> tuple[Workspace, tuple[list[str], list[str]]]:
+    """A base commit of many files and a run 'r' that changes most of them without changing their size."""
+    for i in range(300):
+        ws.write(f"src/f{i:03}.txt", f"base {i:03}\n")
+    ws.write("grows.txt", "short\n")
+    ws.write("gone.txt", "deleted by the run\n")
+    ws.commit_all()
+    for i in range(0, 300, 2):
+        ws.write(f"src/f{i:03}.txt", f"RUN! {i:03}\n")  # same size, same second: only the content tells
+    ws.write("grows.txt", "much longer now\n")
+    (ws.root / "gone.txt").unlink()
+    ws.write("new.txt", "added by the run\n")
+    ws.run("-n", "r", "--", "true")
+    expected = status(ws)
+    assert len(expected[0]) == 153 and " M src/f000.txt" in expected[0]
+    return ws, expected
+
+
+def back_to_base(ws: Workspace) -> None:
+    """The files and the index as at the base commit, written at the start of a second: a checkout that
+    rewrites a file within that second leaves it with the stat data git has for the base's content
+    (same size, same inode, same second), which is what makes a stale index entry look clean."""
+    ws.git("reset", "-q", "--hard")
+    ws.git("clean", "-fdq")
+    assert status(ws) == ([], [])
+    while time.time() % 1 > 0.05:
+        time.sleep(0.005)
+    for i in range(0, 300, 2):  # rewritten now, as a git checkout would
+        (ws.root / f"src/f{i:03}.txt").unlink()
+    ws.git("checkout", "-q", "--", "src")
+
+
+def test_a_checkout_shows_exactly_the_runs_changes_in_git_status_even_within_one_second(
+    changed: tuple[Workspace, tuple[list[str], list[str]]],
+) -> None:
+    ws, expected = changed
+    for _ in range(3):
+        back_to_base(ws)
+        result = ws.gitexp("checkout", "r")
+        assert result.code == 0, result.err
+        assert status(ws) == expected
+
+
+def test_a_checkout_killed_at_any_moment_then_run_again_shows_exactly_the_runs_changes(
+    changed: tuple[Workspace, tuple[list[str], list[str]]],
+) -> None:
+    ws, expected = changed
+    back_to_base(ws)
+    started = time.monotonic()
+    assert ws.gitexp("checkout", "r").code == 0
+    took = time.monotonic() - started
+    first = ws.root / "src/f000.txt"
+    moments: list[float | None] = [None] * 8 + [took * i / 12 for i in range(12)]  # None: once it has written a file
+    for moment in moments:
+        back_to_base(ws)
+        proc = subprocess.Popen([PY, "-m", "gitexp", "checkout", "r"], cwd=ws.root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if moment is None:
+            deadline = time.time() + 60
+            while proc.poll() is None and first.read_bytes().startswith(b"base") and time.time() < deadline:
+                pass  # busy: the window is short
+        else:
+            time.sleep(moment)
+        proc.kill()
+        proc.wait()
+        again = ws.gitexp("checkout", "r")
+        assert again.code == 0, again.err
+        assert status(ws) == expected, f"killed after {moment}s"
