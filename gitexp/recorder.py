@@ -315,8 +315,8 @@ class Recording:
                 self.scratch / fmt.LOG_TIMES_FILE, self.start_sampler, capture,
             )
         finally:
-            for path in self.guard.restore():
-                self.notify(f"{path} was edited during the run; your edit was kept")
+            for note in self.guard.restore():
+                self.notify(note)
 
     def start_sampler(self, pid: int, include_self: bool = False) -> None:
         """The command (pid) started: sample it, and tell its pid in the live file."""

@@ -137,15 +137,21 @@ class ParamsGuard:
         if pid_alive(data.get("pid"), data.get("host")):
             return []
         notes = [f"restored {path}, left rewritten by a gitexp run that was killed" for path in self._put_back(data, report_kept=False)]
-        notes += self._keep_originals(data)
+        notes += [
+            f"{path} was changed after a gitexp run that rewrote it was killed; your change was kept{where}"
+            for path, where in self._keep_originals(data).items()
+        ]
         self._backup.unlink(missing_ok=True)
         return notes
 
-    def _keep_originals(self, data: dict[str, object]) -> list[str]:
-        """Copy aside the original bytes of files a dead run rewrote and the user edited since (else lost)."""
-        notes = []
+    def _keep_originals(self, data: dict[str, object]) -> dict[str, str]:
+        """Copy aside the original bytes of files the user changed while they were rewritten (else lost).
+
+        Returns, per such file, the end of a sentence that says where its original bytes are.
+        """
+        where = {}
         files = data.get("files")
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(self._backup.stat().st_mtime))
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         for path, entry in (files.items() if isinstance(files, dict) else []):
             full = self._root / path
             original = entry.get("original")
@@ -160,11 +166,8 @@ class ParamsGuard:
             kept = self._backup.parent / "params-kept" / f"{stamp}-{os.getpid()}" / path
             atomic_write(kept, original_bytes)
             shown = os.path.relpath(kept, self._root) if kept.is_relative_to(self._root) else str(kept)
-            notes.append(
-                f"{path} was changed after a gitexp run that rewrote it was killed; your change was kept, and the "
-                f"file as it was before that run is kept in {shown}; copy it back if you want it"
-            )
-        return notes
+            where[path] = f", and the file as it was before the run is kept in {shown}; copy it back if you want it"
+        return where
 
     def ensure_free(self) -> None:
         """Raise ParamsInUse if a live gitexp run has its overrides applied here."""
@@ -227,13 +230,14 @@ class ParamsGuard:
             return
 
     def restore(self) -> list[str]:
-        """Put the originals back; return the paths kept as the user edited them."""
+        """Put the originals back; return a note per file kept as the user edited it during the run."""
         data = _read_json(self._backup)
         if not data or data.get("pid") != os.getpid():
             return []
-        kept = self._put_back(data, report_kept=True)
+        edited = self._put_back(data, report_kept=True)
+        aside = self._keep_originals(data)
         self._backup.unlink(missing_ok=True)
-        return kept
+        return [f"{path} was edited during the run; your edit was kept{aside.get(path, '')}" for path in edited]
 
     def _put_back(self, data: dict[str, object], report_kept: bool) -> list[str]:
         """Restore each file still as gitexp wrote it; list the restored ones, or with report_kept the others."""

@@ -53,7 +53,7 @@ def test_a_run_in_progress_is_listed_as_running_with_its_latest_metrics(ws: Work
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     ws.git("remote", "add", "origin", str(bare))
     ws.run("--queue", "-n", "waiting", "--", "true")
-    proc = start(ws, "-n", "live", "--", PY, "slow.py", "60")
+    proc = start(ws, "-n", "live", "--", PY, "slow.py", "100000")  # until the SIGINT below, however slow the machine
     try:
         wait_for(lambda: "live" in ws.runs())
         assert ws.gitexp("show", "live").code == 0

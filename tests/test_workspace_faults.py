@@ -97,6 +97,18 @@ def test_a_run_after_a_killed_override_run_and_an_edit_keeps_the_users_params(ot
     assert (other.root / "params.yaml").read_text() == "lr: 0.7\n"
 
 
+def test_the_users_params_are_kept_when_the_file_was_edited_during_the_run(ws: Workspace) -> None:
+    ws.write("params.yaml", MINE)
+    result = ws.run("-n", "edited", "-S", "lr=0.5", "--", "sh", "-c", "echo 'lr: 0.7' > params.yaml")
+    assert (ws.root / "params.yaml").read_text() == "lr: 0.7\n"  # the edit wins
+    assert "your edit was kept" in result.err
+    path = result.err.split("kept in ", 1)[1].split(";")[0].strip()
+    assert (ws.root / path).read_text() == MINE  # and the bytes it replaced are not lost
+    ws.write("params.yaml", MINE)
+    same = ws.run("-n", "same", "-S", "lr=0.5", "--", "sh", "-c", f"printf '{MINE}' > params.yaml")
+    assert "your edit was kept" in same.err and "kept in" not in same.err  # the file holds them: nothing to keep
+
+
 def test_params_are_not_touched_by_a_checkout_while_the_override_run_lives(other: Workspace) -> None:
     proc = subprocess.Popen(
         [PY, "-m", "gitexp", "run", "-n", "alive", "-S", "lr=9", "--", "sleep", "60"],
