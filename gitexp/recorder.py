@@ -185,8 +185,8 @@ class Recording:
             checkout = checkout_in_progress(store.state_dir)
             if checkout is not None:
                 raise CheckoutInProgress(checkout)
-            for path in self.guard.recover():
-                notify(f"restored {path}, left rewritten by a gitexp run that was killed")
+            for note in self.guard.recover():
+                notify(note)
         for crashed in finalize_crashed(store, notify):
             notify(f"run {crashed}: its recorder died; recorded as crashed with the logs and metrics it left")
         config = config_mod.load(root)
@@ -315,8 +315,8 @@ class Recording:
                 self.scratch / fmt.LOG_TIMES_FILE, self.start_sampler, capture,
             )
         finally:
-            for path in self.guard.restore():
-                self.notify(f"{path} was edited during the run; your edit was kept")
+            for note in self.guard.restore():
+                self.notify(note)
 
     def start_sampler(self, pid: int, include_self: bool = False) -> None:
         """The command (pid) started: sample it, and tell its pid in the live file."""

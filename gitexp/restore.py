@@ -27,7 +27,7 @@ from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary
 from gitexp.store import Store
-from gitexp.workspace import Pointer, checkout_lock, read_pointer, write_pointer
+from gitexp.workspace import ParamsGuard, Pointer, checkout_lock, read_pointer, write_pointer
 
 EXEC_MODE = 0o100755
 LINK_MODE = 0o120000
@@ -331,6 +331,8 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
     root = store.root
     tgt = target(store, run)
     _refuse_while_busy(store)
+    for note in ParamsGuard(store.state_dir, root).recover():  # the user's params first: they may need saving
+        notify(note)
     config = config_mod.load(root)
     declared = tuple(dict.fromkeys(config.data + config.outputs + tgt.owned))
     current = store.snapshot(exclude=declared, large_threshold=config.large_files)
@@ -377,7 +379,7 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
                     if entry.kind == "object":
                         stats.remember(root / entry.path, entry.source)
                 index_tree = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
-                head = store.move_head(run.base, run.base_branch, index_tree)
+                head = store.move_head(run.base, run.base_branch, index_tree, run.commit)
                 _, branch = store.head()
                 write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
         finally:

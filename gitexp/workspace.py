@@ -121,7 +121,11 @@ class ParamsGuard:
         self._root = root
 
     def recover(self) -> list[str]:
-        """Restore files left rewritten by a gitexp that died; return their paths."""
+        """Restore files left rewritten by a gitexp that died; return one note per file dealt with.
+
+        A file the user edited since keeps the edit; its bytes from before the run, if
+        they are in no file now, are kept under params-kept/ (never discarded).
+        """
         data = _read_json(self._backup)
         if not data:
             try:  # an empty claim left by a gitexp killed between creating and writing it
@@ -132,9 +136,38 @@ class ParamsGuard:
             return []
         if pid_alive(data.get("pid"), data.get("host")):
             return []
-        restored = self._put_back(data, report_kept=False)
+        notes = [f"restored {path}, left rewritten by a gitexp run that was killed" for path in self._put_back(data, report_kept=False)]
+        notes += [
+            f"{path} was changed after a gitexp run that rewrote it was killed; your change was kept{where}"
+            for path, where in self._keep_originals(data).items()
+        ]
         self._backup.unlink(missing_ok=True)
-        return restored
+        return notes
+
+    def _keep_originals(self, data: dict[str, object]) -> dict[str, str]:
+        """Copy aside the original bytes of files the user changed while they were rewritten (else lost).
+
+        Returns, per such file, the end of a sentence that says where its original bytes are.
+        """
+        where = {}
+        files = data.get("files")
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        for path, entry in (files.items() if isinstance(files, dict) else []):
+            full = self._root / path
+            original = entry.get("original")
+            if original is None or _as_written(full, entry):
+                continue  # the run created the file, or it was put back just now
+            original_bytes = base64.b64decode(original)
+            try:
+                if full.read_bytes() == original_bytes:
+                    continue
+            except OSError:
+                pass
+            kept = self._backup.parent / "params-kept" / f"{stamp}-{os.getpid()}" / path
+            atomic_write(kept, original_bytes)
+            shown = os.path.relpath(kept, self._root) if kept.is_relative_to(self._root) else str(kept)
+            where[path] = f", and the file as it was before the run is kept in {shown}; copy it back if you want it"
+        return where
 
     def ensure_free(self) -> None:
         """Raise ParamsInUse if a live gitexp run has its overrides applied here."""
@@ -197,13 +230,14 @@ class ParamsGuard:
             return
 
     def restore(self) -> list[str]:
-        """Put the originals back; return the paths kept as the user edited them."""
+        """Put the originals back; return a note per file kept as the user edited it during the run."""
         data = _read_json(self._backup)
         if not data or data.get("pid") != os.getpid():
             return []
-        kept = self._put_back(data, report_kept=True)
+        edited = self._put_back(data, report_kept=True)
+        aside = self._keep_originals(data)
         self._backup.unlink(missing_ok=True)
-        return kept
+        return [f"{path} was edited during the run; your edit was kept{aside.get(path, '')}" for path in edited]
 
     def _put_back(self, data: dict[str, object], report_kept: bool) -> list[str]:
         """Restore each file still as gitexp wrote it; list the restored ones, or with report_kept the others."""

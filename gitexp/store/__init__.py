@@ -364,9 +364,13 @@ class Store:
         except pygit2.GitError:
             return True
 
-    def move_head(self, commit: str | None, branch: str | None, index_tree: str | None) -> str:
+    def move_head(self, commit: str | None, branch: str | None, index_tree: str | None, worktree: str) -> str:
         """Point HEAD at branch (if it is at commit) or detach it at commit; set the index to index_tree.
 
+        worktree is the tree the work tree now holds: an index entry whose blob differs from it gets no
+        stat data, as git gives an entry it cannot vouch for, so that git hashes the file again. (The
+        stat data kept from the old index for the same blob would match a file rewritten in place within
+        the same second, and git would show it unchanged.)
         Returns a description of where HEAD is now. Only `gitexp checkout` calls this.
         """
         repo = self.repo
@@ -383,10 +387,14 @@ class Store:
                     repo.set_head(pygit2.Oid(hex=commit))
                     where = f"detached at {commit[:10]}, the run's base commit"
             index = repo.index
-            if index_tree is not None:
-                index.read_tree(repo[index_tree].peel(pygit2.Tree))
-            elif commit is not None:
-                index.read_tree(repo[commit].peel(pygit2.Tree))
+            staged = index_tree if index_tree is not None else commit
+            if staged is not None:
+                tree = repo[staged].peel(pygit2.Tree)
+                index.read_tree(tree)
+                for delta in tree.diff_to_tree(repo[worktree].peel(pygit2.Tree)).deltas:
+                    entry = index[delta.old_file.path] if delta.old_file.path in index else None
+                    if entry is not None:
+                        index.add(pygit2.IndexEntry(entry.path, entry.id, entry.mode))  # no stat data
             index.write()
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise StorageError(f"cannot update HEAD or the index: {exc}") from exc
