@@ -77,7 +77,8 @@ def test_concurrent_tags_on_one_run_are_all_kept_and_removals_apply(many: tuple[
     for code, err in finish(procs):
         assert code == 0, err
     kept = notes(ws)[run]
-    assert sorted(kept["tags"]) == sorted(["keep", *(f"t{i}" for i in range(12))])  # type: ignore[arg-type]
+    assert isinstance(kept["tags"], list)
+    assert sorted(kept["tags"]) == sorted(["keep", *(f"t{i}" for i in range(12))])
     assert kept["note"] == "the note"
 
 
@@ -128,3 +129,162 @@ def test_notes_written_by_git_with_fan_out_are_read_and_updated_in_place(many: t
     assert ws.gitexp("tag", r3).out.split() == ["by-git", "more"]
     assert ws.git("ls-tree", "--name-only", "refs/notes/gitexp").split() == [commit[:2]], "no second copy at the top"
     assert notes(ws)[r3] == {"tags": ["by-git", "more"]}
+
+
+@pytest.fixture
+def shared(ws: Workspace, tmp_path: Path) -> tuple[Workspace, Path]:
+    """A repo set up with gitexp init against a bare origin, with runs r1, r2 pushed there and r3 kept local."""
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    ws.write("train.py", "print('hi')\n")
+    ws.commit_all("base")
+    ws.git("remote", "add", "origin", str(bare))
+    assert ws.gitexp("init").code == 0
+    for name in ("r1", "r2"):
+        ws.run("-n", name, "--", "true")
+    ws.git("push", "-q")
+    ws.run("-n", "r3", "--", "true")
+    return ws, bare
+
+
+def remote_runs(bare: Path) -> set[str]:
+    return {r.removeprefix("refs/experiments/") for r in git(bare, "for-each-ref", "--format=%(refname)", "refs/experiments/").split()}
+
+
+def test_rm_of_a_run_the_remote_still_has_says_it_comes_back_and_how_to_delete_it_there(shared: tuple[Workspace, Path]) -> None:
+    ws, bare = shared
+    result = ws.gitexp("rm", "-y", "r1", "r3")
+    assert result.code == 0, result.err
+    assert "origin still has r1: the next git fetch brings it back" in result.err
+    assert "gitexp rm --remote origin r1" in result.err and "r3" not in result.err
+    ws.git("fetch", "-q")
+    assert "r1" in ws.runs(), "as announced"
+    again = ws.gitexp("rm", "-y", "r1")
+    assert "gitexp rm --remote origin r1" in again.err
+    there = ws.gitexp("rm", "-y", "--remote", "origin", "r1")  # r1 is gone here: it is deleted there only
+    assert there.code == 0, there.err
+    assert remote_runs(bare) == {"r2"}
+    ws.git("fetch", "-q")
+    assert "r1" not in ws.runs()
+
+
+def test_rm_remote_deletes_the_run_there_and_here_and_a_fetch_does_not_bring_it_back(shared: tuple[Workspace, Path]) -> None:
+    ws, bare = shared
+    result = ws.gitexp("rm", "-y", "--remote", "origin", "r2", "r3")
+    assert result.code == 0, result.err
+    assert "deleted r2 on origin" in result.out and "deleted r2 (" in result.out and "deleted r3 (" in result.out
+    assert remote_runs(bare) == {"r1"}
+    assert "still has" not in result.err
+    ws.git("fetch", "-q")
+    assert sorted(ws.runs()) == ["r1"]
+
+
+def test_rm_remote_never_deletes_another_run_of_the_same_name_there(shared: tuple[Workspace, Path], tmp_path: Path) -> None:
+    ws, bare = shared
+    clone = tmp_path / "teammate"
+    git(tmp_path, "clone", "-q", str(bare), str(clone))
+    assert gitexp(clone, "run", "-n", "r3", "--", "true").code == 0  # the teammate's own r3
+    git(clone, "push", "-q", "origin", "refs/experiments/r3:refs/experiments/r3")
+    theirs = git(bare, "rev-parse", "refs/experiments/r3").strip()
+    result = ws.gitexp("rm", "-y", "--remote", "origin", "r3")
+    assert result.code == 1
+    assert "origin's r3 is another run" in result.err and "deleted neither there nor here" in result.err
+    assert git(bare, "rev-parse", "refs/experiments/r3").strip() == theirs
+    assert "r3" in ws.runs()
+
+
+def test_rm_remote_of_a_run_the_remote_does_not_have_deletes_it_here(shared: tuple[Workspace, Path]) -> None:
+    ws, bare = shared
+    result = ws.gitexp("rm", "-y", "--remote", "origin", "r3")
+    assert result.code == 0, result.err
+    assert "r3" not in ws.runs() and remote_runs(bare) == {"r1", "r2"}
+    missing = ws.gitexp("rm", "-y", "--remote", "origin", "never-was")
+    assert missing.code == 1 and "origin has no run never-was" in missing.err
+    assert ws.gitexp("rm", "-y", "--remote", "nowhere", "r1").code == 1
+
+
+def test_rm_remote_over_the_git_protocol(shared: tuple[Workspace, Path], tmp_path: Path) -> None:
+    """The same deletion through a git daemon (receive-pack enabled), as with a real server."""
+    import socket
+    import time
+
+    ws, bare = shared
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", "--export-all",
+         "--enable=receive-pack", f"--base-path={tmp_path}", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"git://127.0.0.1:{port}/origin.git"
+        deadline = time.monotonic() + 60
+        while subprocess.run(["git", "ls-remote", url], capture_output=True).returncode != 0:
+            if daemon.poll() is not None:
+                pytest.skip("git daemon is not available here")
+            assert time.monotonic() < deadline, "git daemon did not start"
+            time.sleep(0.1)
+        ws.git("remote", "set-url", "origin", url)
+        warned = ws.gitexp("rm", "-y", "r2")
+        assert "origin still has r2" in warned.err, warned.err
+        result = ws.gitexp("rm", "-y", "--remote", "origin", "r2")
+        assert result.code == 0, result.err
+        assert remote_runs(bare) == {"r1"}
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+
+def test_rm_without_a_remote_that_fetches_runs_asks_no_remote(ws: Workspace, tmp_path: Path) -> None:
+    ws.write("train.py", "x\n")
+    ws.commit_all("base")
+    ws.git("remote", "add", "origin", str(tmp_path / "does-not-exist.git"))  # not set up with gitexp init
+    ws.run("-n", "r1", "--", "true")
+    result = ws.gitexp("rm", "-y", "r1")
+    assert result.code == 0 and result.err == ""
+
+
+def test_rm_says_when_it_could_not_ask_the_remote(shared: tuple[Workspace, Path], tmp_path: Path) -> None:
+    ws, _ = shared
+    ws.git("remote", "set-url", "origin", str(tmp_path / "moved-away.git"))
+    result = ws.gitexp("rm", "-y", "r1")
+    assert result.code == 0 and "r1" not in ws.runs()
+    assert "could not ask origin whether it still has r1" in result.err and "gitexp rm --remote origin r1" in result.err
+
+
+@pytest.fixture
+def with_saved(shared: tuple[Workspace, Path]) -> tuple[Workspace, Path, str]:
+    """shared, plus a run with status saved (uncommitted work gitexp saved before a checkout)."""
+    ws, bare = shared
+    ws.write("train.py", "print('work in progress')\n")
+    result = ws.gitexp("checkout", "r1")
+    assert result.code == 0, result.err
+    saved = next(line.split()[-1] for line in result.err.splitlines() if "get it back with" in line)
+    assert ws.record(saved, "run.json")["status"] == "saved"  # type: ignore[index]
+    return ws, bare, saved
+
+
+def test_push_leaves_saved_runs_out_unless_named_or_included(with_saved: tuple[Workspace, Path, str]) -> None:
+    ws, bare, saved = with_saved
+    result = ws.gitexp("push")
+    assert result.code == 0, result.err
+    assert remote_runs(bare) == {"r1", "r2", "r3"}
+    assert "1 saved run(s) not pushed" in result.err and saved in result.err and "--include-saved" in result.err
+    named = ws.gitexp("push", "origin", saved)
+    assert named.code == 0, named.err
+    assert saved in remote_runs(bare)
+    git(bare, "update-ref", "-d", f"refs/experiments/{saved}")
+    included = ws.gitexp("push", "--include-saved")
+    assert included.code == 0, included.err
+    assert saved in remote_runs(bare) and "not pushed" not in included.err
+
+
+def test_a_plain_git_push_after_init_leaves_saved_runs_out(with_saved: tuple[Workspace, Path, str]) -> None:
+    ws, bare, saved = with_saved
+    ws.run("-n", "r4", "--", "true")
+    ws.git("push", "-q")
+    assert remote_runs(bare) == {"r1", "r2", "r3", "r4"}
+    ws.gitexp("rename", saved, "kept-work")  # named by hand: shared like any run
+    ws.git("push", "-q")
+    assert "kept-work" in remote_runs(bare)

@@ -199,12 +199,24 @@ class Store:
     def rename_run(self, old: str, new: str, commit: str) -> None:
         """Move a run to a new name: create refs/experiments/<new> (refusing a taken name), then drop <old>."""
         try:
-            self.repo.references.create(fmt.REF_PREFIX + new, pygit2.Oid(hex=commit), force=False)
-        except pygit2.AlreadyExistsError as exc:
-            raise RunNameTaken(new) from exc
-        except pygit2.GitError as exc:
+            self._swap_ref(fmt.REF_PREFIX + new, pygit2.Oid(hex=commit), None, f"gitexp: rename {old} to {new}")
+        except (pygit2.GitError, OSError) as exc:
+            if "does not match" in str(exc):
+                raise RunNameTaken(new) from exc
             raise StorageError(f"cannot create {fmt.REF_PREFIX}{new}: {exc}") from exc
         self.delete_run(old, commit)
+
+    def _swap_ref(self, refname: str, oid: pygit2.Oid, expected: pygit2.Oid | None, message: str) -> None:
+        """Point refname at oid if it still points at expected (None: if it does not exist), under its lock.
+
+        Raises pygit2.GitError ("old reference value does not match") if not, OSError if the lock is held.
+        (references.create(force=False) checks that the ref is absent before taking the lock: racy.)
+        """
+        user, email = self.identity()
+        pygit2.RefdbFsBackend(self.repo).write(
+            pygit2.Reference(refname, oid, None), True, pygit2.Signature(user, email), message,
+            expected if expected is not None else pygit2.Oid(hex="0" * 40), None,
+        )
 
     def run_refs(self) -> Iterator[tuple[str, str]]:
         """(name, commit id) of every run ref."""
@@ -540,12 +552,7 @@ class Store:
         root = _with_note(repo, tree, path, repo.create_blob(fmt.to_json(new)))
         parents = [tip.id] if tip is not None else []
         oid = repo.create_commit(None, sig, sig, f"gitexp: tags and note of {commit}\n", root, parents)
-        # Under the ref's lock, libgit2 refuses if the ref no longer has the value read (the zero id: absent).
-        # (references.create would check that the ref is absent before taking the lock: racy.)
-        expected = tip.id if tip is not None else pygit2.Oid(hex="0" * 40)
-        pygit2.RefdbFsBackend(repo).write(
-            pygit2.Reference(fmt.NOTES_REF, oid, None), True, sig, "gitexp: tags and note", expected, None
-        )
+        self._swap_ref(fmt.NOTES_REF, oid, tip.id if tip is not None else None, "gitexp: tags and note")
         return new
 
     def read_record(self, commit: str, filename: str) -> bytes | None:
