@@ -48,6 +48,9 @@ def init(store: Store, remotes: list[str]) -> list[str]:
     clash reported by git). For push, a remote without push refspecs first gets
     `HEAD`, so a plain `git push` still pushes the current branch (to the branch
     of the same name: like push.default=current); runs named saved-* stay out.
+    Pruning is turned off for the remote (unless set for it already): a pruning
+    fetch deletes every local ref its refspecs map that the remote lacks, which
+    would be every run not pushed yet.
     """
     names = remotes or store.remote_names()
     if not names:
@@ -62,6 +65,8 @@ def init(store: Store, remotes: list[str]) -> list[str]:
         if not push:
             wanted.append((f"remote.{remote}.push", "HEAD"))
         wanted += [(f"remote.{remote}.push", v) for v in (RUNS_REFSPEC, SAVED_PUSH_REFSPEC, NOTES_REFSPEC) if v not in push]
+        if not store.config_values(f"remote.{remote}.prune"):  # fetch.prune=true would delete every run it lacks
+            wanted.append((f"remote.{remote}.prune", "false"))
         for key, value in wanted:
             store.add_config_value(key, value)
             added.append(f"{key} {value}")

@@ -288,3 +288,10 @@ def test_a_plain_git_push_after_init_leaves_saved_runs_out(with_saved: tuple[Wor
     ws.gitexp("rename", saved, "kept-work")  # named by hand: shared like any run
     ws.git("push", "-q")
     assert "kept-work" in remote_runs(bare)
+
+
+def test_a_plain_fetch_after_init_never_prunes_local_runs_even_with_fetch_prune_set(shared: tuple[Workspace, Path]) -> None:
+    ws, _ = shared
+    ws.git("config", "fetch.prune", "true")  # a common setting: it would delete every run origin lacks
+    ws.git("fetch", "-q")
+    assert sorted(ws.runs()) == ["r1", "r2", "r3"], "r3 was never pushed and is still here"
