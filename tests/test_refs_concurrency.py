@@ -295,3 +295,23 @@ def test_a_plain_fetch_after_init_never_prunes_local_runs_even_with_fetch_prune_
     ws.git("config", "fetch.prune", "true")  # a common setting: it would delete every run origin lacks
     ws.git("fetch", "-q")
     assert sorted(ws.runs()) == ["r1", "r2", "r3"], "r3 was never pushed and is still here"
+
+
+def test_a_tag_written_while_the_run_moves_to_its_final_commit_lands_on_the_final_commit(ws: Workspace) -> None:
+    """The ref moves between `tag` reading the run and writing its note (the run ended meanwhile)."""
+    from gitexp import query
+    from gitexp.store import Store
+
+    ws.write("train.py", "x\n")
+    ws.commit_all("base")
+    ws.run("-n", "r", "--", "true")
+    assert ws.gitexp("note", "r", "set before").code == 0
+    store = Store.discover(ws.root)
+    seen = query.resolve(store, "r")
+    message = ws.git("log", "-1", "--format=%B", "refs/experiments/r")
+    final = subprocess.run(["git", "commit-tree", f"{seen.commit}^{{tree}}", "-p", f"{seen.commit}^"], cwd=ws.root,
+                           input=message, capture_output=True, text=True, check=True).stdout.strip()
+    ws.git("update-ref", "refs/experiments/r", final, seen.commit)
+    query.set_tags(store, seen, ("late",), ())
+    assert notes(ws)["r"] == {"note": "set before", "tags": ["late"]}, "carried with what the old commit had"
+    assert ws.gitexp("tag", "r").out.split() == ["late"]
