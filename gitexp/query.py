@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -79,15 +80,36 @@ def set_tags(store: Store, run: RunSummary, add: tuple[str, ...], remove: tuple[
 
     for tag in add:
         validate_tag(tag)
-    tags = [t for t in dict.fromkeys(run.tags + add) if t not in remove]
-    annotation = {**store.annotation(run.commit), "tags": tags}
-    store.annotate(run.commit, annotation)
-    return annotated(run, annotation)
+    recorded = store.summary(run.name, run.commit).tags  # those given at run time, until tags are set here
+
+    def change(annotation: dict[str, Any]) -> dict[str, Any]:
+        tags = [t for t in dict.fromkeys((*annotation.get("tags", recorded), *add)) if t not in remove]
+        return {**annotation, "tags": tags}
+
+    return _annotate(store, run, change)
 
 
 def set_note(store: Store, run: RunSummary, note: str) -> RunSummary:
-    annotation = {**store.annotation(run.commit), "note": note.strip()}
-    store.annotate(run.commit, annotation)
+    text = note.strip()
+    return _annotate(store, run, lambda annotation: {**annotation, "note": text})
+
+
+def _annotate(store: Store, run: RunSummary, change: Callable[[dict[str, Any]], dict[str, Any]]) -> RunSummary:
+    """Apply change to the run's tags and note, as they are now (compare-and-swap on the notes ref).
+
+    If the run's ref moved meanwhile (it finished, was finalized as crashed, or left the queue), the
+    change is applied to its new commit too, starting from the old commit's tags and note if the new one
+    has none yet: a tag set while a run ends is never left behind on a commit no ref points to.
+    """
+    commit = run.commit
+    annotation = store.update_annotation(commit, change)
+    for _ in range(10):
+        now = store.run_commit(run.name)
+        if now is None or now == commit:
+            break
+        carried = annotation
+        annotation = store.update_annotation(now, lambda current: change(current or carried))
+        commit = now
     return annotated(run, annotation)
 
 

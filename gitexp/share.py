@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from gitexp.model import Progress
 from gitexp.store import Store
 
 RUNS_REFSPEC = f"{fmt.REF_PREFIX}*:{fmt.REF_PREFIX}*"
+# Runs gitexp saved on its own (work in progress before a checkout) are named saved-*: a plain git push leaves
+# them out (git 2.29+ negative refspec). A refspec cannot select by status, so one named so by hand is left out too.
+SAVED_PUSH_REFSPEC = f"^{fmt.REF_PREFIX}saved-*"
+# How long `gitexp rm` waits for a remote to list its runs.
+LS_REMOTE_TIMEOUT = 20
 # A glob, so that a repository without notes yet does not make a plain git push or fetch fail.
 NOTES_REFSPEC = f"{fmt.NOTES_REF}*:{fmt.NOTES_REF}*"
 
@@ -41,7 +47,10 @@ def init(store: Store, remotes: list[str]) -> list[str]:
     Fetch never forces (a different local run of the same name is kept and the
     clash reported by git). For push, a remote without push refspecs first gets
     `HEAD`, so a plain `git push` still pushes the current branch (to the branch
-    of the same name: like push.default=current).
+    of the same name: like push.default=current); runs named saved-* stay out.
+    Pruning is turned off for the remote (unless set for it already): a pruning
+    fetch deletes every local ref its refspecs map that the remote lacks, which
+    would be every run not pushed yet.
     """
     names = remotes or store.remote_names()
     if not names:
@@ -55,7 +64,9 @@ def init(store: Store, remotes: list[str]) -> list[str]:
         wanted = [(f"remote.{remote}.fetch", v) for v in (RUNS_REFSPEC, NOTES_REFSPEC) if v not in fetch]
         if not push:
             wanted.append((f"remote.{remote}.push", "HEAD"))
-        wanted += [(f"remote.{remote}.push", v) for v in (RUNS_REFSPEC, NOTES_REFSPEC) if v not in push]
+        wanted += [(f"remote.{remote}.push", v) for v in (RUNS_REFSPEC, SAVED_PUSH_REFSPEC, NOTES_REFSPEC) if v not in push]
+        if not store.config_values(f"remote.{remote}.prune"):  # fetch.prune=true would delete every run it lacks
+            wanted.append((f"remote.{remote}.prune", "false"))
         for key, value in wanted:
             store.add_config_value(key, value)
             added.append(f"{key} {value}")
@@ -63,19 +74,33 @@ def init(store: Store, remotes: list[str]) -> list[str]:
 
 
 def push(
-    store: Store, remote: str, runs: list[str], data_remote: str | None, progress: Progress, verify_remote: bool = False
+    store: Store, remote: str, runs: list[str], data_remote: str | None, progress: Progress, verify_remote: bool = False,
+    include_saved: bool = False,
 ) -> ShareReport:
-    """git push the runs (all by default) and their notes; then send their data the data remote lacks."""
+    """git push the runs (all by default) and their notes; then send their data the data remote lacks.
+
+    All runs means all but those not finished and, unless include_saved, those with status `saved`
+    (work in progress gitexp saved before a checkout): those are pushed only when named.
+    """
     refspecs = [f"{fmt.REF_PREFIX}{n}:{fmt.REF_PREFIX}{n}" for n in runs] or [RUNS_REFSPEC]
     report = ShareReport()
-    in_progress = _in_progress(store)
+    statuses = {r.name: r.status for r in store.summaries()}
+    in_progress = {n for n, status in statuses.items() if status in ("queued", "running")}
     for name in runs:
         if name in in_progress:
             raise RunInProgress(name)
+    left_out = set()
     if not runs:  # a run in progress would later end as a commit that does not fast-forward the pushed one
-        refspecs += [f"^{fmt.REF_PREFIX}{name}" for name in sorted(in_progress)]
+        saved = set() if include_saved else {n for n, status in statuses.items() if status == "saved"}
+        left_out = in_progress | saved
+        refspecs += [f"^{fmt.REF_PREFIX}{name}" for name in sorted(left_out)]
         report.warnings += [f"{name} has not finished (queued, running, or crashed and not yet finalized): not pushed"
                             for name in sorted(in_progress)]
+        if saved:
+            report.warnings.append(
+                f"{len(saved)} saved run(s) not pushed ({_some(saved)}: work in progress gitexp saved before a "
+                "checkout); name them, or add --include-saved"
+            )
     refspecs.append(NOTES_REFSPEC)
     _git_transfer(store.root, ["push", "--porcelain", remote, *refspecs], report)
     target = _data_remote(store, data_remote, remote)
@@ -83,7 +108,7 @@ def push(
         _no_data_remote(store, runs, report)
     else:
         report.data_remote = target.url
-        digests = _wanted(store, runs)
+        digests = _wanted(store, runs, left_out)
         cache = Cache(cache_root(store.git_common_dir()))
         progress.start("pushing data", sum(cache.path(d).stat().st_size for d in digests if cache.has(d)))
         try:
@@ -93,12 +118,81 @@ def push(
     return report
 
 
-def _in_progress(store: Store) -> set[str]:
-    """Names of the runs whose commit is not their final one yet: queued, running, or crashed and not finalized.
+def _some(names: set[str], shown: int = 5) -> str:
+    listed = sorted(names)
+    return ", ".join(listed[:shown]) + (f" and {len(listed) - shown} more" if len(listed) > shown else "")
 
-    Their final commit does not fast-forward this one, so pushing it now would block pushing the run later.
+
+def fetches_runs(store: Store, remote: str) -> bool:
+    """Whether a plain `git fetch` from remote writes refs/experiments/* (gitexp init, or a refspec of the user's)."""
+    for spec in store.config_values(f"remote.{remote}.fetch"):
+        _, _, dst = spec.lstrip("+").partition(":")
+        if dst.startswith(fmt.REF_PREFIX) or (dst.endswith("*") and fmt.REF_PREFIX.startswith(dst.rstrip("*"))):
+            return True
+    return False
+
+
+def remote_runs(store: Store, remote: str) -> dict[str, str]:
+    """The runs git remote has now (name -> commit), asked with `git ls-remote` (no prompt, bounded wait)."""
+    import os
+
+    args = ["git", "ls-remote", "--refs", remote, f"{fmt.REF_PREFIX}*"]
+    try:
+        proc = subprocess.run(
+            args, cwd=store.root, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+            timeout=LS_REMOTE_TIMEOUT, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise GitFailed(f"git ls-remote {remote} did not answer within {LS_REMOTE_TIMEOUT} s") from exc
+    if proc.returncode != 0:
+        message = " ".join(proc.stderr.strip().splitlines()[-2:]) or "failed"
+        raise GitFailed(f"git ls-remote {remote} failed: {message}")
+    found = {}
+    for line in proc.stdout.splitlines():
+        commit, _, ref = line.partition("\t")
+        if ref.startswith(fmt.REF_PREFIX):
+            found[ref[len(fmt.REF_PREFIX) :]] = commit
+    return found
+
+
+def coming_back(store: Store, deleted: list[str]) -> list[str]:
+    """What to tell the user about runs just deleted here that a plain `git fetch` would bring back.
+
+    Only remotes a plain fetch takes runs from (gitexp init) are asked, once each (git ls-remote): whether
+    they still have a run is known there only, since the fetch writes runs straight to refs/experiments/*.
     """
-    return {r.name for r in store.summaries() if r.status in ("queued", "running")}
+    lines = []
+    for remote in store.remote_names() if deleted else []:
+        if not fetches_runs(store, remote):
+            continue
+        try:
+            there = remote_runs(store, remote)
+        except GitFailed as exc:
+            lines.append(
+                f"could not ask {remote} whether it still has {', '.join(deleted)} ({exc.message}); if it does, "
+                f"the next git fetch brings them back (to delete them there: gitexp rm --remote {remote} {' '.join(deleted)})"
+            )
+            continue
+        back = [n for n in deleted if n in there]
+        if back:
+            lines.append(
+                f"{remote} still has {', '.join(back)}: the next git fetch brings {'it' if len(back) == 1 else 'them'} back "
+                f"(to delete {'it' if len(back) == 1 else 'them'} there too: gitexp rm --remote {remote} {' '.join(back)})"
+            )
+    return lines
+
+
+def delete_remote(store: Store, remote: str, runs: dict[str, str]) -> ShareReport:
+    """Delete runs (name -> the commit it must still be at there) on git remote, with the user's git push.
+
+    A run that moved there since it was listed is not deleted (rejected: stale info). git also deletes
+    the local ref a fetch refspec maps it to (with gitexp init: the run's own ref here).
+    """
+    report = ShareReport()
+    if runs:
+        leases = [f"--force-with-lease={fmt.REF_PREFIX}{n}:{c}" for n, c in sorted(runs.items())]
+        _git_transfer(store.root, ["push", "--porcelain", *leases, remote, *(f":{fmt.REF_PREFIX}{n}" for n in sorted(runs))], report)
+    return report
 
 
 def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, progress: Progress, data: bool = True) -> ShareReport:
@@ -129,10 +223,10 @@ def _no_data_remote(store: Store, runs: list[str], report: ShareReport) -> None:
         )
 
 
-def _wanted(store: Store, runs: list[str]) -> set[str]:
-    """Digests of the cached content the given runs (all when empty) point to."""
+def _wanted(store: Store, runs: list[str], left_out: Collection[str] = ()) -> set[str]:
+    """Digests of the cached content the given runs (all but left_out when empty) point to."""
     chosen = set(runs)
-    return {u.digest for u in uses(store) if u.cached and (not chosen or u.run in chosen)}
+    return {u.digest for u in uses(store) if u.cached and (u.run in chosen if chosen else u.run not in left_out)}
 
 
 def data_remotes(store: Store) -> dict[str, str]:

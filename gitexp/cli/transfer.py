@@ -40,15 +40,21 @@ def _report(report: ShareReport, verb: str) -> int:
 @click.argument("runs", nargs=-1)
 @click.option("--data-remote", metavar="NAME", help="The data remote (default: the only one configured, or the one named like REMOTE).")
 @click.option("--verify-remote", is_flag=True, help="Also re-hash the objects the data remote already has, and replace damaged ones.")
-def push(remote: str, runs: tuple[str, ...], data_remote: str | None, verify_remote: bool) -> int:
-    """Push RUNS (all by default) and their notes to git REMOTE, and their data to the data remote."""
+@click.option("--include-saved", is_flag=True, help="Also push runs with status saved when pushing all runs.")
+def push(remote: str, runs: tuple[str, ...], data_remote: str | None, verify_remote: bool, include_saved: bool) -> int:
+    """Push RUNS (all by default) and their notes to git REMOTE, and their data to the data remote.
+
+    All runs means all finished ones except those with status saved (work in
+    progress gitexp saved before a checkout): name them, or add --include-saved.
+    """
     from gitexp import query, share
     from gitexp.cli.progress import TerminalProgress
     from gitexp.store import Store
 
     store = Store.discover()
     names = [query.resolve(store, r).name for r in runs]
-    return _report(share.push(store, remote, names, data_remote, TerminalProgress(), verify_remote), "pushed")
+    report = share.push(store, remote, names, data_remote, TerminalProgress(), verify_remote, include_saved)
+    return _report(report, "pushed")
 
 
 @click.command("pull")

@@ -7,7 +7,7 @@ and gitexp's local state live.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,9 @@ from gitexp.environment import hostname, login
 from gitexp.errors import BareRepository, GitexpError, NotARepository, RunNameTaken, StorageError
 from gitexp.model import RunSummary, Snapshot
 from gitexp.store import snapshot as _snapshot
+
+# How long a tag or note update retries while other processes move or lock the notes ref.
+NOTES_RETRY_SECONDS = 15
 
 
 class Store:
@@ -196,12 +199,24 @@ class Store:
     def rename_run(self, old: str, new: str, commit: str) -> None:
         """Move a run to a new name: create refs/experiments/<new> (refusing a taken name), then drop <old>."""
         try:
-            self.repo.references.create(fmt.REF_PREFIX + new, pygit2.Oid(hex=commit), force=False)
-        except pygit2.AlreadyExistsError as exc:
-            raise RunNameTaken(new) from exc
-        except pygit2.GitError as exc:
+            self._swap_ref(fmt.REF_PREFIX + new, pygit2.Oid(hex=commit), None, f"gitexp: rename {old} to {new}")
+        except (pygit2.GitError, OSError) as exc:
+            if "does not match" in str(exc):
+                raise RunNameTaken(new) from exc
             raise StorageError(f"cannot create {fmt.REF_PREFIX}{new}: {exc}") from exc
         self.delete_run(old, commit)
+
+    def _swap_ref(self, refname: str, oid: pygit2.Oid, expected: pygit2.Oid | None, message: str) -> None:
+        """Point refname at oid if it still points at expected (None: if it does not exist), under its lock.
+
+        Raises pygit2.GitError ("old reference value does not match") if not, OSError if the lock is held.
+        (references.create(force=False) checks that the ref is absent before taking the lock: racy.)
+        """
+        user, email = self.identity()
+        pygit2.RefdbFsBackend(self.repo).write(
+            pygit2.Reference(refname, oid, None), True, pygit2.Signature(user, email), message,
+            expected if expected is not None else pygit2.Oid(hex="0" * 40), None,
+        )
 
     def run_refs(self) -> Iterator[tuple[str, str]]:
         """(name, commit id) of every run ref."""
@@ -490,13 +505,63 @@ class Store:
             raise StorageError(f"cannot set {key} in .git/config: {exc}") from exc
 
     def annotate(self, commit: str, annotation: dict[str, Any]) -> None:
-        """Replace the run's note in NOTES_REF (a new commit on that ref; the run commit is untouched)."""
+        """Give a run commit the tags and note of annotation that its note does not have yet.
+
+        Used to carry what was set on a run's `running` commit to its final one: anything set on the
+        final commit meanwhile (by `gitexp tag`/`note`, which follow the run's ref) wins.
+        """
+        self.update_annotation(commit, lambda current: {**annotation, **current})
+
+    def update_annotation(self, commit: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """Apply change to a run's tags and note as they are now in NOTES_REF; return the result.
+
+        A compare-and-swap: read the notes commit, apply change to the run's note in it, write a notes
+        commit whose parent is the one read, and move the ref only if it still points there. If another
+        process moved the ref or holds its lock meanwhile, start over after a short random wait (for up to
+        NOTES_RETRY_SECONDS), so no concurrent update is ever lost: change must be idempotent.
+        """
+        import random
+        import time
+
+        deadline = time.monotonic() + NOTES_RETRY_SECONDS
+        wait = 0.005
+        while True:
+            try:
+                return self._annotate_once(commit, change)
+            except pygit2.GitError as exc:  # moved meanwhile: "old reference value does not match"
+                if "does not match" not in str(exc):
+                    raise StorageError(f"cannot write {fmt.NOTES_REF}: {exc}") from exc
+                why = "other processes kept changing it"
+            except OSError as exc:  # libgit2 reports a ref held by another process as an OSError
+                if ".lock" not in str(exc) or ("failed to lock" not in str(exc) and "File exists" not in str(exc)):
+                    raise StorageError(f"cannot write {fmt.NOTES_REF}: {exc.strerror or exc}") from exc
+                why = (f"{exc}; another process held that lock the whole time (if no git or gitexp command "
+                       "is running, remove that file)")
+            if time.monotonic() > deadline:
+                raise StorageError(f"cannot update {fmt.NOTES_REF} after {NOTES_RETRY_SECONDS} s of retries: {why}")
+            time.sleep(random.uniform(wait / 2, wait))
+            wait = min(wait * 2, 0.2)
+
+    def _annotate_once(self, commit: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        repo = self.repo
+        ref = repo.references.get(fmt.NOTES_REF)
+        try:
+            tip = ref.peel(pygit2.Commit) if ref is not None else None
+        except (KeyError, ValueError) as exc:
+            raise StorageError(f"{fmt.NOTES_REF} does not point to a commit (run 'git fsck'): {exc}") from exc
+        tree = tip.tree if tip is not None else None
+        path, blob = _note_in(repo, tree, commit)
+        current = fmt.parse_annotation(blob.data.decode("utf-8", "replace")) if blob is not None else {}
+        new = change(current)
+        if blob is not None and new == current:
+            return new
         user, email = self.identity()
         sig = pygit2.Signature(user, email)
-        try:
-            self.repo.create_note(fmt.to_json(annotation), sig, sig, commit, fmt.NOTES_REF, True)
-        except pygit2.GitError as exc:
-            raise StorageError(f"cannot write {fmt.NOTES_REF}: {exc}") from exc
+        root = _with_note(repo, tree, path, repo.create_blob(fmt.to_json(new)))
+        parents = [tip.id] if tip is not None else []
+        oid = repo.create_commit(None, sig, sig, f"gitexp: tags and note of {commit}\n", root, parents)
+        self._swap_ref(fmt.NOTES_REF, oid, tip.id if tip is not None else None, "gitexp: tags and note")
+        return new
 
     def read_record(self, commit: str, filename: str) -> bytes | None:
         try:
@@ -571,6 +636,37 @@ class Store:
             return str(index.write_tree(repo))
         except (OSError, pygit2.GitError) as exc:
             raise StorageError(f"cannot put {rel} in the run's tree: {exc}") from exc
+
+
+def _note_in(repo: pygit2.Repository, tree: pygit2.Tree | None, commit: str) -> tuple[list[str], pygit2.Blob | None]:
+    """Where the note of commit is in a notes tree (and its blob), or where a new one goes.
+
+    Fan-out directories ("ab/cdef...", as git writes once there are many notes) are followed, as git and
+    libgit2 do; a new note goes into the deepest existing one that matches.
+    """
+    path: list[str] = []
+    rest = commit
+    while tree is not None:
+        if rest in tree:
+            entry = tree[rest]
+            return path + [rest], entry if isinstance(entry, pygit2.Blob) else None
+        sub = tree[rest[:2]] if rest[:2] in tree else None
+        if not isinstance(sub, pygit2.Tree):
+            break
+        path.append(rest[:2])
+        rest, tree = rest[2:], sub
+    return path + [rest], None
+
+
+def _with_note(repo: pygit2.Repository, tree: pygit2.Tree | None, path: list[str], blob: pygit2.Oid) -> pygit2.Oid:
+    """A copy of tree with blob at path (the directories on the way written anew)."""
+    builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    if len(path) == 1:
+        builder.insert(path[0], blob, FileMode.BLOB)
+    else:
+        sub = tree[path[0]] if tree is not None and path[0] in tree else None
+        builder.insert(path[0], _with_note(repo, sub if isinstance(sub, pygit2.Tree) else None, path[1:], blob), FileMode.TREE)
+    return builder.write()
 
 
 def _offset(when: datetime) -> int:
