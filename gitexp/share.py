@@ -118,6 +118,7 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
             report.data = target.pull(cache, _wanted(store, runs), progress.advance)
         finally:
             progress.done()
+            cache.release()  # the pulled objects' pins: the fetched runs point at them
     return report
 
 
