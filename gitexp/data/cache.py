@@ -182,46 +182,49 @@ class Cache:
         self._reflink: bool | None = None
         self.stored_bytes = 0
         self.stored_files = 0
-        self._pin_file: Path | None = None
+        self._pin_fds: tuple[int, int, Path] | None = None  # the gc lock, the pin file, its path
         self._pinned: set[str] = set()
         self._pin_mutex = threading.Lock()
 
-    @contextlib.contextmanager
-    def _gc_lock(self, exclusive: bool) -> Iterator[None]:
-        import fcntl
-
+    def _lock_fd(self) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        return os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o666)
 
     def pin(self, digests: Iterable[str]) -> None:
         """Keep these objects from `gitexp gc` until release() or the end of this process.
 
         Called before an object is stored or relied on: a gc either deleted it before
-        (then it is stored again) or sees the pin.
+        (then it is stored again) or sees the pin. Each pin is a few system calls on
+        descriptors kept open (runs pin every file of their data).
         """
-        with self._pin_mutex:
+        import fcntl
+
+        with self._pin_mutex:  # also serializes this process's threads on the shared flock
             new = sorted(set(digests) - self._pinned)
             if not new:
                 return
-            with self._gc_lock(exclusive=False):
-                if self._pin_file is None:
-                    self._pin_file = self.root / "pins" / f"{process_tag()}.{next(_PIN_SEQ)}"
-                    self._pin_file.parent.mkdir(parents=True, exist_ok=True)
-                with open(self._pin_file, "a", encoding="ascii") as f:
-                    f.write("".join(d + "\n" for d in new))
+            if self._pin_fds is None:
+                pin_file = self.root / "pins" / f"{process_tag()}.{next(_PIN_SEQ)}"
+                pin_file.parent.mkdir(parents=True, exist_ok=True)
+                lock = self._lock_fd()
+                self._pin_fds = (lock, os.open(pin_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666), pin_file)
+            lock, out, _ = self._pin_fds
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            try:
+                os.write(out, "".join(d + "\n" for d in new).encode())
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
             self._pinned.update(new)
 
     def release(self) -> None:
         """Drop this cache's pins (once the runs that rely on them point at the objects)."""
         with self._pin_mutex:
-            if self._pin_file is not None:
-                self._pin_file.unlink(missing_ok=True)
-            self._pin_file = None
+            if self._pin_fds is not None:
+                lock, out, pin_file = self._pin_fds
+                pin_file.unlink(missing_ok=True)
+                os.close(out)
+                os.close(lock)
+            self._pin_fds = None
             self._pinned.clear()
 
     def pinned(self, drop_dead: bool) -> set[str]:
@@ -252,8 +255,14 @@ class Cache:
     @contextlib.contextmanager
     def collecting(self) -> Iterator[None]:
         """Held by `gitexp gc` while it reads pins and deletes: no process can pin meanwhile."""
-        with self._gc_lock(exclusive=True):
+        import fcntl
+
+        fd = self._lock_fd()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
