@@ -312,3 +312,48 @@ def test_a_live_transfer_keeps_its_temporary_file_while_others_clear_the_debris_
     assert live.returncode == 0, err
     assert digest in objects(cache) and not tmp_files(cache / "tmp")
     assert gitexp(clone, "fsck").code == 0
+
+
+def test_an_fsspec_remote_gets_each_object_in_place_and_loses_only_dead_processes_uploads(tmp_path: Path) -> None:
+    pytest.importorskip("fsspec")
+    import fsspec  # type: ignore[import-untyped]
+
+    from gitexp.data.cache import Cache, process_tag
+    from gitexp.data.hashing import StatCache
+    from gitexp.data.remote import open_remote
+
+    cache = Cache(tmp_path / "cache")
+    stats = StatCache(tmp_path / "stat.db")
+    digests = []
+    for i in range(3):
+        src = tmp_path / f"f{i}"
+        src.write_bytes(b"content %d" % i)
+        digests.append(cache.store_file(src, stats))
+    stats.close()
+    url = f"memory://gitexp-test-{os.getpid()}-{tmp_path.name}"
+    fs = fsspec.filesystem("memory")
+    base = url.removeprefix("memory://")
+    dead, mine = dead_process_tag(), process_tag()
+    fs.pipe({f"{base}/tmp/{dead}/x.abc": b"partial", f"{base}/tmp/{mine}/y.abc": b"being written"})
+    remote = open_remote(url, tmp_path)
+    report = remote.push(cache, digests)
+    assert report.sent == 3 and remote.digests() == set(digests)
+    assert not fs.exists(f"{base}/tmp/{dead}/x.abc"), "a dead process's upload is cleared"
+    assert fs.exists(f"{base}/tmp/{mine}/y.abc"), "a live process's upload is kept"
+    again = remote.push(cache, digests)
+    assert again.sent == 0 and again.skipped == 3
+    cache.release()
+
+
+def test_a_temporary_directory_whose_pid_now_runs_another_process_is_debris(tmp_path: Path) -> None:
+    from gitexp.data.cache import clear_dead, process_tag
+
+    host, pid, _ = process_tag().rsplit("-", 2)
+    reused = tmp_path / f"{host}-{pid}-1"  # this pid, but a process that started at another time
+    mine = tmp_path / process_tag()
+    other_host = tmp_path / "another-host-1-1"  # nothing here can tell whether it runs
+    for d in (reused, mine, other_host):
+        d.mkdir()
+        (d / "obj-x").write_bytes(b"partial")
+    clear_dead(tmp_path)
+    assert not reused.exists() and mine.exists() and other_host.exists()
