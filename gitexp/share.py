@@ -110,11 +110,13 @@ def push(
         report.data_remote = target.url
         digests = _wanted(store, runs, left_out)
         cache = Cache(cache_root(store.git_common_dir()))
-        progress.start("pushing data", sum(cache.path(d).stat().st_size for d in digests if cache.has(d)))
+        cache.pin(digests)  # a concurrent rm and gc cannot take them from under the push
         try:
+            progress.start("pushing data", sum(cache.path(d).stat().st_size for d in digests if cache.has(d)))
             report.data = target.push(cache, digests, progress.advance, verify_remote)
         finally:
             progress.done()
+            cache.release()
     return report
 
 
@@ -212,6 +214,7 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
             report.data = target.pull(cache, _wanted(store, runs), progress.advance)
         finally:
             progress.done()
+            cache.release()  # the pulled objects' pins: the fetched runs point at them
     return report
 
 

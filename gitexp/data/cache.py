@@ -1,27 +1,40 @@
 """The local content-addressed object cache, inside the git dir (shared by worktrees).
 
 Layout: <git common dir>/gitexp/cache/objects/<first 2 hex>/<other 30 hex>.
-Objects are written to cache/tmp/ and renamed into place only when complete and
-synced, so a crash never leaves a truncated object under its final name. Files
-are cloned (reflink) where the filesystem can, otherwise copied; never
-hard-linked, since a later in-place write by the user would corrupt the cache.
+Objects are written to cache/tmp/<owner>/ (the writing process's own directory,
+see process_tag) and renamed into place only when complete and synced, so a
+crash never leaves a truncated object under its final name. Files are cloned
+(reflink) where the filesystem can, otherwise copied; never hard-linked, since
+a later in-place write by the user would corrupt the cache.
+
+A process pins a digest (cache/pins/<owner>.<n>) before it stores the object
+or relies on the object being there; `gitexp gc` re-reads the pins and deletes
+under an exclusive lock (cache/gc.lock) that pinning takes shared, so an object
+is either deleted before the pin (and then stored again) or kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import itertools
 import mmap
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import xxhash
 
 from gitexp.data.hashing import CHUNK, ProgressFn, StatCache, copy_hashing, digest_bytes, hash_file, is_digest
+from gitexp.environment import hostname
 from gitexp.errors import GitexpError
+from gitexp.workspace import pid_alive
 
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 
@@ -50,6 +63,96 @@ def _hash_mapped(src: BinaryIO, out: BinaryIO | None = None) -> str:
     return h.hexdigest()
 
 
+# -- which process a temporary file or pin belongs to ---------------------------------
+
+_TAG = re.compile(r"(?P<host>.+)-(?P<pid>\d+)-(?P<start>\d+)")
+UNKNOWN_STALE_SECONDS = 24 * 3600  # an entry of unknown owner (an older gitexp's) untouched this long is debris
+_PIN_SEQ = itertools.count(1)
+_tag: tuple[int, str] | None = None
+_tmp_users: dict[Path, int] = {}  # per own tmp directory: how many writes of this process use it
+_tmp_mutex = threading.Lock()
+
+
+def _start_ticks(pid: int | str) -> str | None:
+    """When process pid started (clock ticks since boot, /proc/<pid>/stat field 22); None where unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_tag() -> str:
+    """This process's identity, `<host>-<pid>-<start>`: what its temporary files and pins are named after.
+
+    The start time (0 where unknown) tells this process from a later one that reuses its pid.
+    """
+    global _tag
+    pid = os.getpid()
+    if _tag is None or _tag[0] != pid:  # computed once per process (a forked child gets its own)
+        _tag = (pid, f"{hostname()}-{pid}-{_start_ticks('self') or 0}")
+    return _tag[1]
+
+
+def owner_alive(tag: str) -> bool | None:
+    """Whether the process a process_tag names still runs (None: not a tag).
+
+    workspace.pid_alive decides (another host's process counts as alive: we cannot tell);
+    a live pid that started at another time is a later process, so the owner is gone.
+    """
+    m = _TAG.fullmatch(tag)
+    if m is None:
+        return None
+    if not pid_alive(int(m["pid"]), m["host"]):
+        return False
+    if m["host"] == hostname() and m["start"] != "0":
+        now = _start_ticks(m["pid"])
+        return now is None or now == m["start"]
+    return True
+
+
+@contextlib.contextmanager
+def owned_tmp(parent: Path) -> Iterator[Path]:
+    """This process's own directory under parent, for temporary files; removed once empty, when its last user is done."""
+    tmp = parent / process_tag()
+    with _tmp_mutex:
+        tmp.mkdir(parents=True, exist_ok=True)
+        _tmp_users[tmp] = _tmp_users.get(tmp, 0) + 1
+    try:
+        yield tmp
+    finally:
+        with _tmp_mutex:
+            _tmp_users[tmp] -= 1
+            if not _tmp_users[tmp]:
+                del _tmp_users[tmp]
+                with contextlib.suppress(OSError):
+                    tmp.rmdir()
+
+
+def clear_dead(tmp: Path) -> None:
+    """Remove the entries of tmp whose owner process is gone: never a live process's.
+
+    An entry not named after a process (left by an older gitexp) goes once untouched for a day.
+    """
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
+        return
+    for entry in entries:
+        alive = owner_alive(entry.name)
+        if alive is None:
+            try:
+                alive = time.time() - entry.stat(follow_symlinks=False).st_mtime < UNKNOWN_STALE_SECONDS
+            except OSError:
+                continue
+        if alive:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
 class CorruptObject(GitexpError):
     def __init__(self, digest: str, path: Path) -> None:
         super().__init__(
@@ -75,10 +178,91 @@ class Cache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.objects = root / "objects"
-        self._tmp = root / "tmp"
+        self._tmp_root = root / "tmp"
         self._reflink: bool | None = None
         self.stored_bytes = 0
         self.stored_files = 0
+        self._pin_fds: tuple[int, int, Path] | None = None  # the gc lock, the pin file, its path
+        self._pinned: set[str] = set()
+        self._pin_mutex = threading.Lock()
+
+    def _lock_fd(self) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT, 0o666)
+
+    def pin(self, digests: Iterable[str]) -> None:
+        """Keep these objects from `gitexp gc` until release() or the end of this process.
+
+        Called before an object is stored or relied on: a gc either deleted it before
+        (then it is stored again) or sees the pin. Each pin is a few system calls on
+        descriptors kept open (runs pin every file of their data).
+        """
+        import fcntl
+
+        with self._pin_mutex:  # also serializes this process's threads on the shared flock
+            new = sorted(set(digests) - self._pinned)
+            if not new:
+                return
+            if self._pin_fds is None:
+                pin_file = self.root / "pins" / f"{process_tag()}.{next(_PIN_SEQ)}"
+                pin_file.parent.mkdir(parents=True, exist_ok=True)
+                lock = self._lock_fd()
+                self._pin_fds = (lock, os.open(pin_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666), pin_file)
+            lock, out, _ = self._pin_fds
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            try:
+                os.write(out, "".join(d + "\n" for d in new).encode())
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            self._pinned.update(new)
+
+    def release(self) -> None:
+        """Drop this cache's pins (once the runs that rely on them point at the objects)."""
+        with self._pin_mutex:
+            if self._pin_fds is not None:
+                lock, out, pin_file = self._pin_fds
+                pin_file.unlink(missing_ok=True)
+                os.close(out)
+                os.close(lock)
+            self._pin_fds = None
+            self._pinned.clear()
+
+    def pinned(self, drop_dead: bool) -> set[str]:
+        """Every digest some process pinned; with drop_dead, pins of processes that are gone are removed."""
+        pins = self.root / "pins"
+        digests: set[str] = set()
+        try:
+            entries = list(os.scandir(pins))
+        except OSError:
+            return digests
+        for entry in entries:
+            tag = entry.name.rpartition(".")[0]
+            legacy = entry.name.rpartition("-")  # <host>-<pid>, from an older gitexp
+            alive = owner_alive(tag)
+            if alive is None and legacy[2].isdigit():
+                alive = pid_alive(int(legacy[2]), legacy[0])
+            if alive is False:
+                if drop_dead:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+                continue
+            try:
+                digests.update(d for d in Path(entry.path).read_text(encoding="ascii", errors="replace").split() if is_digest(d))
+            except OSError:
+                continue
+        return digests
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Held by `gitexp gc` while it reads pins and deletes: no process can pin meanwhile."""
+        import fcntl
+
+        fd = self._lock_fd()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
@@ -96,30 +280,33 @@ class Cache:
         """
         st = os.stat(src)
         known = stats.lookup(src, st)
-        if known is not None and self.has(known) and (not verify_existing or self.verify(known)):
-            return known
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="obj-")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                if self._try_reflink(src, out.fileno()):
-                    digest = stats.digest(src, st, progress=progress)
-                else:
-                    digest = stats.digest(src, st, copy_to=out, progress=progress)
-                if self.has(digest) and self.verify(digest):
-                    return digest
-                out.flush()
-                os.fsync(out.fileno())
-            final = self.path(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)  # new, or a repair of a damaged object with the same name
-            self.stored_bytes += st.st_size
-            self.stored_files += 1
-            return digest
-        finally:
-            tmp.unlink(missing_ok=True)
+        if known is not None:
+            self.pin([known])
+            if self.has(known) and (not verify_existing or self.verify(known)):
+                return known
+        with owned_tmp(self._tmp_root) as tmp_dir:
+            fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="obj-")
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    if self._try_reflink(src, out.fileno()):
+                        digest = stats.digest(src, st, progress=progress)
+                    else:
+                        digest = stats.digest(src, st, copy_to=out, progress=progress)
+                    self.pin([digest])
+                    if self.has(digest) and self.verify(digest):
+                        return digest
+                    out.flush()
+                    os.fsync(out.fileno())
+                final = self.path(digest)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)  # new, or a repair of a damaged object with the same name
+                self.stored_bytes += st.st_size
+                self.stored_files += 1
+                return digest
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def quarantine(self, digest: str) -> Path:
         """Move a damaged object out of the way (kept in cache/corrupt/ for inspection); it is then missing."""
@@ -133,22 +320,23 @@ class Cache:
 
         Bytes that do not match never reach their final name (TamperedObject is raised).
         """
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp / f"in-{os.getpid()}-{os.urandom(4).hex()}"
-        try:
-            with open(tmp, "wb") as out:
-                got = copy_hashing(src, out, progress)
-                out.flush()
-                os.fsync(out.fileno())
-            if got != digest:
-                raise TamperedObject(digest, "the data remote")
-            final = self.path(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
-            return final.stat().st_size
-        finally:
-            tmp.unlink(missing_ok=True)
+        self.pin([digest])
+        with owned_tmp(self._tmp_root) as tmp_dir:
+            tmp = tmp_dir / f"in-{os.urandom(4).hex()}"
+            try:
+                with open(tmp, "wb") as out:
+                    got = copy_hashing(src, out, progress)
+                    out.flush()
+                    os.fsync(out.fileno())
+                if got != digest:
+                    raise TamperedObject(digest, "the data remote")
+                final = self.path(digest)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, final)
+                return final.stat().st_size
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def _try_reflink(self, src: Path, dst_fd: int) -> bool:
         with open(src, "rb") as f:
@@ -220,12 +408,9 @@ class Cache:
                     yield digest, obj
 
     def delete(self, digest: str) -> None:
-        path = self.path(digest)
-        path.unlink(missing_ok=True)
-        try:
-            path.parent.rmdir()
-        except OSError:
-            pass
+        # The <2 hex> directory stays: a process storing another object may have just made sure it exists.
+        self.path(digest).unlink(missing_ok=True)
 
     def clear_tmp(self) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        """Remove the temporary files of processes that are gone (never a live one's)."""
+        clear_dead(self._tmp_root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -10,14 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitexp import format as fmt
-from gitexp.data.cache import Cache
+from gitexp.data.cache import Cache, CorruptObject, MissingObject
 from gitexp.data.hashing import StatCache
 from gitexp.data.pointers import DataPointer, Manifest, collect
 from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
 from gitexp.model import Progress
 from gitexp.store import Store
-from gitexp.workspace import pid_alive
 
 SECTION_ROLES = {"inputs": "input", "outputs": "output", "large_files": "large file"}
 
@@ -97,41 +97,62 @@ class GcReport:
 
 
 def gc(store: Store, min_age_seconds: float, dry_run: bool = False) -> GcReport:
-    """Delete cache objects no run refers to (nor a run in progress), older than min_age_seconds."""
+    """Delete cache objects no run refers to (nor a live process has pinned), older than min_age_seconds.
+
+    Pins are read before refs: a run drops its pins only once its ref points at the objects.
+    The objects found unused are deleted under the cache's exclusive lock, after reading
+    pins and refs again: a process pins an object before it stores it or relies on it being
+    there, so it either sees the object gone (and stores it again) or gc sees its pin.
+    """
     cache = Cache(cache_root(store.git_common_dir()))
-    live = {u.digest for u in uses(store)} | _pinned(cache)
+    seen: dict[str, set[str]] = {}  # digests per run commit: a commit's record never changes
+    live = cache.pinned(drop_dead=False) | _referenced(store, seen)
     now = time.time()
-    deleted = freed = kept = recent = 0
+    candidates: list[tuple[str, int]] = []
+    kept = recent = 0
     for digest, path in list(cache.iter_objects()):
         if digest in live:
             kept += 1
             continue
-        st = path.stat()
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # another gc took it
+            continue
         if now - st.st_mtime < min_age_seconds:
             recent += 1
             continue
-        if not dry_run:
+        candidates.append((digest, st.st_size))
+    if dry_run:
+        return GcReport(len(candidates), sum(size for _, size in candidates), kept, recent)
+    deleted = freed = 0
+    with cache.collecting():
+        live = cache.pinned(drop_dead=True) | _referenced(store, seen)
+        for digest, size in candidates:
+            if digest in live:
+                kept += 1
+                continue
             cache.delete(digest)
-        deleted += 1
-        freed += st.st_size
-    if not dry_run:
-        cache.clear_tmp()
+            deleted += 1
+            freed += size
+    cache.clear_tmp()
     return GcReport(deleted, freed, kept, recent)
 
 
-def _pinned(cache: Cache) -> set[str]:
-    """Digests pinned by runs in progress; pins of dead local processes are removed."""
-    pins = cache.root / "pins"
-    digests: set[str] = set()
-    if not pins.is_dir():
-        return digests
-    for pin in pins.iterdir():
-        host, _, pid = pin.name.rpartition("-")
-        if pid.isdigit() and not pid_alive(int(pid), host):
-            pin.unlink(missing_ok=True)
-            continue
-        digests |= set(pin.read_text().split())
-    return digests
+def _referenced(store: Store, seen: dict[str, set[str]]) -> set[str]:
+    """Every digest the runs point to now; seen caches them per commit."""
+    found: set[str] = set()
+    for _, commit in store.run_refs():
+        if commit not in seen:
+            digests = set()
+            for pointers in run_pointers(store, commit).values():
+                for p in pointers:
+                    if p.digest:
+                        digests.add(p.digest)
+                    if p.kind == "dir":
+                        digests.update(e["digest"] for e in manifest(store, commit, p).files())
+            seen[commit] = digests
+        found |= seen[commit]
+    return found
 
 
 @dataclass(frozen=True)
@@ -164,11 +185,16 @@ def fsck(store: Store, repair: bool = False) -> FsckReport:
     corrupt = []
     checked = 0
     for digest, _ in list(cache.iter_objects()):
-        checked += 1
-        if not cache.verify(digest):
+        try:
+            cache.check(digest, digest)
+        except MissingObject:  # deleted meanwhile (a concurrent gc): not damaged
+            continue
+        except (CorruptObject, OSError):
             corrupt.append(digest)
             if repair:
-                cache.quarantine(digest)
+                with contextlib.suppress(FileNotFoundError):
+                    cache.quarantine(digest)
+        checked += 1
     missing: dict[str, list[Use]] = {}
     for use in uses(store):
         if use.cached and (use.digest in missing or not cache.has(use.digest)):

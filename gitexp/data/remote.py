@@ -4,8 +4,11 @@ A plain directory (a shared drive, NFS) works out of the box; any other URL
 (s3://, gs://, az://, memory://) goes through fsspec, installed with the
 `cloud` extra. Everything that arrives, in either direction, is verified
 against its digest before it is kept, and written under a temporary name
-first, so an interrupted transfer leaves nothing half-written under a final
-name and a retry simply sends what is still missing.
+first (in tmp/<owner>/, the writing process's own directory), then renamed
+into place as soon as it is complete: an interrupted transfer leaves nothing
+half-written under a final name, keeps every object it completed, and a retry
+sends only what is still missing. Each transfer first removes what processes
+that are gone left in tmp/ (never a live process's upload).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gitexp.data.cache import Cache, TamperedObject
+from gitexp.data.cache import Cache, TamperedObject, clear_dead, owned_tmp, owner_alive, process_tag
 from gitexp.data.hashing import copy_hashing, is_digest
 from gitexp.errors import GitexpError
 
@@ -49,12 +52,12 @@ class DataRemote:
     def open_read(self, digest: str) -> BinaryIO:
         raise NotImplementedError
 
-    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> Callable[[], None]:
-        """Copy src (a cache object) under a temporary name, verifying its bytes on the way.
+    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
+        """Copy src (a cache object) under a temporary name, verifying its bytes on the way, then give it its name."""
+        raise NotImplementedError
 
-        Returns the step that gives it its final name; push runs those steps
-        after all copies have succeeded.
-        """
+    def clear_tmp(self) -> None:
+        """Remove the partial uploads of processes that are gone (best effort: the remote may be read-only)."""
         raise NotImplementedError
 
     def verify(self, digest: str) -> bool:
@@ -74,6 +77,8 @@ class DataRemote:
         too, and damaged ones replaced by the local good copy.
         """
         report = TransferReport()
+        self.clear_tmp()
+        cache.clear_tmp()
         there = self.digests()
         if verify_remote:
             damaged = {d for d in set(digests) & there if cache.has(d) and not self.verify(d)}
@@ -88,27 +93,27 @@ class DataRemote:
             else:
                 todo.append(d)
 
-        def send(d: str) -> tuple[str, int, Callable[[], None] | None]:
+        def send(d: str) -> tuple[str, int, bool]:
             src = cache.path(d)
             try:
-                return d, src.stat().st_size, self.write(d, src, progress)
+                self.write(d, src, progress)
             except TamperedObject:
-                return d, 0, None
+                return d, 0, False
+            return d, src.stat().st_size, True
 
-        finishing = []
-        for d, size, finish in _parallel(send, todo):
-            if finish is None:
-                report.rejected.append(d)
-            else:
-                finishing.append(finish)
+        for d, size, ok in _parallel(send, todo):
+            if ok:
                 report.sent += 1
                 report.sent_bytes += size
-        _parallel(lambda finish: finish(), finishing)
+            else:
+                report.rejected.append(d)
         return report
 
     def pull(self, cache: Cache, digests: Iterable[str], progress: Callable[[int], None] | None = None) -> TransferReport:
         """Fetch the objects the cache lacks; bytes that do not match their digest never enter the cache."""
         report = TransferReport()
+        cache.clear_tmp()
+        self.clear_tmp()
         there = self.digests()
         todo = []
         for d in sorted(set(digests)):
@@ -154,31 +159,25 @@ class DirectoryRemote(DataRemote):
     def open_read(self, digest: str) -> BinaryIO:
         return open(self.objects / digest[:2] / digest[2:], "rb")
 
-    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> Callable[[], None]:
+    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
         final = self.objects / digest[:2] / digest[2:]
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / f"{digest}.{os.getpid()}.{os.urandom(3).hex()}"
-        try:
-            with open(src, "rb") as f, open(tmp, "wb") as out:
-                got = copy_hashing(f, out, progress)
-            if got != digest:
-                raise TamperedObject(digest, "the local cache")
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-        def finish() -> None:
-            # Like git's loose objects, no fsync: the rename is atomic, and every reader re-hashes
-            # what it gets (pull rejects a damaged object; push --verify-remote replaces it).
+        with owned_tmp(self.root / "tmp") as tmp_dir:
+            tmp = tmp_dir / f"{digest}.{os.urandom(3).hex()}"
             try:
+                with open(src, "rb") as f, open(tmp, "wb") as out:
+                    got = copy_hashing(f, out, progress)
+                if got != digest:
+                    raise TamperedObject(digest, "the local cache")
+                # Like git's loose objects, no fsync: the rename is atomic, and every reader re-hashes
+                # what it gets (pull rejects a damaged object; push --verify-remote replaces it).
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
             finally:
                 tmp.unlink(missing_ok=True)
 
-        return finish
+    def clear_tmp(self) -> None:
+        clear_dead(self.root / "tmp")
 
 
 class FsspecRemote(DataRemote):
@@ -211,13 +210,25 @@ class FsspecRemote(DataRemote):
     def open_read(self, digest: str) -> BinaryIO:
         return self.fs.open(self._path(digest), "rb")  # type: ignore[no-any-return]
 
-    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> Callable[[], None]:
+    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
         with open(src, "rb") as f:
             if copy_hashing(f, None, progress) != digest:
                 raise TamperedObject(digest, "the local cache")
-        tmp = f"{self.base.rstrip('/')}/tmp/{digest}.{os.getpid()}.{os.urandom(3).hex()}"
+        tmp = f"{self.base.rstrip('/')}/tmp/{process_tag()}/{digest}.{os.urandom(3).hex()}"
         self.fs.put_file(str(src), tmp)
-        return lambda: self.fs.mv(tmp, self._path(digest))
+        self.fs.mv(tmp, self._path(digest))
+
+    def clear_tmp(self) -> None:
+        try:
+            entries = self.fs.ls(f"{self.base.rstrip('/')}/tmp", detail=False)
+        except (OSError, ValueError):  # none yet, or not allowed
+            return
+        for path in entries:
+            if owner_alive(str(path).rstrip("/").rsplit("/", 1)[-1]) is False:
+                try:
+                    self.fs.rm(path, recursive=True)
+                except (OSError, ValueError):
+                    pass
 
 
 def open_remote(url: str, repo_root: Path) -> DataRemote:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 from gitexp.data.cache import Cache
 from gitexp.data.hashing import StatCache
 from gitexp.data.pointers import DataPointer, collect, total_size
-from gitexp.environment import hostname
 from gitexp.format import DATA_FILE, MANIFEST_DIR, to_json
 from gitexp.model import Progress
 
@@ -24,7 +22,8 @@ def stat_db(common_dir: Path) -> Path:
 
 
 class DataSession:
-    """Collects pointers for a run; pins what it cached so `gitexp gc` keeps it meanwhile."""
+    """Collects pointers for a run; what it caches is pinned (before it is stored) until close(), so
+    `gitexp gc` keeps it until the run's ref points at it."""
 
     def __init__(self, common_dir: Path, root: Path, progress: Progress | None = None) -> None:
         self.root = root
@@ -33,7 +32,7 @@ class DataSession:
         self.progress = progress or Progress()
         self.manifests: dict[str, bytes] = {}
         self.sections: dict[str, list[DataPointer]] = {"inputs": [], "outputs": [], "large_files": []}
-        self._pin = self.cache.root / "pins" / f"{hostname()}-{os.getpid()}"
+        self.cache.clear_tmp()  # what killed runs and pulls left behind
         self.verify_existing = False  # re-check cache objects that already exist before relying on them
 
     def add(
@@ -55,7 +54,6 @@ class DataSession:
         if unchanged is not None:
             pointers = [replace(p, fresh=p.path not in unchanged) if p.kind != "missing" else p for p in pointers]
         self.sections[section].extend(pointers)
-        self._write_pin()
         return pointers
 
     def adopt(self, store: Any, commit: str, sections: tuple[str, ...]) -> None:
@@ -72,13 +70,8 @@ class DataSession:
                     manifest = store.read_record(commit, f"{MANIFEST_DIR}/{p.digest}.json")
                     if manifest is not None:
                         self.manifests[p.digest] = manifest
-        self._write_pin()
-
-    def _write_pin(self) -> None:
         digests = {p.digest for ps in self.sections.values() for p in ps if p.digest}
-        digests |= {e["digest"] for raw in self.manifests.values() for e in _manifest_files(raw)}
-        self._pin.parent.mkdir(parents=True, exist_ok=True)
-        self._pin.write_text("\n".join(sorted(digests)) + "\n")
+        self.cache.pin(digests | {e["digest"] for raw in self.manifests.values() for e in _manifest_files(raw)})
 
     def record_files(self) -> dict[str, bytes]:
         """data.json and the manifests, for the run's .gitexp/ record (empty without data)."""
@@ -98,7 +91,7 @@ class DataSession:
 
     def close(self) -> None:
         self.stats.close()
-        self._pin.unlink(missing_ok=True)
+        self.cache.release()
 
 
 def _manifest_files(raw: bytes) -> list[dict[str, Any]]:
