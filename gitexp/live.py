@@ -49,6 +49,7 @@ class LiveState:
     metrics: dict[str, Any] = field(default_factory=dict)
     command_pid: int | None = None  # the command's: it may outlive a recorder killed outright
     workdir: str = ""  # the directory the run works in (a user's workspace, or a worker's copy)
+    files: list[str] = field(default_factory=list)  # the metrics files and outputs it declares, workdir-relative
 
     def to_json(self) -> bytes:
         return fmt.to_json(self.__dict__).encode()
@@ -89,6 +90,39 @@ def running_in(common_dir: Path, workdir: Path) -> list[LiveState]:
     directory = live_dir(common_dir)
     states = [read(common_dir, p.stem) for p in sorted(directory.glob("*.json"))] if directory.is_dir() else []
     return [s for s in states if s is not None and s.workdir == str(workdir) and alive(s)]
+
+
+def sharing(
+    common_dir: Path, workdir: Path, files: tuple[str, ...], name: str = "", started: float | None = None
+) -> tuple[LiveState, list[str]] | None:
+    """A live run in workdir that declares one of files (or a path inside or around one), and which of them.
+
+    A run counts while its recorder runs. With started, only a run that started
+    before (started, name) counts: of two runs that start at once, the later one gives way.
+    """
+    directory = live_dir(common_dir)
+    if not files or not directory.is_dir():
+        return None
+    for path in sorted(directory.glob("*.json")):
+        state = read(common_dir, path.stem)
+        if state is None or state.name == name or state.workdir != str(workdir):
+            continue
+        if started is not None and (state.started, state.name) >= (started, name):
+            continue
+        # Not counted: a run whose recorder died (its command, if still running, is recorded by no one), and
+        # this process's own run that it could not finalize.
+        if not alive(state) or (state.pid == os.getpid() and state.host == hostname()):
+            continue
+        shared = [f for f in files if any(_overlap(f, g) for g in state.files)]
+        if shared:
+            return state, shared
+    return None
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether workspace paths a and b are the same, or one is inside the other."""
+    a, b = a.strip("/") + "/", b.strip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
 
 
 def remove(common_dir: Path, name: str) -> None:
