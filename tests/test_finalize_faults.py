@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,20 +30,31 @@ def wait_for(predicate: object, timeout: float = 60) -> None:
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 24 MiB file system of its own (a tmpfs), for a disk that fills up."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True)
-    except OSError:
-        pytest.skip("no mount command: a full disk cannot be simulated here")
-    if done.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
+    """Mounts a small file system of its own (a tmpfs) at a directory: a disk that fills up. Root only."""
+    mounted: list[Path] = []
+
+    def mount(directory: Path, size: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                                  capture_output=True)
+        except OSError:
+            pytest.skip("no mount command: a full disk cannot be simulated here")
+        if done.returncode != 0:
+            pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {done.stderr.decode().strip()}")
+        mounted.append(directory)
+        return directory
+
+    yield mount
+    for directory in reversed(mounted):
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, tmpfs: Callable[[Path, str], Path]) -> Path:
+    """A 24 MiB disk for a repository."""
+    return tmpfs(tmp_path / "disk", "24m")
 
 
 def repo_in(directory: Path) -> Workspace:
@@ -131,6 +142,27 @@ def test_a_full_disk_never_kills_the_command_nor_its_output_and_the_run_is_kept_
     assert ws.record("filled", "run.json")["status"] == "crashed"  # type: ignore[index]
     assert list((ws.root / ".git/gitexp/tmp").glob("run-*")) == []
     fsck_clean(ws)
+
+
+def test_a_log_cut_short_by_a_full_disk_is_recorded_as_far_as_it_got_and_the_output_goes_on(
+    ws: Workspace, tmpfs: Callable[[Path, str], Path]
+) -> None:
+    ws.write("talk.py", "for i in range(30000):\n    print('line', i, 'x' * 100)\nprint('done')\n")
+    ws.commit_all()
+    tmpfs(ws.root / ".git/gitexp/tmp", "1m")  # where a run's logs grow: full long before the output ends
+    result = ws.gitexp("run", "-n", "talky", "--", PY, "talk.py")
+    assert result.code == 0, result.err
+    expected = "".join(f"line {i} {'x' * 100}\n" for i in range(30000)) + "done\n"
+    assert result.out == expected, "all the output reached gitexp's stdout"
+    assert "Traceback" not in result.err
+    meta = ws.record("talky", "run.json")
+    assert meta["status"] == "completed" and meta["exit_code"] == 0  # type: ignore[index]
+    lost = {m["path"]: m["why"] for m in meta["incomplete"] if m["what"] == "logs"}  # type: ignore[index]
+    assert "No space left on device" in lost["stdout.log"]
+    logged = ws.git("show", "refs/experiments/talky:.gitexp/stdout.log")
+    assert 0 < len(logged) < len(expected) and expected.startswith(logged)
+    assert "missing  logs (stdout.log): No space left on device" in ws.gitexp("show", "talky").out
+    assert list((ws.root / ".git/gitexp/tmp").glob("run-*")) == []
 
 
 def test_metrics_nested_too_deep_are_left_out_and_the_run_says_why(ws: Workspace) -> None:
