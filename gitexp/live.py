@@ -14,12 +14,14 @@ scratch directory kept.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -92,22 +94,27 @@ def running_in(common_dir: Path, workdir: Path) -> list[LiveState]:
     return [s for s in states if s is not None and s.workdir == str(workdir) and alive(s)]
 
 
-def sharing(
-    common_dir: Path, workdir: Path, files: tuple[str, ...], name: str = "", started: float | None = None
-) -> tuple[LiveState, list[str]] | None:
-    """A live run in workdir that declares one of files (or a path inside or around one), and which of them.
+@contextlib.contextmanager
+def registering(common_dir: Path) -> Iterator[None]:
+    """Held while a run checks the live runs and writes its own live file: of two runs, one sees the other."""
+    directory = live_dir(common_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # (closing the file releases the lock)
 
-    A run counts while its recorder runs. With started, only a run that started
-    before (started, name) counts: of two runs that start at once, the later one gives way.
-    """
+
+def sharing(
+    common_dir: Path, workdir: Path, files: tuple[str, ...], name: str = ""
+) -> tuple[LiveState, list[str]] | None:
+    """A live run in workdir (its recorder alive) that declares one of files, or a path inside or around one;
+    and which of files it shares."""
     directory = live_dir(common_dir)
     if not files or not directory.is_dir():
         return None
     for path in sorted(directory.glob("*.json")):
         state = read(common_dir, path.stem)
         if state is None or state.name == name or state.workdir != str(workdir):
-            continue
-        if started is not None and (state.started, state.name) >= (started, name):
             continue
         # Not counted: a run whose recorder died (its command, if still running, is recorded by no one), and
         # this process's own run that it could not finalize.

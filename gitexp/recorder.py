@@ -246,7 +246,7 @@ class Recording:
         if self.inputs or self.outputs or self.snap.large or (claim and store.read_record(claim.commit, fmt.DATA_FILE)):
             self.data = _data_session(store, root, self.progress)
         if in_place and not queued:
-            self._check_not_shared(None)  # before any hashing: a mistake costs seconds
+            self._check_not_shared()  # before any hashing: a mistake costs seconds
         self.outputs_before = _outputs_state(root, self.outputs)
         self.metric_states = metrics_mod.before(root, config.metrics)
         if self.data is not None and claim is not None:
@@ -321,17 +321,18 @@ class Recording:
             files=list(self._declared()),
         )
         self.heartbeat = Heartbeat(self.common_dir, state, [self.scratch / API_STEPS, self.scratch / CAPTURED_STEPS])
-        self.heartbeat.start()
-        if self.request.workdir is None:
-            self._check_not_shared(state.started)  # again, now that this run is visible: one of two gives way
+        with live_mod.registering(self.common_dir):  # checked again, under a lock: of two runs, one sees the other
+            if self.request.workdir is None:
+                self._check_not_shared()
+            self.heartbeat.start()
 
     def _declared(self) -> tuple[str, ...]:
         """The files this run's command is expected to write: metrics files and outputs."""
         return tuple(dict.fromkeys(self.config.metrics + self.outputs))
 
-    def _check_not_shared(self, started: float | None) -> None:
+    def _check_not_shared(self) -> None:
         """Refuse to run beside a live run in this workspace that writes the same metrics files or outputs."""
-        found = live_mod.sharing(self.common_dir, self.root, self._declared(), self.name, started)
+        found = live_mod.sharing(self.common_dir, self.root, self._declared(), self.name)
         if found is not None:
             raise WorkspaceShared(*found)
 

@@ -280,3 +280,31 @@ def test_a_second_run_with_disjoint_metrics_and_outputs_runs_beside_the_first(ws
     assert second.code == 0, second.err
     assert ws.record("second", "run.json")["status"] == "completed"  # type: ignore[index]
     assert ws.record("first", "run.json")["status"] == "completed"  # type: ignore[index]
+
+
+def test_of_two_runs_started_at_once_with_the_same_metrics_file_exactly_one_runs(ws: Workspace) -> None:
+    ws.write("wait.py", WAIT_FOR_GO)
+    ws.commit_all()
+    procs = {
+        name: subprocess.Popen(
+            [PY, "-m", "gitexp", "run", "-n", name, "--", PY, "wait.py", "metrics.json"],
+            cwd=ws.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for name in ("one", "two")
+    }
+
+    def command_started(name: str) -> bool:
+        try:
+            return bool(json.loads((ws.root / ".git/gitexp/live" / f"{name}.json").read_text()).get("command_pid"))
+        except (OSError, ValueError):
+            return False
+
+    wait_for(lambda: all(p.poll() is not None or command_started(n) for n, p in procs.items()))
+    (ws.root / "go").write_text("")
+    outcomes = {name: (p.wait(timeout=120), p.stderr.read() if p.stderr else "") for name, p in procs.items()}
+    ran = [name for name, (code, _) in outcomes.items() if code == 0]
+    assert len(ran) == 1, outcomes
+    other = "two" if ran == ["one"] else "one"
+    code, err = outcomes[other]
+    assert code == 1 and f"run {ran[0]!r}" in err and "is running in this workspace" in err
+    assert set(ws.runs()) == set(ran)
