@@ -194,8 +194,8 @@ class Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 self.beat()
-            except OSError:
-                pass  # a full disk must not stop the run; the next beat tries again
+            except Exception:  # a full disk, a value nested too deeply: the run goes on, the next beat tries again
+                pass
 
 
 class _Tail:
@@ -228,7 +228,7 @@ class _Tail:
 def _values(line: bytes) -> dict[str, Any]:
     try:
         values = json.loads(line).get("values")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # a line nested too deeply is skipped, never fatal
         return {}
     return values if isinstance(values, dict) else {}
 

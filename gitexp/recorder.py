@@ -855,7 +855,7 @@ def _combined_steps(scratch: Path) -> bytes:
         try:
             item = json.loads(line)
             values = {k: v for k, v in item["values"].items() if k not in names}
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue
         if values:
             kept.append(json.dumps({**item, "values": values}, separators=(",", ":")).encode() + b"\n")
@@ -870,7 +870,8 @@ def _summary_values(path: Path) -> dict[str, Any]:
     for line in _steps_bytes(path).splitlines():
         try:
             item = json.loads(line)
-        except ValueError:
+            fmt.compact_json(item)  # a value nested too deeply is skipped here, not fatal in the record
+        except (ValueError, RecursionError):
             continue
         if isinstance(item, dict):
             values.update(item)
@@ -885,7 +886,7 @@ def _artifacts(path: Path, root: Path, notify: Notify) -> tuple[str, ...]:
     for line in _steps_bytes(path).splitlines():
         try:
             target = Path(json.loads(line)["path"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue
         try:
             rel = target.relative_to(root.resolve())
