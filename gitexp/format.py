@@ -49,6 +49,7 @@ T_PARAMS = "Gitexp-Params"
 T_METRICS = "Gitexp-Metrics"
 T_RESOURCES = "Gitexp-Resources"
 T_SWEEP = "Gitexp-Sweep"
+T_INCOMPLETE = "Gitexp-Incomplete"  # only when part of the record could not be kept: what is missing
 T_RECORDER = "Gitexp-Recorder"  # only while status is running: pid@host of the recording process
 
 SUBJECT_MAX = 72
@@ -141,6 +142,8 @@ def run_trailers(run: RunSummary) -> list[tuple[str, str]]:
         trailers.append((T_RESOURCES, compact_json(run.resources)))
     if run.sweep:
         trailers.append((T_SWEEP, compact_json(run.sweep)))
+    if run.incomplete:
+        trailers.append((T_INCOMPLETE, compact_json(list(run.incomplete))))
     if run.recorder:
         trailers.append((T_RECORDER, run.recorder))
     return trailers
@@ -169,6 +172,7 @@ def summary_from_message(name: str, commit: str, message: str) -> RunSummary:
         resources=_json(t.get(T_RESOURCES), {}),
         sweep=_json(t.get(T_SWEEP), {}),
         recorder=t.get(T_RECORDER, ""),
+        incomplete=tuple(str(x) for x in _json(t.get(T_INCOMPLETE), [])),
         note=parse_note(message),
         subject=message.split("\n", 1)[0],
     )

@@ -14,12 +14,14 @@ scratch directory kept.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ class LiveState:
     metrics: dict[str, Any] = field(default_factory=dict)
     command_pid: int | None = None  # the command's: it may outlive a recorder killed outright
     workdir: str = ""  # the directory the run works in (a user's workspace, or a worker's copy)
+    files: list[str] = field(default_factory=list)  # the metrics files and outputs it declares, workdir-relative
 
     def to_json(self) -> bytes:
         return fmt.to_json(self.__dict__).encode()
@@ -89,6 +92,44 @@ def running_in(common_dir: Path, workdir: Path) -> list[LiveState]:
     directory = live_dir(common_dir)
     states = [read(common_dir, p.stem) for p in sorted(directory.glob("*.json"))] if directory.is_dir() else []
     return [s for s in states if s is not None and s.workdir == str(workdir) and alive(s)]
+
+
+@contextlib.contextmanager
+def registering(common_dir: Path) -> Iterator[None]:
+    """Held while a run checks the live runs and writes its own live file: of two runs, one sees the other."""
+    directory = live_dir(common_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # (closing the file releases the lock)
+
+
+def sharing(
+    common_dir: Path, workdir: Path, files: tuple[str, ...], name: str = ""
+) -> tuple[LiveState, list[str]] | None:
+    """A live run in workdir (its recorder alive) that declares one of files, or a path inside or around one;
+    and which of files it shares."""
+    directory = live_dir(common_dir)
+    if not files or not directory.is_dir():
+        return None
+    for path in sorted(directory.glob("*.json")):
+        state = read(common_dir, path.stem)
+        if state is None or state.name == name or state.workdir != str(workdir):
+            continue
+        # Not counted: a run whose recorder died (its command, if still running, is recorded by no one), and
+        # this process's own run that it could not finalize.
+        if not alive(state) or (state.pid == os.getpid() and state.host == hostname()):
+            continue
+        shared = [f for f in files if any(_overlap(f, g) for g in state.files)]
+        if shared:
+            return state, shared
+    return None
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether workspace paths a and b are the same, or one is inside the other."""
+    a, b = a.strip("/") + "/", b.strip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
 
 
 def remove(common_dir: Path, name: str) -> None:
@@ -153,8 +194,8 @@ class Heartbeat:
         while not self._stop.wait(self._interval):
             try:
                 self.beat()
-            except OSError:
-                pass  # a full disk must not stop the run; the next beat tries again
+            except Exception:  # a full disk, a value nested too deeply: the run goes on, the next beat tries again
+                pass
 
 
 class _Tail:
@@ -187,7 +228,7 @@ class _Tail:
 def _values(line: bytes) -> dict[str, Any]:
     try:
         values = json.loads(line).get("values")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # a line nested too deeply is skipped, never fatal
         return {}
     return values if isinstance(values, dict) else {}
 

@@ -24,6 +24,7 @@ class Metrics:
     values: dict[str, Any]
     warnings: tuple[str, ...] = ()
     written: tuple[str, ...] = ()  # the metrics files the command wrote or changed (readable or not)
+    unreadable: tuple[tuple[str, str], ...] = ()  # (file, why) for each written file whose values were not recorded
 
 
 def before(root: Path, paths: tuple[str, ...]) -> dict[str, FileState]:
@@ -47,6 +48,7 @@ def read(root: Path, states: dict[str, FileState]) -> Metrics:
     values: dict[str, Any] = {}
     warnings: list[str] = []
     written: list[str] = []
+    unreadable: list[tuple[str, str]] = []
     for rel, was in states.items():
         full = root / rel
         try:
@@ -58,11 +60,14 @@ def read(root: Path, states: dict[str, FileState]) -> Metrics:
             continue
         written.append(rel)
         try:
-            data = _parse(rel, full.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            warnings.append(f"{rel} could not be read as metrics ({' '.join(str(exc).split())}); not recorded")
+            flat = flatten(_parse(rel, full.read_text(encoding="utf-8")))
+            json.dumps(flat, default=str)  # a value nested too deep to be written fails here, not in the record
+        except (ValueError, UnicodeDecodeError, OSError, RecursionError, MemoryError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
+            warnings.append(f"{rel} could not be read as metrics ({why}); not recorded")
+            unreadable.append((rel, why))
             continue
-        for key, value in flatten(data).items():
+        for key, value in flat.items():
             if not key or "" in key.split("."):
                 warnings.append(f"{rel}: metric name {key!r} has an empty part; not recorded")
             elif key in values:
@@ -70,7 +75,7 @@ def read(root: Path, states: dict[str, FileState]) -> Metrics:
                 values[key] = value
             else:
                 values[key] = value
-    return Metrics(values, tuple(warnings), tuple(written))
+    return Metrics(values, tuple(warnings), tuple(written), tuple(unreadable))
 
 
 def _parse(rel: str, text: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class RunSummary:
     resources: dict[str, Any] = field(default_factory=dict)
     recorder: str = ""  # pid@host of the process recording a run still in progress
     sweep: dict[str, Any] = field(default_factory=dict)  # {"id", "index", "size", "seed_param"} of a sweep's run
+    incomplete: tuple[str, ...] = ()  # the parts of the record that could not be kept (run.json says why)
 
     @property
     def config(self) -> str:
@@ -65,6 +66,7 @@ class RunSummary:
             "metrics": self.metrics,
             "resources": self.resources,
             "sweep": self.sweep,
+            "incomplete": list(self.incomplete),
         }
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from gitexp.errors import CommandNotExecutable, CommandNotFound
 
@@ -46,6 +46,7 @@ class Outcome:
     exit_code: int
     interrupted: bool
     usage: resource.struct_rusage | None = None  # the command's and its reaped descendants' CPU and peak memory
+    lost: tuple[tuple[str, str], ...] = ()  # (log file, why) for each log that could not be written in full
 
 
 def execute(
@@ -94,7 +95,7 @@ def execute(
         guard.restore()
         pump.finish()
     exit_code = 128 - returncode if returncode < 0 else returncode
-    return Outcome(exit_code=exit_code, interrupted=guard.interrupted, usage=usage)
+    return Outcome(exit_code=exit_code, interrupted=guard.interrupted, usage=usage, lost=tuple(pump.lost.items()))
 
 
 def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage | None]:
@@ -162,6 +163,7 @@ class _Pump:
     def __init__(
         self, channels: list[tuple[int, int | None, Path, str]], times_log: Path | None, sinks: dict[int, OutputSink]
     ) -> None:
+        self.lost: dict[str, str] = {}  # log file name -> why it stops short (a full disk): the output goes on
         self._wake_r, self._wake_w = os.pipe()
         self._channels = channels
         self._times_log = times_log
@@ -178,11 +180,13 @@ class _Pump:
 
     def _run(self) -> None:
         # Unbuffered: if gitexp itself is killed, the logs hold everything read so far.
-        logs = {src: open(log, "wb", buffering=0) for src, _, log, _ in self._channels}  # noqa: SIM115
+        # Whatever fails here (a full disk, our own output closed), the command's output keeps being read:
+        # a thread that stopped reading would kill the command with SIGPIPE or block it on a full pipe.
+        logs = {src: self._open(log) for src, _, log, _ in self._channels}
         dests = {src: dst for src, dst, _, _ in self._channels}
         labels = {src: label for src, _, _, label in self._channels}
         offsets = dict.fromkeys(dests, 0)
-        times = open(self._times_log, "wb", buffering=0) if self._times_log is not None else None  # noqa: SIM115
+        times = self._open(self._times_log) if self._times_log is not None else None
         open_fds = set(dests)
         deadline: float | None = None
         try:
@@ -200,37 +204,74 @@ class _Pump:
                     if not data:
                         open_fds.discard(fd)
                         continue
-                    logs[fd].write(data)
                     now = time.time()
                     offsets[fd] += len(data)
+                    logs[fd] = self._write(
+                        logs[fd], data, f"{labels[fd]}.log",
+                        f"after {offsets[fd] - len(data)} bytes; the rest was passed on to gitexp's output only",
+                    )
                     if times is not None:
-                        times.write(f"{now:.3f} {labels[fd]} {offsets[fd]}\n".encode())
+                        line = f"{now:.3f} {labels[fd]} {offsets[fd]}\n".encode()
+                        times = self._write(times, line, "logtimes.tsv", "the later output has no arrival times")
                     sink = self._sinks.get(fd)
                     if sink is not None:
                         try:
                             sink.feed(data, now)
-                        except (OSError, ValueError):
+                        except (OSError, ValueError) as exc:
                             del self._sinks[fd]  # capture is a bonus: it never stops the logs
+                            self.lost.setdefault("scalars", f"{_why(exc)}; later scalars were not captured")
                     dst = dests[fd]
                     if dst is not None and not _write_all(dst, data):
                         dests[fd] = None  # our output was closed (e.g. piped to head): keep logging
         finally:
             for fd, log in logs.items():
-                log.close()
+                _close_file(log)
                 _close(fd)
             for sink in self._sinks.values():
-                sink.close(time.time())
-            if times is not None:
-                times.close()
+                with contextlib.suppress(OSError, ValueError):
+                    sink.close(time.time())
+            _close_file(times)
+
+    def _open(self, path: Path) -> BinaryIO | None:
+        try:
+            return open(path, "wb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            self.lost.setdefault(path.name, _why(exc))
+            return None
+
+    def _write(self, log: BinaryIO | None, data: bytes, name: str, then: str) -> BinaryIO | None:
+        """data appended to log; a log that cannot take it is closed (None from then on) and its loss noted."""
+        if log is None:
+            return None
+        try:
+            view = memoryview(data)
+            while view:  # an unbuffered write may take only part of it (a disk nearly full)
+                written = log.write(view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+            return log
+        except OSError as exc:
+            self.lost.setdefault(name, f"{_why(exc)} {then}")
+            _close_file(log)
+            return None
+
+
+def _why(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+
+
+def _close_file(f: BinaryIO | None) -> None:
+    if f is not None:
+        with contextlib.suppress(OSError):
+            f.close()
 
 
 def _read(fd: int) -> bytes:
     try:
         return os.read(fd, 65536)
-    except OSError as exc:
-        if exc.errno == errno.EIO:  # pty: the child side closed
-            return b""
-        raise
+    except OSError:  # EIO on a pty: the child side closed; any other error ends the stream too
+        return b""
 
 
 def _write_all(fd: int, data: bytes) -> bool:

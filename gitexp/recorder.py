@@ -47,6 +47,24 @@ ENV_RUN_NAME = "GITEXP_RUN_NAME"
 ENV_RUN_DIR = "GITEXP_RUN_DIR"
 
 
+class RunNotFinalized(GitexpError):
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(
+            f"the final record of run {name!r} could not be written ({why}); it stays 'running' with its logs,"
+            " and the next `gitexp run` in this repository records it as crashed (free some space first)"
+        )
+
+
+class WorkspaceShared(GitexpError):
+    def __init__(self, other: LiveState, shared: list[str]) -> None:
+        super().__init__(
+            f"run {other.name!r} (gitexp pid {other.pid}) is running in this workspace and also writes "
+            f"{', '.join(shared)}: the two runs would record each other's results. Wait for it to end, or run "
+            "several at once with -j N (each in its own copy), queue this one with --queue, or start it in "
+            "another worktree (git worktree add ../other)"
+        )
+
+
 class ClaimLost(GitexpError):
     def __init__(self, name: str) -> None:
         super().__init__(f"run {name!r} was started by another worker (or changed) before this one could start it")
@@ -102,7 +120,7 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
     try:
         outcome = recording.execute()
         with process.signals_deferred():  # a second Ctrl-C must not lose the run being written
-            return recording.finish(outcome.exit_code, outcome.interrupted, outcome.usage)
+            return recording.finish(outcome.exit_code, outcome.interrupted, outcome.usage, outcome.lost)
     finally:
         recording.close()
 
@@ -113,13 +131,15 @@ class Recording:
     begin() checks everything, snapshots the code and writes the run's ref with
     status `running` (its live file kept fresh by a heartbeat); execute() runs
     the command; finish() writes the final commit over the running one; close()
-    cleans up, and deletes the ref if the run never finished (gitexp itself failed).
+    cleans up. A run whose command never started is deleted; one whose command
+    started but whose final commit could not be written stays `running`, with its
+    live file and scratch dir, for `finalize_crashed` to record it as crashed.
     """
 
     def __init__(self, store: Store, request: RunRequest, notify: Notify, progress: Progress | None) -> None:
         self.store = store
         self.request = request
-        self.notify = notify
+        self.notify = _heedless(notify)
         self.progress = progress
         self.root = request.workdir or store.root
         self.guard = ParamsGuard(store.state_dir, self.root)
@@ -130,6 +150,7 @@ class Recording:
         self.heartbeat: Heartbeat | None = None
         self.sampler: Sampler | None = None
         self.finished = False
+        self.command_started = False
         self.env_record: dict[str, Any] = {}
         self._env_thread: threading.Thread | None = None
 
@@ -224,6 +245,8 @@ class Recording:
             notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
         if self.inputs or self.outputs or self.snap.large or (claim and store.read_record(claim.commit, fmt.DATA_FILE)):
             self.data = _data_session(store, root, self.progress)
+        if in_place and not queued:
+            self._check_not_shared()  # before any hashing: a mistake costs seconds
         self.outputs_before = _outputs_state(root, self.outputs)
         self.metric_states = metrics_mod.before(root, config.metrics)
         if self.data is not None and claim is not None:
@@ -295,9 +318,23 @@ class Recording:
         state = LiveState(
             name=self.name, commit=commit, pid=os.getpid(), host=hostname(), boot=boot_id(),
             scratch=str(self.scratch), started=round(self.started.timestamp(), 3), workdir=str(self.root),
+            files=list(self._declared()),
         )
         self.heartbeat = Heartbeat(self.common_dir, state, [self.scratch / API_STEPS, self.scratch / CAPTURED_STEPS])
-        self.heartbeat.start()
+        with live_mod.registering(self.common_dir):  # checked again, under a lock: of two runs, one sees the other
+            if self.request.workdir is None:
+                self._check_not_shared()
+            self.heartbeat.start()
+
+    def _declared(self) -> tuple[str, ...]:
+        """The files this run's command is expected to write: metrics files and outputs."""
+        return tuple(dict.fromkeys(self.config.metrics + self.outputs))
+
+    def _check_not_shared(self) -> None:
+        """Refuse to run beside a live run in this workspace that writes the same metrics files or outputs."""
+        found = live_mod.sharing(self.common_dir, self.root, self._declared(), self.name)
+        if found is not None:
+            raise WorkspaceShared(*found)
 
     # -- execute -----------------------------------------------------------
 
@@ -320,6 +357,7 @@ class Recording:
 
     def start_sampler(self, pid: int, include_self: bool = False) -> None:
         """The command (pid) started: sample it, and tell its pid in the live file."""
+        self.command_started = True  # from now on the run is recorded, whatever happens
         if self.heartbeat is not None and not include_self:
             self.heartbeat.command_started(pid)
         if self.sample_interval > 0 and self.scratch is not None:
@@ -330,27 +368,60 @@ class Recording:
 
     # -- finish ------------------------------------------------------------
 
-    def finish(self, exit_code: int, interrupted: bool, usage: resource.struct_rusage | None = None) -> RunResult:
-        """Write the final commit over the running one: status, metrics, logs, steps, resources, outputs."""
+    def finish(
+        self,
+        exit_code: int,
+        interrupted: bool,
+        usage: resource.struct_rusage | None = None,
+        lost: tuple[tuple[str, str], ...] = (),
+    ) -> RunResult:
+        """Write the final commit over the running one: status, metrics, logs, steps, resources, outputs.
+
+        What cannot be kept (an output larger than the free space, a log cut short by a full disk, a
+        metrics file nested too deep) is left out and listed, with why, in run.json's `incomplete`. Only
+        if not even a commit without logs can be written does this raise RunNotFinalized: the run then
+        stays `running` (see close()). lost: (log file, why) for the logs the command's output did not
+        reach in full.
+        """
         assert self.scratch is not None and self.heartbeat is not None
         duration = time.monotonic() - self.t0
         ended = datetime.now(timezone.utc).astimezone()
-        resources = self.sampler.stop(usage) if self.sampler is not None else {}
-        self.heartbeat.stop()
         scratch, notify, root = self.scratch, self.notify, self.root
-        steps = _combined_steps(scratch)
-        metrics, metrics_files = self._final_metrics(steps)
-        artifacts = _artifacts(scratch / API_ARTIFACTS, root, notify)
-        outputs = tuple(dict.fromkeys(self.outputs + artifacts))
-        if outputs and self.data is None:
-            self.data = _data_session(self.store, root, self.progress)
-        if self.data is not None:
-            unchanged = {p for p in self.outputs if _outputs_state(root, (p,))[p] == self.outputs_before[p]}
-            for pointer in self.data.add("outputs", outputs, True, "caching outputs", unchanged):
-                if pointer.kind == "missing":
-                    notify(f"output {pointer.path} was not produced by this run")
-                elif pointer.fresh is False:
-                    notify(f"output {pointer.path} was not written by this run; recorded as it stands, marked unchanged")
+        missing: list[dict[str, str]] = []
+
+        def lacking(what: str, why: str, path: str = "") -> None:
+            missing.append({"what": what, "why": why, **({"path": path} if path else {})})
+            notify(f"{what}{f' ({path})' if path else ''} not recorded in full: {why}")
+
+        resources: dict[str, Any] = {}
+        try:
+            resources = self.sampler.stop(usage) if self.sampler is not None else {}
+        except Exception as exc:
+            lacking("resources", _reason(exc))
+        self.heartbeat.stop()
+        for filename, why in lost:
+            lacking("steps" if filename == "scalars" else "logs", why, filename)
+        steps = b""
+        metrics: dict[str, Any] = {}
+        metrics_files: tuple[str, ...] = ()
+        artifacts: tuple[str, ...] = ()
+        try:
+            steps = _combined_steps(scratch)
+        except Exception as exc:
+            lacking("steps", _reason(exc))
+        try:
+            metrics, metrics_files, unreadable = self._final_metrics(steps)
+            fmt.compact_json(metrics)  # a value nested too deep fails here, not in the commit message
+            for rel, why in unreadable:
+                lacking("metrics", why, rel)
+        except Exception as exc:
+            metrics, metrics_files = {}, ()
+            lacking("metrics", _reason(exc))
+        try:
+            artifacts = _artifacts(scratch / API_ARTIFACTS, root, notify)
+        except Exception as exc:
+            lacking("artifacts", _reason(exc))
+        self._store_outputs(tuple(dict.fromkeys(self.outputs + artifacts)), lacking)
         if self._env_thread is not None:
             self._env_thread.join()
         self.env_record["git"] = {"base": self.snap.base, "branch": self.snap.base_branch, "dirty": self.snap.dirty}
@@ -359,30 +430,78 @@ class Recording:
             self.summary, status=status, exit_code=exit_code, duration=round(duration, 3), metrics=metrics,
             resources=resources, recorder="",
         )
-        record = self._record_files(summary, ended)
-        for filename in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE, fmt.SYSTEM_FILE):
-            if (scratch / filename).exists():
-                record[filename] = scratch / filename
-        if steps:
-            record[fmt.STEPS_FILE] = steps
-        if resources:
-            record[fmt.RESOURCES_FILE] = fmt.to_json(resources).encode()
-        if self.data is not None:
-            record.update(self.data.record_files())
-        commit, name = _write(
-            self.store, summary, self._with_metrics_files(metrics_files), self.parent, record, self.request.command,
-            self.started, ended, notify, replacing=self.running_commit,
-        )
+        code = self._with_metrics_files(metrics_files)
+
+        def write(with_logs: bool) -> tuple[str, str]:
+            run = replace(summary, incomplete=tuple(dict.fromkeys(m["what"] for m in missing)))
+            record = self._record_files(run, ended, missing)
+            if with_logs:
+                for filename in (fmt.STDOUT_FILE, fmt.STDERR_FILE, fmt.LOG_TIMES_FILE, fmt.SYSTEM_FILE):
+                    if (scratch / filename).exists():
+                        record[filename] = scratch / filename
+                if steps:
+                    record[fmt.STEPS_FILE] = steps
+            if resources:
+                record[fmt.RESOURCES_FILE] = fmt.to_json(resources).encode()
+            if self.data is not None:
+                record.update(self.data.record_files())
+            return _write(
+                self.store, run, code, self.parent, record, self.request.command, self.started, ended, notify,
+                replacing=self.running_commit,
+            )
+
+        try:
+            commit, name = write(with_logs=True)
+        except Exception as exc:  # a full disk, most likely: the logs are the bulk of what is written
+            lacking("logs", f"the final commit could not be written with the logs, steps and samples ({_reason(exc)})")
+            try:
+                commit, name = write(with_logs=False)
+            except Exception as again:
+                raise RunNotFinalized(self.name, _reason(again)) from again
         self.finished = True
-        _carry_annotation(self.store, self.running_commit, commit)
-        if self.request.update_pointer:
-            write_pointer(self.store.state_dir, self.snap.base_branch, Pointer(name, commit))
+        summary = replace(summary, incomplete=tuple(dict.fromkeys(m["what"] for m in missing)))
+        try:
+            _carry_annotation(self.store, self.running_commit, commit)
+            if self.request.update_pointer:
+                write_pointer(self.store.state_dir, self.snap.base_branch, Pointer(name, commit))
+        except (GitexpError, OSError) as exc:
+            notify(f"run {name} is recorded, but {_reason(exc)}")
         return RunResult(replace(summary, name=name, commit=commit), exit_code, self.parent.name if self.parent else None)
 
-    def _final_metrics(self, steps: bytes) -> tuple[dict[str, Any], tuple[str, ...]]:
+    def _store_outputs(self, outputs: tuple[str, ...], lacking: Callable[[str, str, str], None]) -> None:
+        """Hash and cache the outputs; one that does not fit (a full disk) is left out, the others kept."""
+        root, notify = self.root, self.notify
+        try:
+            if outputs and self.data is None:
+                self.data = _data_session(self.store, root, self.progress)
+            if self.data is None:
+                return
+            unchanged = {p for p in self.outputs if _outputs_state(root, (p,))[p] == self.outputs_before[p]}
+        except Exception as exc:
+            for path in outputs:
+                lacking("outputs", _reason(exc), path)
+            return
+        try:
+            pointers = self.data.add("outputs", outputs, True, "caching outputs", unchanged)
+        except Exception:
+            pointers = []
+            for path in outputs:  # again one by one, to keep those that fit
+                try:
+                    pointers += self.data.add("outputs", (path,), True, f"caching {path}", unchanged)
+                except Exception as exc:
+                    lacking("outputs", _reason(exc), path)
+        for pointer in pointers:
+            if pointer.kind == "missing":
+                notify(f"output {pointer.path} was not produced by this run")
+            elif pointer.fresh is False:
+                notify(f"output {pointer.path} was not written by this run; recorded as it stands, marked unchanged")
+
+    def _final_metrics(
+        self, steps: bytes
+    ) -> tuple[dict[str, Any], tuple[str, ...], tuple[tuple[str, str], ...]]:
         """The last value of each step series, then the metrics files, then gitexp.summary() (later wins).
 
-        Also: the metrics files the command wrote.
+        Also: the metrics files the command wrote, and (file, why) for those that could not be read.
         """
         from gitexp.series import parse
 
@@ -393,7 +512,7 @@ class Recording:
             self.notify(warning)
         metrics.update(read.values)
         metrics.update(_summary_values(self.scratch / API_SUMMARY))
-        return metrics, read.written
+        return metrics, read.written, read.unreadable
 
     def _with_metrics_files(self, written: tuple[str, ...]) -> Snapshot:
         """The code state with the metrics files the command wrote as it left them (the snapshot predates them).
@@ -407,14 +526,16 @@ class Recording:
             return self.snap
         try:
             return replace(self.snap, tree=self.store.with_files(self.snap.tree, self.root, paths))
-        except GitexpError as exc:
-            self.notify(f"{exc.message}; the run's code holds the metrics files as they were before it")
+        except Exception as exc:
+            self.notify(f"{_reason(exc)}; the run's code holds the metrics files as they were before it")
             return self.snap
 
-    def _record_files(self, run: RunSummary, ended: datetime | None) -> dict[str, bytes | Path]:
+    def _record_files(
+        self, run: RunSummary, ended: datetime | None, incomplete: list[dict[str, str]] | None = None
+    ) -> dict[str, bytes | Path]:
         record = _record_files(
             self.request, run, ended, self.effective_params, self.env_record, self.parent, self.config, self.root,
-            self.outputs,
+            self.outputs, incomplete,
         )
         if ended is None:
             del record[fmt.ENV_FILE]  # not known yet: the running commit has what is
@@ -423,15 +544,22 @@ class Recording:
     # -- close -------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the helpers and remove the scratch dir; an unfinished run's ref and live file go too."""
+        """Stop the helpers and remove the scratch dir; an unfinished run's ref and live file go too.
+
+        Unless its command started: such a run is never deleted. Its ref stays at its `running` commit,
+        with its live file and scratch dir, so that the next `gitexp run` records it as crashed.
+        """
+        keep = not self.finished and self.running_commit is not None and self.command_started
         if self.sampler is not None:
-            self.sampler.stop()
+            with contextlib.suppress(Exception):
+                self.sampler.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()
-            remove_live(self.common_dir, self.heartbeat.state.name)
-        if not self.finished and self.running_commit is not None:
+            if not keep:
+                remove_live(self.common_dir, self.heartbeat.state.name)
+        if not self.finished and self.running_commit is not None and not keep:
             self.store.delete_run(self.name, self.running_commit)
-        if self.scratch is not None:
+        if self.scratch is not None and not keep:
             shutil.rmtree(self.scratch, ignore_errors=True)
         if self.data is not None:
             self.data.close()
@@ -572,6 +700,7 @@ def _record_files(
     config: config_mod.Config,
     root: Path,
     outputs: tuple[str, ...] = (),
+    incomplete: list[dict[str, str]] | None = None,
 ) -> dict[str, bytes | Path]:
     cwd = os.path.relpath(request.cwd.resolve(), root.resolve())
     meta = {
@@ -604,6 +733,8 @@ def _record_files(
         meta["scalars"] = request.scalars
     if request.sample_interval is not None:
         meta["sample_interval"] = request.sample_interval
+    if incomplete:
+        meta["incomplete"] = incomplete
     return {
         fmt.RUN_FILE: fmt.to_json(meta).encode(),
         fmt.PARAMS_FILE: fmt.to_json(effective).encode(),
@@ -645,6 +776,27 @@ def _write(
             notify(f"the name {name!r} was taken meanwhile; the run is recorded as {new!r}")
             name, replacing = new, None
     raise RunNameTaken(name)
+
+
+def _heedless(notify: Notify) -> Notify:
+    """notify, but a message that cannot be shown (gitexp's stderr closed) changes nothing."""
+
+    def say(message: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            notify(message)
+
+    return say
+
+
+def _reason(exc: BaseException) -> str:
+    """Why something failed, in a few words for a user."""
+    if isinstance(exc, GitexpError):
+        return exc.message
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _carry_annotation(store: Store, old: str | None, new: str) -> None:
@@ -703,7 +855,7 @@ def _combined_steps(scratch: Path) -> bytes:
         try:
             item = json.loads(line)
             values = {k: v for k, v in item["values"].items() if k not in names}
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue
         if values:
             kept.append(json.dumps({**item, "values": values}, separators=(",", ":")).encode() + b"\n")
@@ -718,7 +870,8 @@ def _summary_values(path: Path) -> dict[str, Any]:
     for line in _steps_bytes(path).splitlines():
         try:
             item = json.loads(line)
-        except ValueError:
+            fmt.compact_json(item)  # a value nested too deeply is skipped here, not fatal in the record
+        except (ValueError, RecursionError):
             continue
         if isinstance(item, dict):
             values.update(item)
@@ -733,7 +886,7 @@ def _artifacts(path: Path, root: Path, notify: Notify) -> tuple[str, ...]:
     for line in _steps_bytes(path).splitlines():
         try:
             target = Path(json.loads(line)["path"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue
         try:
             rel = target.relative_to(root.resolve())

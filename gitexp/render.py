@@ -201,6 +201,9 @@ def show_text(
         f"commit   {details['commit']}",
         f"status   {details['status']} (exit code {value(details['exit_code'])})",
     ]
+    for item in meta.get("incomplete") or []:
+        where = f" ({item['path']})" if item.get("path") else ""
+        lines.append(f"missing  {item.get('what', '?')}{where}: {item.get('why', '')}")
     error = _python_error(stderr) if details["status"] != "completed" else None
     if error:
         lines.append(f"error    {_as_terminal(error)}")

@@ -37,7 +37,7 @@ def test_list_json_has_the_documented_schema(ws: Workspace) -> None:
     fast = next(r for r in runs if r["name"] == "fast")
     assert set(fast) == {
         "name", "commit", "status", "exit_code", "started", "duration", "user", "base",
-        "base_branch", "parent", "tags", "note", "params", "metrics", "resources", "sweep",
+        "base_branch", "parent", "tags", "note", "params", "metrics", "resources", "sweep", "incomplete",
     }
     assert fast["params"] == {"lr": 0.5, "batch": 32}
     assert fast["resources"]["cpu_seconds"] >= 0 and fast["resources"].get("peak_rss_mb", 1) > 0

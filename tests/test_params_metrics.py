@@ -172,6 +172,7 @@ def test_params_file_bytes_are_untouched_without_overrides(ws: Workspace) -> Non
 
 def test_runs_without_overrides_never_wait_for_each_other(ws: Workspace) -> None:
     ws.write("params.yaml", "lr: 0.1\n")
+    ws.write(".gitexp.yaml", "metrics: []\n")  # runs sharing a metrics file are refused (test_finalize_faults.py)
     slow = subprocess.Popen(
         [sys.executable, "-m", "gitexp", "run", "-n", "slow", "--", "sleep", "3"], cwd=ws.root,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -278,6 +279,7 @@ def test_non_finite_metrics_are_recorded_as_strict_json(ws: Workspace) -> None:
 
 def test_concurrent_overrides_never_record_params_the_command_did_not_see(ws: Workspace) -> None:
     ws.write("params.yaml", "lr: 0.1\n")
+    ws.write(".gitexp.yaml", "metrics: []\n")  # runs sharing a metrics file are refused (test_finalize_faults.py)
     ws.freeze()
     procs = [
         subprocess.Popen(

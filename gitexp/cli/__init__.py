@@ -67,7 +67,21 @@ def cli() -> None:
 
 
 def warn(message: str) -> None:
-    click.echo(f"gitexp: {message}", err=True)
+    """A message on stderr; a stderr that is gone (piped to head, a dead log collector) changes nothing else."""
+    try:
+        click.echo(f"gitexp: {message}", err=True)
+    except OSError:
+        silence(sys.stderr)
+
+
+def silence(stream: Any) -> None:
+    """Send what is still written to stream to /dev/null (its reader is gone), so no later write or flush fails."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: Any = cli.main(args=argv, prog_name="gitexp", standalone_mode=False)
     except GitexpError as exc:
-        click.echo(f"gitexp: error: {exc.message}", err=True)
+        _say(f"gitexp: error: {exc.message}")
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("gitexp: aborted", err=True)
+        _say("gitexp: aborted")
         return 130
     except click.ClickException as exc:
         exc.show()
@@ -106,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
-        click.echo("gitexp: interrupted", err=True)
+        _say("gitexp: interrupted")
         return 130
     except BrokenPipeError:
         sys.stderr.close()
@@ -133,3 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_main() -> None:
     sys.exit(main())
+
+
+def _say(text: str) -> None:
+    try:
+        click.echo(text, err=True)
+    except OSError:
+        silence(sys.stderr)

@@ -112,8 +112,11 @@ def command(
     run = result.run
     from gitexp.render import duration
 
+    missing = ""
+    if run.incomplete:
+        missing = f"; incomplete, without its {', '.join(run.incomplete)} (gitexp show {run.name} says why)"
     warn(
         f"recorded {run.name} ({run.status}, exit code {run.exit_code}, {duration(run.duration)}) "
-        f"as refs/experiments/{run.name} [{run.commit[:10]}]"
+        f"as refs/experiments/{run.name} [{run.commit[:10]}]{missing}"
     )
     return result.exit_code
