@@ -25,17 +25,22 @@ from gitexp.store import snapshot as _snapshot
 class Store:
     """One git repository as gitexp sees it."""
 
-    def __init__(self, repo: pygit2.Repository) -> None:
-        if repo.is_bare or repo.workdir is None:
+    def __init__(self, repo: pygit2.Repository, bare_ok: bool = False) -> None:
+        self.bare = repo.is_bare or repo.workdir is None
+        if self.bare and not bare_ok:
             raise BareRepository(repo.path)
         self.repo = repo
-        self.root = Path(repo.workdir)
+        # A bare repository (read-only commands only) has no work tree: its git dir stands in.
+        self.root = Path(repo.path if self.bare else repo.workdir)
         # Per-workspace state (pointer, scratch files) lives in this worktree's git dir.
         self.state_dir = Path(repo.path) / "gitexp"
 
     @classmethod
-    def discover(cls, start: str | os.PathLike[str] = ".") -> Store:
-        """The repository around start, or the one GIT_DIR (and GIT_WORK_TREE) name, as git would use."""
+    def discover(cls, start: str | os.PathLike[str] = ".", bare_ok: bool = False) -> Store:
+        """The repository around start, or the one GIT_DIR (and GIT_WORK_TREE) name, as git would use.
+
+        A bare repository is refused (BareRepository) unless bare_ok: commands that only read runs pass it.
+        """
         if os.environ.get("GIT_DIR"):
             try:
                 repo = pygit2.Repository(os.path.abspath(os.environ["GIT_DIR"]))
@@ -43,7 +48,7 @@ class Store:
                     repo.workdir = os.path.abspath(os.environ["GIT_WORK_TREE"])
             except pygit2.GitError as exc:
                 raise NotARepository(f"{os.environ['GIT_DIR']} (from GIT_DIR)") from exc
-            return cls(repo)
+            return cls(repo, bare_ok)
         start = os.path.abspath(start)
         try:
             path = pygit2.discover_repository(start)
@@ -52,7 +57,7 @@ class Store:
         if path is None:
             raise NotARepository(start)
         try:
-            return cls(pygit2.Repository(path))
+            return cls(pygit2.Repository(path), bare_ok)
         except pygit2.GitError as exc:
             raise StorageError(f"cannot open the git repository at {path}: {exc}") from exc
 
