@@ -91,6 +91,8 @@ def lfs_modified(root: Path, tmp: Path) -> Path:
 def lfs_new(root: Path, tmp: Path) -> Path:
     _lfs_base(root)
     write(root, "data/new.bin", os.urandom(100_000))
+    write(root, "data/new\nline.bin", os.urandom(1000))  # a name `hash-object --stdin-paths` cannot carry
+    write(root, os.fsdecode(b"data/not-utf8-\xff.bin"), os.urandom(1000))
     return root
 
 

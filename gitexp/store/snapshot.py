@@ -128,7 +128,7 @@ class _Hashing:
         if not self.drivers:
             return False
         try:
-            name = self.repo.get_attr(path, "filter")
+            name = self.repo.get_attr(os.fsencode(path), "filter")  # type: ignore[arg-type]  # (bytes: any file name)
         except pygit2.GitError:
             return False
         return isinstance(name, str) and name in self.drivers
@@ -172,20 +172,26 @@ class _Hashing:
         """Hash the filtered paths with git itself, in one process."""
         if not self.through_git:
             return
-        paths = [p for p, _ in self.through_git]
-        env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": self.repo.workdir}
-        proc = subprocess.run(
-            ["git", "hash-object", "-w", "--stdin-paths"],
-            cwd=self.repo.workdir,
-            input="".join(p + "\n" for p in paths).encode("utf-8", "surrogateescape"),
-            capture_output=True,
-            env=env,
-        )
-        oids = proc.stdout.decode().split()
-        if proc.returncode != 0 or len(oids) != len(paths):
-            raise StorageError(f"git hash-object (clean filters) failed: {proc.stderr.decode(errors='replace').strip()}")
-        for (path, mode), oid in zip(self.through_git, oids):
+        lines = [(p, m) for p, m in self.through_git if "\n" not in p]
+        oids = self._hash_object(["--stdin-paths"], b"".join(os.fsencode(p) + b"\n" for p, _ in lines))
+        for path, mode in self.through_git:
+            if "\n" in path:  # a name --stdin-paths cannot carry: one process for it
+                with open(self.root / path, "rb") as f:
+                    oids += self._hash_object([f"--path={path}", "--stdin"], f.read())
+        done = lines + [(p, m) for p, m in self.through_git if "\n" in p]
+        if len(oids) != len(done):
+            raise StorageError("git hash-object (clean filters) gave fewer ids than paths")
+        for (path, mode), oid in zip(done, oids):
             self.index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=oid), mode))
+
+    def _hash_object(self, args: list[str], stdin: bytes) -> list[str]:
+        if not stdin and "--stdin-paths" in args:
+            return []
+        env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": self.repo.workdir}
+        proc = subprocess.run(["git", "hash-object", "-w", *args], cwd=self.repo.workdir, input=stdin, capture_output=True, env=env)
+        if proc.returncode != 0:
+            raise StorageError(f"git hash-object (clean filters) failed: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout.decode().split()
 
     def _remove(self, path: str) -> None:
         if _entry(self.index, path) is not None:
