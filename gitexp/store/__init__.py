@@ -517,6 +517,49 @@ class Store:
                 break
         return lines
 
+    # -- small JSON documents kept on a ref (aliases) -------------------------
+
+    def read_ref_file(self, refname: str, filename: str) -> tuple[str | None, bytes | None]:
+        """(commit the ref points at or None, bytes of filename in its tree or None)."""
+        ref = self.repo.references.get(refname)
+        if ref is None:
+            return None, None
+        try:
+            commit = self.repo[ref.target].peel(pygit2.Commit)
+            entry = commit.tree[filename]
+        except (KeyError, ValueError, pygit2.GitError):
+            return str(ref.target), None
+        return str(commit.id), entry.data if isinstance(entry, pygit2.Blob) else None
+
+    def write_ref_file(self, refname: str, filename: str, data: bytes, message: str, old: str | None) -> bool:
+        """Commit a tree holding only filename on top of old, and move refname from old to it (compare-and-swap).
+
+        False when the ref is no longer at old (someone else moved it: read again and retry).
+        """
+        repo = self.repo
+        user, email = self.identity()
+        sig = pygit2.Signature(user, email)
+        ref = None
+        try:
+            builder = repo.TreeBuilder()
+            builder.insert(filename, repo.create_blob(data), FileMode.BLOB)
+            parents = [pygit2.Oid(hex=old)] if old else []
+            oid = repo.create_commit(None, sig, sig, message, builder.write(), parents)
+            ref = repo.references.get(refname)
+            if ref is None and old is None:
+                repo.references.create(refname, oid, force=False)
+            elif ref is None or str(ref.target) != old:
+                return False
+            else:
+                ref.set_target(oid, message)  # libgit2 refuses if the ref moved since it was read
+        except pygit2.AlreadyExistsError:
+            return False
+        except pygit2.GitError as exc:
+            if ref is not None and str(repo.references[refname].target) != old:
+                return False
+            raise StorageError(f"cannot update {refname}: {exc}") from exc
+        return True
+
     # -- demo support --------------------------------------------------------
 
     @staticmethod
