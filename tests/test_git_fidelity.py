@@ -354,13 +354,19 @@ SETUPS: list[Setup] = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """git-lfs and commits inside submodules need an identity too."""
+    for key, value in IDENTITY.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.fixture(params=SETUPS, ids=[s.__name__ for s in SETUPS])
 def setup(request: pytest.FixtureRequest) -> Setup:
     return request.param  # type: ignore[no-any-return]
 
 
 def test_a_runs_code_tree_is_exactly_what_git_add_all_would_stage(ws: Workspace, tmp_path: Path, setup: Setup) -> None:
-    os.environ.update(IDENTITY)  # git-lfs and submodule commits need an identity too
     where = setup(ws.root, tmp_path)
     expected = git_add_all_tree(where, tmp_path)
     ws.freeze()
@@ -375,3 +381,46 @@ def _run_in(where: Path) -> object:
     from conftest import gitexp
 
     return gitexp(where, "run", "-n", "oracle", "--", "true")
+
+
+# -- env.json tells the truth about submodules and Git LFS ----------------------------------------------
+
+
+def _env_git(ws: Workspace) -> dict[str, object]:
+    record = ws.record("oracle", "env.json")
+    assert isinstance(record, dict)
+    return record["git"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("make, moved, modified", [
+    (submodule_unchanged, False, False), (submodule_moved, True, False), (submodule_dirty_inside, False, True),
+])
+def test_env_json_names_each_submodule_and_whether_it_moved_or_has_changes_inside(
+    ws: Workspace, tmp_path: Path, make: Setup, moved: bool, modified: bool
+) -> None:
+    make(ws.root, tmp_path)
+    ws.freeze()
+    ws.run("-n", "oracle", "--", "true")
+    record = _env_git(ws)
+    [sub] = record["submodules"]  # type: ignore[misc]
+    assert sub["path"] == "sub" and sub["moved"] is moved and sub["modified"] is modified and sub["checked_out"] is True
+    assert sub["commit"] == git(ws.root / "sub", "rev-parse", "HEAD").strip()
+    assert record["dirty"] is True  # main.py changed, or the submodule did
+
+
+def test_env_json_lists_lfs_pointers_and_whether_git_lfs_is_installed(ws: Workspace, tmp_path: Path) -> None:
+    lfs_new(ws.root, tmp_path)
+    ws.freeze()
+    ws.run("-n", "oracle", "--", "true")
+    lfs = _env_git(ws)["lfs"]
+    assert lfs["installed"] is True  # type: ignore[index]
+    assert {"model.bin", "data/new.bin"} <= set(lfs["pointers"])  # type: ignore[index]
+    assert lfs["objects_missing"] == []  # type: ignore[index]
+    assert int(git(ws.root, "cat-file", "-s", "refs/experiments/oracle:data/new.bin")) < 200
+
+
+def test_env_json_has_no_submodule_or_lfs_section_in_a_plain_repository(ws: Workspace) -> None:
+    ws.write("a.py")
+    ws.commit_all()
+    ws.run("-n", "oracle", "--", "true")
+    assert set(_env_git(ws)) == {"base", "branch", "dirty"}

@@ -517,6 +517,75 @@ class Store:
                 break
         return lines
 
+    # -- what env.json says about the code state --------------------------------
+
+    def submodule_states(self, tree: str, base: str | None) -> list[dict[str, Any]]:
+        """Each submodule of the work tree: path, commit recorded in tree, commit at base, moved, modified inside."""
+        repo = self.repo
+        if self.bare or not (self.root / ".gitmodules").exists():
+            return []
+        try:
+            paths = repo.listall_submodules()
+        except pygit2.GitError:
+            return []
+        root = repo[tree].peel(pygit2.Tree)
+        base_tree = repo[base].peel(pygit2.Tree) if base else None
+        out = []
+        for path in sorted(paths):
+            recorded = _entry_id(root, path)
+            at_base = _entry_id(base_tree, path) if base_tree is not None else None
+            modified = False
+            try:
+                sub = pygit2.Repository(str(self.root / path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+                modified = any(
+                    flags not in (pygit2.enums.FileStatus.CURRENT, pygit2.enums.FileStatus.IGNORED)
+                    for flags in sub.status(untracked_files="normal", ignored=False).values()
+                )
+                checked_out = True
+            except pygit2.GitError:
+                checked_out = False  # not initialised: recorded as the index has it
+            out.append(
+                {"path": path, "commit": recorded, "base_commit": at_base, "moved": recorded != at_base,
+                 "modified": modified, "checked_out": checked_out}
+            )
+        return out
+
+    def lfs_pointers(self, tree: str) -> tuple[list[str], list[str]] | None:
+        """(paths of tree that are Git LFS pointers, those whose object is not in .git/lfs/objects), or None
+        when the repository does not use LFS (no `filter=lfs` in its top .gitattributes or info/attributes)."""
+        repo = self.repo
+        root = repo[tree].peel(pygit2.Tree)
+        uses = b""
+        if ".gitattributes" in root:
+            obj = root[".gitattributes"]
+            uses += obj.data if isinstance(obj, pygit2.Blob) else b""
+        info = Path(self.git_common_dir(), "info", "attributes")
+        if info.is_file():
+            uses += info.read_bytes()
+        if b"filter=lfs" not in uses:
+            return None
+        objects = Path(self.git_common_dir(), "lfs", "objects")
+        pointers: list[str] = []
+        missing: list[str] = []
+
+        def walk(t: pygit2.Tree, prefix: str) -> None:
+            for entry in t:
+                path = prefix + (entry.name or "")
+                if entry.filemode == FileMode.TREE:
+                    if path != fmt.RECORD_DIR:
+                        walk(repo[entry.id].peel(pygit2.Tree), path + "/")
+                elif entry.filemode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+                    blob = repo[entry.id]
+                    if isinstance(blob, pygit2.Blob) and blob.size < 1024 and blob.data.startswith(_LFS_POINTER):
+                        pointers.append(path)
+                        oid = next((line[len(b"oid sha256:") :].decode() for line in blob.data.splitlines()
+                                    if line.startswith(b"oid sha256:")), "")
+                        if len(oid) < 5 or not (objects / oid[:2] / oid[2:4] / oid).is_file():
+                            missing.append(path)
+
+        walk(root, "")
+        return pointers, missing
+
     # -- small JSON documents kept on a ref (aliases) -------------------------
 
     def read_ref_file(self, refname: str, filename: str) -> tuple[str | None, bytes | None]:
@@ -611,6 +680,18 @@ class Store:
             return str(index.write_tree(repo))
         except (OSError, pygit2.GitError) as exc:
             raise StorageError(f"cannot put {rel} in the run's tree: {exc}") from exc
+
+
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+def _entry_id(tree: pygit2.Tree | None, path: str) -> str | None:
+    if tree is None:
+        return None
+    try:
+        return str(tree[path].id)
+    except KeyError:
+        return None
 
 
 def _offset(when: datetime) -> int:
