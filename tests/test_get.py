@@ -137,3 +137,14 @@ def test_get_works_from_a_subdirectory_with_a_relative_destination(trained: Work
     assert result.code == 0, result.err
     assert (sub / "copy.bin").read_text() == "weights 2"
     os.unlink(sub / "copy.bin")
+
+
+def test_a_damaged_cache_object_is_refused_and_nothing_is_written(trained: Workspace, tmp_path: Path) -> None:
+    ws = trained
+    digest = ws.gitexp("which", "model.bin", "--json").json()["digest"]  # type: ignore[index]
+    [obj] = (ws.root / ".git/gitexp/cache/objects").glob(f"{digest[:2]}/{digest[2:]}*")
+    obj.chmod(0o644)
+    obj.write_text("weights X")
+    result = ws.gitexp("get", "r2", "model.bin", "-o", str(tmp_path / "m.bin"))
+    assert result.code == 1 and "corrupted" in result.err
+    assert not (tmp_path / "m.bin").exists() and not list(tmp_path.glob(".m.bin*"))
