@@ -15,7 +15,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gitexp.model import Snapshot
+    from gitexp.store import Store
 
 ENV_ALLOWLIST = (
     "CUDA_VISIBLE_DEVICES",
@@ -47,6 +51,25 @@ def capture(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
         "gpus": _gpus(env),
         "env": {k: env[k] for k in ENV_ALLOWLIST if k in env},
     }
+
+
+def git_record(store: Store, snap: Snapshot, workspace: bool = True) -> dict[str, Any]:
+    """The `git` section of env.json: base commit, branch, dirty; submodules and Git LFS when there are any.
+
+    `dirty` is true when the code differs from the base commit, and also when a submodule has
+    uncommitted changes inside (its recorded commit cannot show them). workspace: snap was taken
+    from this work tree now (so its submodules can be inspected).
+    """
+    record: dict[str, Any] = {"base": snap.base, "branch": snap.base_branch, "dirty": snap.dirty}
+    submodules = store.submodule_states(snap.tree, snap.base) if workspace else []
+    if submodules:
+        record["submodules"] = submodules
+        record["dirty"] = snap.dirty or any(s["modified"] or s["moved"] for s in submodules)
+    lfs = store.lfs_pointers(snap.tree)
+    if lfs is not None:
+        pointers, missing = lfs
+        record["lfs"] = {"installed": shutil.which("git-lfs") is not None, "pointers": pointers, "objects_missing": missing}
+    return record
 
 
 def _python(argv: list[str], env: dict[str, str]) -> dict[str, Any]:

@@ -56,6 +56,10 @@ def resolve(store: Store, spec: str) -> RunSummary:
     """A run named spec, 'latest', or the run whose commit id starts with spec."""
     name = spec.removeprefix(fmt.REF_PREFIX)
     commit = store.run_commit(name) if name and "/" not in name and name != "latest" else None
+    if commit is None and name and "/" not in name and name != "latest":
+        from gitexp.aliases import find  # an alias names its run
+
+        name, commit = find(store, name) or (name, None)
     if commit is not None:
         return annotated(_now(store, store.summary(name, commit)), store.annotation(commit))
     if spec == "latest":

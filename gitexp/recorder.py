@@ -424,7 +424,7 @@ class Recording:
         self._store_outputs(tuple(dict.fromkeys(self.outputs + artifacts)), lacking)
         if self._env_thread is not None:
             self._env_thread.join()
-        self.env_record["git"] = {"base": self.snap.base, "branch": self.snap.base_branch, "dirty": self.snap.dirty}
+        self.env_record["git"] = environment.git_record(self.store, self.snap, self.request.code is None)
         status = "interrupted" if interrupted else ("completed" if exit_code == 0 else "failed")
         summary = replace(
             self.summary, status=status, exit_code=exit_code, duration=round(duration, 3), metrics=metrics,
@@ -603,7 +603,7 @@ def save_workspace(
             parent=parent.commit if parent else None, tags=("saved",), params=params_mod.flatten(params),
             metrics={}, note="the workspace as it was before a gitexp checkout",
         )
-        env_record = {"git": {"base": snap.base, "branch": snap.base_branch, "dirty": snap.dirty}}
+        env_record = {"git": environment.git_record(store, snap)}
         request = RunRequest(command=[], cwd=root)
         record = _record_files(request, summary, now, params, env_record, parent, config, root)
         if data is not None:

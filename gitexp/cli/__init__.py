@@ -30,6 +30,8 @@ COMMANDS = {
     "tag": ("gitexp.cli.tag", "Add, remove or print a run's tags."),
     "note": ("gitexp.cli.note", "Set or print a run's note."),
     "checkout": ("gitexp.cli.checkout", "Restore a run's workspace: code, params, data, outputs."),
+    "get": ("gitexp.cli.get", "Write a file or directory of a run elsewhere, the workspace untouched."),
+    "alias": ("gitexp.cli.alias", "Point a unique alias (production, ...) at a run; list or remove aliases."),
     "branch": ("gitexp.cli.branch", "Create a git branch holding a run's code."),
     "reproduce": ("gitexp.cli.reproduce", "Re-run a run in isolation and compare its metrics."),
     "init": ("gitexp.cli.init", "Make plain git push/fetch carry runs and notes."),

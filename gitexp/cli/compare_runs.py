@@ -16,7 +16,7 @@ def command(runs: tuple[str, ...], only_changed: bool, as_json: bool, groups: bo
     from gitexp import compare, config, query, render
     from gitexp.store import Store
 
-    store = Store.discover()
+    store = Store.discover(bare_ok=True)
     if groups:
         from gitexp.groups import selected, tests
 

@@ -21,7 +21,7 @@ def command(run_a: str, run_b: str, code: bool, as_json: bool, groups: bool, col
     from gitexp import compare, config, query, render
     from gitexp.store import Store
 
-    store = Store.discover()
+    store = Store.discover(bare_ok=True)
     if groups:
         from gitexp.groups import overlap, selected, tests
 

@@ -29,13 +29,13 @@ def command(where: str | None, sort: str | None, limit: int | None, columns_give
         if columns or only_changed:
             raise click.UsageError("--columns and --only-changed do not apply to --group-by (it shows every metric)")
         keys = query.parse_columns(group_by)
-        groups = group_runs(query.select(Store.discover(), where, None, None, problems), keys)
+        groups = group_runs(query.select(Store.discover(bare_ok=True), where, None, None, problems), keys)
         for problem in problems:
             warn(problem)
         groups = sort_groups(groups, query.parse_columns(sort)) if sort else groups
         click.echo(render.groups_text(groups[:limit] if limit else groups, keys, "json" if as_json else output))
         return
-    runs = query.select(Store.discover(), where, sort, limit, problems)
+    runs = query.select(Store.discover(bare_ok=True), where, sort, limit, problems)
     for problem in problems:
         warn(problem)
     if (as_json or output == "json") and not columns:

@@ -21,7 +21,7 @@ def command(run: str, follow: bool, timestamps: bool, only: str | None) -> None:
     from gitexp import live, logs, query
     from gitexp.store import Store
 
-    store = Store.discover()
+    store = Store.discover(bare_ok=True)
     found = query.resolve(store, run)
     out = sys.stdout.buffer
 

@@ -28,7 +28,7 @@ def plot(runs: tuple[str, ...], metric: str, out: Path | None, x: str) -> None:
     from gitexp.cli import warn
     from gitexp.store import Store
 
-    store = Store.discover()
+    store = Store.discover(bare_ok=True)
     series_by_run: dict[str, dict[str, list[series.Point]]] = {}
     for spec in runs:
         run = query.resolve(store, spec)

@@ -12,7 +12,7 @@ def command(run: str, as_json: bool) -> None:
     from gitexp import query, render
     from gitexp.store import Store
 
-    store = Store.discover()
+    store = Store.discover(bare_ok=True)
     found = query.resolve(store, run)
     details = query.details(store, found)
     if as_json:

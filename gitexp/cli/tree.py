@@ -21,7 +21,7 @@ def command(run: str | None, where: str | None, metric: str | None, as_json: boo
     from gitexp import config, lineage, query, render
     from gitexp.store import Store
 
-    store = Store.discover()
+    store = Store.discover(bare_ok=True)
     every = query.runs(store)
     if run is not None:
         groups = lineage.focus(every, query.resolve(store, run))

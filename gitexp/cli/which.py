@@ -14,7 +14,7 @@ def command(target: str, as_json: bool) -> None:
     from gitexp.data.inventory import which
     from gitexp.store import Store
 
-    digest, found = which(Store.discover(), target, Path.cwd())
+    digest, found = which(Store.discover(bare_ok=True), target, Path.cwd())
     if as_json:
         click.echo(render.to_json({"digest": digest, "uses": [u.__dict__ for u in found]}))
         return

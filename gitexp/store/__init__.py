@@ -28,17 +28,22 @@ NOTES_RETRY_SECONDS = 15
 class Store:
     """One git repository as gitexp sees it."""
 
-    def __init__(self, repo: pygit2.Repository) -> None:
-        if repo.is_bare or repo.workdir is None:
+    def __init__(self, repo: pygit2.Repository, bare_ok: bool = False) -> None:
+        self.bare = repo.is_bare or repo.workdir is None
+        if self.bare and not bare_ok:
             raise BareRepository(repo.path)
         self.repo = repo
-        self.root = Path(repo.workdir)
+        # A bare repository (read-only commands only) has no work tree: its git dir stands in.
+        self.root = Path(repo.path if self.bare else repo.workdir)
         # Per-workspace state (pointer, scratch files) lives in this worktree's git dir.
         self.state_dir = Path(repo.path) / "gitexp"
 
     @classmethod
-    def discover(cls, start: str | os.PathLike[str] = ".") -> Store:
-        """The repository around start, or the one GIT_DIR (and GIT_WORK_TREE) name, as git would use."""
+    def discover(cls, start: str | os.PathLike[str] = ".", bare_ok: bool = False) -> Store:
+        """The repository around start, or the one GIT_DIR (and GIT_WORK_TREE) name, as git would use.
+
+        A bare repository is refused (BareRepository) unless bare_ok: commands that only read runs pass it.
+        """
         if os.environ.get("GIT_DIR"):
             try:
                 repo = pygit2.Repository(os.path.abspath(os.environ["GIT_DIR"]))
@@ -46,7 +51,7 @@ class Store:
                     repo.workdir = os.path.abspath(os.environ["GIT_WORK_TREE"])
             except pygit2.GitError as exc:
                 raise NotARepository(f"{os.environ['GIT_DIR']} (from GIT_DIR)") from exc
-            return cls(repo)
+            return cls(repo, bare_ok)
         start = os.path.abspath(start)
         try:
             path = pygit2.discover_repository(start)
@@ -55,7 +60,7 @@ class Store:
         if path is None:
             raise NotARepository(start)
         try:
-            return cls(pygit2.Repository(path))
+            return cls(pygit2.Repository(path), bare_ok)
         except pygit2.GitError as exc:
             raise StorageError(f"cannot open the git repository at {path}: {exc}") from exc
 
@@ -585,6 +590,118 @@ class Store:
                 break
         return lines
 
+    # -- what env.json says about the code state --------------------------------
+
+    def submodule_states(self, tree: str, base: str | None) -> list[dict[str, Any]]:
+        """Each submodule of the work tree: path, commit recorded in tree, commit at base, moved, modified inside."""
+        repo = self.repo
+        if self.bare or not (self.root / ".gitmodules").exists():
+            return []
+        try:
+            paths = repo.listall_submodules()
+        except pygit2.GitError:
+            return []
+        root = repo[tree].peel(pygit2.Tree)
+        base_tree = repo[base].peel(pygit2.Tree) if base else None
+        out = []
+        for path in sorted(paths):
+            recorded = _entry_id(root, path)
+            at_base = _entry_id(base_tree, path) if base_tree is not None else None
+            modified = False
+            try:
+                sub = pygit2.Repository(str(self.root / path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+                modified = any(
+                    flags not in (pygit2.enums.FileStatus.CURRENT, pygit2.enums.FileStatus.IGNORED)
+                    for flags in sub.status(untracked_files="normal", ignored=False).values()
+                )
+                checked_out = True
+            except pygit2.GitError:
+                checked_out = False  # not initialised: recorded as the index has it
+            out.append(
+                {"path": path, "commit": recorded, "base_commit": at_base, "moved": recorded != at_base,
+                 "modified": modified, "checked_out": checked_out}
+            )
+        return out
+
+    def lfs_pointers(self, tree: str) -> tuple[list[str], list[str]] | None:
+        """(paths of tree that are Git LFS pointers, those whose object is not in .git/lfs/objects), or None
+        when the repository does not use LFS (no `filter=lfs` in its top .gitattributes or info/attributes)."""
+        repo = self.repo
+        root = repo[tree].peel(pygit2.Tree)
+        uses = b""
+        if ".gitattributes" in root:
+            obj = root[".gitattributes"]
+            uses += obj.data if isinstance(obj, pygit2.Blob) else b""
+        info = Path(self.git_common_dir(), "info", "attributes")
+        if info.is_file():
+            uses += info.read_bytes()
+        if b"filter=lfs" not in uses:
+            return None
+        objects = Path(self.git_common_dir(), "lfs", "objects")
+        pointers: list[str] = []
+        missing: list[str] = []
+
+        def walk(t: pygit2.Tree, prefix: str) -> None:
+            for entry in t:
+                path = prefix + (entry.name or "")
+                if entry.filemode == FileMode.TREE:
+                    if path != fmt.RECORD_DIR:
+                        walk(repo[entry.id].peel(pygit2.Tree), path + "/")
+                elif entry.filemode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+                    blob = repo[entry.id]
+                    if isinstance(blob, pygit2.Blob) and blob.size < 1024 and blob.data.startswith(_LFS_POINTER):
+                        pointers.append(path)
+                        oid = next((line[len(b"oid sha256:") :].decode() for line in blob.data.splitlines()
+                                    if line.startswith(b"oid sha256:")), "")
+                        if len(oid) < 5 or not (objects / oid[:2] / oid[2:4] / oid).is_file():
+                            missing.append(path)
+
+        walk(root, "")
+        return pointers, missing
+
+    # -- small JSON documents kept on a ref (aliases) -------------------------
+
+    def read_ref_file(self, refname: str, filename: str) -> tuple[str | None, bytes | None]:
+        """(commit the ref points at or None, bytes of filename in its tree or None)."""
+        ref = self.repo.references.get(refname)
+        if ref is None:
+            return None, None
+        try:
+            commit = self.repo[ref.target].peel(pygit2.Commit)
+            entry = commit.tree[filename]
+        except (KeyError, ValueError, pygit2.GitError):
+            return str(ref.target), None
+        return str(commit.id), entry.data if isinstance(entry, pygit2.Blob) else None
+
+    def write_ref_file(self, refname: str, filename: str, data: bytes, message: str, old: str | None) -> bool:
+        """Commit a tree holding only filename on top of old, and move refname from old to it (compare-and-swap).
+
+        False when the ref is no longer at old (someone else moved it: read again and retry).
+        """
+        repo = self.repo
+        user, email = self.identity()
+        sig = pygit2.Signature(user, email)
+        ref = None
+        try:
+            builder = repo.TreeBuilder()
+            builder.insert(filename, repo.create_blob(data), FileMode.BLOB)
+            parents = [pygit2.Oid(hex=old)] if old else []
+            oid = repo.create_commit(None, sig, sig, message, builder.write(), parents)
+            ref = repo.references.get(refname)
+            if ref is None and old is None:
+                repo.references.create(refname, oid, force=False)
+            elif ref is None or str(ref.target) != old:
+                return False
+            else:
+                ref.set_target(oid, message)  # libgit2 refuses if the ref moved since it was read
+        except pygit2.AlreadyExistsError:
+            return False
+        except pygit2.GitError as exc:
+            if ref is not None and str(repo.references[refname].target) != old:
+                return False
+            raise StorageError(f"cannot update {refname}: {exc}") from exc
+        return True
+
     # -- demo support --------------------------------------------------------
 
     @staticmethod
@@ -667,6 +784,18 @@ def _with_note(repo: pygit2.Repository, tree: pygit2.Tree | None, path: list[str
         sub = tree[path[0]] if tree is not None and path[0] in tree else None
         builder.insert(path[0], _with_note(repo, sub if isinstance(sub, pygit2.Tree) else None, path[1:], blob), FileMode.TREE)
     return builder.write()
+
+
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+def _entry_id(tree: pygit2.Tree | None, path: str) -> str | None:
+    if tree is None:
+        return None
+    try:
+        return str(tree[path].id)
+    except KeyError:
+        return None
 
 
 def _offset(when: datetime) -> int:

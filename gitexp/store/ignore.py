@@ -1,16 +1,21 @@
 """Ignore rules of another tree: which paths a run's own .gitignore files would have ignored.
 
-libgit2 evaluates ignore rules only against a work tree, so the rules of a run
-(its .gitignore files, with this repository's info/exclude and core.excludesFile)
-are laid out in a throw-away repository and asked there.
+Ignore rules are evaluated against a work tree, so the rules of a run (its
+.gitignore files, with this repository's info/exclude and core.excludesFile) are
+laid out in a throw-away repository and `git check-ignore` is asked there (git
+itself: libgit2 misses a nested .gitignore's negation of a parent's pattern).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pygit2
+
+from gitexp.errors import StorageError
 
 
 def ignored_under(repo: pygit2.Repository, scratch: Path, gitignores: dict[str, bytes], paths: list[str]) -> set[str]:
@@ -32,4 +37,16 @@ def ignored_under(repo: pygit2.Repository, scratch: Path, gitignores: dict[str, 
             excludes = None  # none set: the global one, if any, applies to both alike
         if excludes:
             other.config["core.excludesFile"] = excludes
-        return {p for p in paths if other.path_is_ignored(p)}
+        if not paths:
+            return set()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        proc = subprocess.run(
+            ["git", "check-ignore", "--no-index", "--stdin", "-z"],
+            cwd=tmp,
+            input="".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape"),
+            capture_output=True,
+            env=env,
+        )
+        if proc.returncode not in (0, 1):
+            raise StorageError(f"git check-ignore failed: {proc.stderr.decode(errors='replace').strip()}")
+        return {p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p}

@@ -1,24 +1,34 @@
-"""The code state of a workspace as a git tree: what `git add -A` would stage.
+"""The code state of a workspace as a git tree: exactly what `git add -A` would stage.
 
 Built in a private in-memory index loaded from the user's .git/index, so the
 stat data already there spares re-hashing unchanged files, and the user's index
-file, HEAD and work tree are never written.
+file, HEAD and work tree are never written. libgit2 finds the changed tracked
+files and hashes them; git itself lists the untracked files (libgit2 misses a
+nested .gitignore's negation of a parent's pattern) and hashes the paths that a
+configured filter (Git LFS) must clean. Where git keeps the index's entry, so
+does the snapshot: skip-worktree (sparse checkout) and assume-unchanged
+entries, a symlink checked out as a plain file under core.symlinks=false, the
+mode under core.fileMode=false; a submodule (or a nested repository) is recorded
+at the commit checked out in it.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pygit2
 from pygit2.enums import FileMode, FileStatus
 
-from gitexp.errors import ReservedPath
+from gitexp.errors import ReservedPath, StorageError
 from gitexp.format import RECORD_DIR
 from gitexp.model import Snapshot
 
-_FROM_WORKDIR = FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
+_FROM_WORKDIR = FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
+_SKIP_WORKTREE = 1 << 14  # git_index_entry.flags_extended
+_ASSUME_VALID = 0x8000  # git_index_entry.flags
 
 
 def take(
@@ -31,34 +41,41 @@ def take(
 
     `replace` gives contents to use instead of some files'. Untracked files under
     an `exclude` path (declared data and outputs), or larger than
-    `large_threshold` bytes, are left out of the tree; the large ones are listed
-    in Snapshot.large so the caller can record them as data pointers.
+    `large_threshold` bytes (and not cleaned by a filter such as Git LFS), are
+    left out of the tree; the large ones are listed in Snapshot.large so the
+    caller can record them as data pointers.
     """
     index = _private_index(repo)
-    filemode = _config_bool(repo, "core.filemode", True)
+    hashing = _Hashing(repo, index)
     root = Path(repo.workdir)
     skipped: list[str] = []
     large: list[str] = []
     prefixes = tuple(p.rstrip("/") + "/" for p in exclude)
-    for path, flags in repo.status(untracked_files="all", ignored=False).items():
-        if path.endswith("/"):  # an untracked nested repository: git would add a gitlink
-            skipped.append(path.rstrip("/"))
-            continue
-        if flags & FileStatus.WT_NEW and (path in exclude or path.startswith(prefixes)):
-            continue
-        if flags & FileStatus.WT_NEW and large_threshold is not None and _size(root / path) > large_threshold:
-            large.append(path)
-            continue
+    for path, flags in repo.status(untracked_files="no", ignored=False).items():
         entry = _entry(index, path)
+        if entry is not None and _kept_from_index(index, path):
+            continue  # skip-worktree or assume-unchanged: git add leaves the entry alone
         if entry is not None and entry.mode == FileMode.COMMIT:
-            continue  # submodule: the index already records its commit
-        if flags & FileStatus.CONFLICTED:
+            hashing.gitlink(path, entry)
+        elif flags & FileStatus.CONFLICTED:
             _drop_conflict(index, path)
-            _add_from_workdir(repo, index, root, path, filemode)
+            hashing.add(path)
         elif flags & _FROM_WORKDIR:
-            _add_from_workdir(repo, index, root, path, filemode)
+            hashing.add(path)
         elif flags & FileStatus.WT_DELETED:
             index.remove(path)
+    for path in _untracked(repo):
+        bare = path.rstrip("/")
+        if bare in exclude or bare.startswith(prefixes):
+            continue
+        if path.endswith("/"):  # a nested repository: git add records a gitlink at its checked-out commit
+            if not hashing.gitlink(bare, None):
+                skipped.append(bare)
+        elif large_threshold is not None and _size(root / path) > large_threshold and not hashing.filtered(path):
+            large.append(path)
+        else:
+            hashing.add(path)
+    hashing.finish()
     for path, data in (replace or {}).items():
         entry = _entry(index, path)
         mode = entry.mode if entry is not None else FileMode.BLOB
@@ -85,30 +102,136 @@ def head(repo: pygit2.Repository) -> tuple[str | None, str | None]:
     return str(repo.head.target), branch
 
 
+def submodule_head(workdir: str | os.PathLike[str], path: str) -> str | None:
+    """The commit checked out in the repository at path (a submodule or a nested repository), or None."""
+    try:
+        sub = pygit2.Repository(os.path.join(workdir, path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+        return None if sub.head_is_unborn else str(sub.head.target)
+    except (pygit2.GitError, KeyError, ValueError):
+        return None
+
+
+class _Hashing:
+    """Puts work-tree files into the private index: libgit2 hashes them, or git when a filter must clean them."""
+
+    def __init__(self, repo: pygit2.Repository, index: pygit2.Index) -> None:
+        self.repo = repo
+        self.index = index
+        self.root = Path(repo.workdir)
+        self.filemode = _config_bool(repo, "core.filemode", True)
+        self.symlinks = _config_bool(repo, "core.symlinks", True)
+        self.drivers = _filter_drivers(repo)
+        self.through_git: list[tuple[str, FileMode]] = []
+
+    def filtered(self, path: str) -> bool:
+        """Whether git add would pass path through a configured clean filter (Git LFS stores a small pointer)."""
+        if not self.drivers:
+            return False
+        try:
+            name = self.repo.get_attr(os.fsencode(path), "filter")  # type: ignore[arg-type]  # (bytes: any file name)
+        except pygit2.GitError:
+            return False
+        return isinstance(name, str) and name in self.drivers
+
+    def add(self, path: str) -> None:
+        try:
+            st = os.lstat(self.root / path)
+        except OSError:  # vanished since status: as git would, leave it out
+            self._remove(path)
+            return
+        entry = _entry(self.index, path)
+        if stat.S_ISLNK(st.st_mode):
+            mode = FileMode.LINK
+        elif not stat.S_ISREG(st.st_mode):
+            self._remove(path)
+            return
+        elif not self.symlinks and entry is not None and entry.mode == FileMode.LINK:
+            mode = FileMode.LINK  # checked out as a plain file holding the link's target
+        elif not self.filemode:
+            mode = entry.mode if entry is not None and entry.mode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE) else FileMode.BLOB
+        else:
+            mode = FileMode.BLOB_EXECUTABLE if st.st_mode & stat.S_IXUSR else FileMode.BLOB
+        if mode != FileMode.LINK and self.filtered(path):
+            self.through_git.append((path, mode))
+            return
+        try:
+            oid = self.repo.create_blob_fromworkdir(path)
+        except (OSError, pygit2.GitError):  # unreadable: as git add --ignore-errors, leave it out
+            self._remove(path)
+            return
+        self.index.add(pygit2.IndexEntry(path, oid, mode))
+
+    def gitlink(self, path: str, entry: pygit2.IndexEntry | None) -> bool:
+        """Record path at the commit checked out there; a submodule not checked out keeps its entry."""
+        commit = submodule_head(self.root, path)
+        if commit is not None:
+            self.index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=commit), FileMode.COMMIT))
+        return commit is not None or entry is not None
+
+    def finish(self) -> None:
+        """Hash the filtered paths with git itself, in one process."""
+        if not self.through_git:
+            return
+        lines = [(p, m) for p, m in self.through_git if "\n" not in p]
+        oids = self._hash_object(["--stdin-paths"], b"".join(os.fsencode(p) + b"\n" for p, _ in lines))
+        for path, mode in self.through_git:
+            if "\n" in path:  # a name --stdin-paths cannot carry: one process for it
+                with open(self.root / path, "rb") as f:
+                    oids += self._hash_object([f"--path={path}", "--stdin"], f.read())
+        done = lines + [(p, m) for p, m in self.through_git if "\n" in p]
+        if len(oids) != len(done):
+            raise StorageError("git hash-object (clean filters) gave fewer ids than paths")
+        for (path, mode), oid in zip(done, oids):
+            self.index.add(pygit2.IndexEntry(path, pygit2.Oid(hex=oid), mode))
+
+    def _hash_object(self, args: list[str], stdin: bytes) -> list[str]:
+        if not stdin and "--stdin-paths" in args:
+            return []
+        env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": self.repo.workdir}
+        proc = subprocess.run(["git", "hash-object", "-w", *args], cwd=self.repo.workdir, input=stdin, capture_output=True, env=env)
+        if proc.returncode != 0:
+            raise StorageError(f"git hash-object (clean filters) failed: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout.decode().split()
+
+    def _remove(self, path: str) -> None:
+        if _entry(self.index, path) is not None:
+            self.index.remove(path)
+
+
+def _untracked(repo: pygit2.Repository) -> list[str]:
+    """The untracked, not ignored paths, as git lists them (a nested repository as 'dir/')."""
+    env = {**os.environ, "GIT_DIR": repo.path, "GIT_WORK_TREE": repo.workdir}
+    env.pop("GIT_INDEX_FILE", None)
+    proc = subprocess.run(
+        ["git", "ls-files", "-z", "-o", "--exclude-standard"], cwd=repo.workdir, capture_output=True, env=env
+    )
+    if proc.returncode != 0:
+        raise StorageError(f"git ls-files failed: {proc.stderr.decode(errors='replace').strip()}")
+    return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def _filter_drivers(repo: pygit2.Repository) -> frozenset[str]:
+    """Names of the filter drivers with a clean command configured (`filter.NAME.clean` or `.process`)."""
+    names = set()
+    for entry in repo.config:
+        name = entry.name or ""
+        if name.startswith("filter.") and name.endswith((".clean", ".process")) and entry.value:
+            names.add(name[len("filter.") : name.rindex(".")])
+    return frozenset(names)
+
+
+def _kept_from_index(index: pygit2.Index, path: str) -> bool:
+    from pygit2 import C, ffi  # type: ignore[attr-defined]
+
+    centry = C.git_index_get_bypath(index._index, path.encode("utf-8", "surrogateescape"), 0)
+    if centry == ffi.NULL:
+        return False
+    return bool(centry.flags_extended & _SKIP_WORKTREE or centry.flags & _ASSUME_VALID)
+
+
 def _private_index(repo: pygit2.Repository) -> pygit2.Index:
     path = os.path.join(repo.path, "index")
-    index = pygit2.Index(path) if os.path.exists(path) else pygit2.Index()
-    return index
-
-
-def _add_from_workdir(repo: pygit2.Repository, index: pygit2.Index, root: Path, path: str, filemode: bool) -> None:
-    try:
-        st = os.lstat(root / path)
-        oid = repo.create_blob_fromworkdir(path)
-    except (OSError, pygit2.GitError):  # vanished or unreadable since status: as git would, leave it out
-        if _entry(index, path) is not None:
-            index.remove(path)
-        return
-    entry = _entry(index, path)
-    if stat.S_ISLNK(st.st_mode):
-        mode = FileMode.LINK
-    elif not filemode and entry is not None:
-        mode = entry.mode
-    elif filemode and st.st_mode & stat.S_IXUSR:
-        mode = FileMode.BLOB_EXECUTABLE
-    else:
-        mode = FileMode.BLOB
-    index.add(pygit2.IndexEntry(path, oid, mode))
+    return pygit2.Index(path) if os.path.exists(path) else pygit2.Index()
 
 
 def _size(path: Path) -> int:
