@@ -52,9 +52,12 @@ def annotated(run: RunSummary, annotation: dict[str, Any]) -> RunSummary:
 
 
 def resolve(store: Store, spec: str) -> RunSummary:
-    """A run named spec, 'latest', or the run whose commit id starts with spec."""
+    """A run named spec (or refs/experiments/NAME: any run, even one named 'latest'), 'latest', or the run
+    whose commit id starts with spec."""
+    from gitexp.names import readable
+
     name = spec.removeprefix(fmt.REF_PREFIX)
-    commit = store.run_commit(name) if name and "/" not in name and name != "latest" else None
+    commit = store.run_commit(name) if readable(name) and (name != "latest" or name != spec) else None
     if commit is not None:
         return annotated(_now(store, store.summary(name, commit)), store.annotation(commit))
     if spec == "latest":
