@@ -98,14 +98,14 @@ def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECT
     return Target(entries, tuple(owned), tuple(uncached))
 
 
-def code_entries(store: Store, run: RunSummary) -> dict[str, Entry]:
-    """The files of the run's code tree, refusing a tree that names a path twice (two entries of one name),
-    an unsafe name (see pointers.path_problem: '.', '..', '/', NUL, .git in any spelling), an unknown mode
-    or an unusable link target."""
+def code_entries(store: Store, run: RunSummary, tree: str | None = None) -> dict[str, Entry]:
+    """The files of the run's code tree (or of another tree it brings), refusing a tree that names a path
+    twice (two entries of one name), an unsafe name (see pointers.path_problem: '.', '..', '/', NUL, .git
+    in any spelling), an unknown mode or an unusable link target."""
     entries: dict[str, Entry] = {}
     dirs = {""}
     seen: set[str] = set()
-    for path, mode, oid in store.code_entries(run.commit, trees=True):
+    for path, mode, oid in store.code_entries(tree or run.commit, trees=True):
         _check_path(path, run)
         if path.rpartition("/")[0] not in dirs:
             _refuse(run, f"its tree has an entry whose name contains '/' ({path!r})")
@@ -448,6 +448,9 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
 def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None) -> CheckoutResult:
     root = store.root
     tgt = target(store, run)
+    staged = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
+    if staged or (run.base and run.base != store.head()[0]):
+        code_entries(store, run, staged or run.base)  # the index will hold it: refused now, not half-way
     _refuse_while_busy(store)
     config = config_mod.load(root)
     declared = tuple(dict.fromkeys(config.data + config.outputs + tgt.owned))

@@ -139,7 +139,7 @@ def _build_hostile_runs(repo: Path, sentinel: Path) -> None:
         return p
 
     def run(name: str, extra_code: list[tuple[str, bytes, str]] = (), outputs: list[dict[str, object]] | None = None,
-            manifests: dict[str, bytes] | None = None, meta: dict[str, object] | None = None) -> None:
+            manifests: dict[str, bytes] | None = None, meta: dict[str, object] | None = None, base: str = base_commit) -> None:
         files = {e[1]: e for e in record}
         if outputs is not None:
             data = {"inputs": [], "outputs": outputs, "large_files": [], "stats": {}}
@@ -150,8 +150,8 @@ def _build_hostile_runs(repo: Path, sentinel: Path) -> None:
         if meta is not None:
             files[b"run.json"] = ("100644", b"run.json", _hash(repo, json.dumps({**run_json, **meta}).encode()))
         tree = _tree(repo, [*code, *extra_code, ("40000", b".gitexp", _tree(repo, list(files.values())))])
-        text = message.replace("Gitexp-Run: base", f"Gitexp-Run: {name}")
-        commit = git(repo, "commit-tree", tree, "-p", base_commit, "-m", text, env=ATTACKER).strip()
+        text = message.replace("Gitexp-Run: base", f"Gitexp-Run: {name}").replace(base_commit, base)
+        commit = git(repo, "commit-tree", tree, "-p", base, "-m", text, env=ATTACKER).strip()
         git(repo, "update-ref", f"refs/experiments/{name}", commit)
 
     hooks = _tree(repo, [("100755", b"post-checkout", payload)])
@@ -181,6 +181,8 @@ def _build_hostile_runs(repo: Path, sentinel: Path) -> None:
         manifests={hashlib.md5(twice).hexdigest(): twice})
     run("code-link-and-pointer", [("120000", b"c", outside)], outputs=[pointer("c/f")])
     run("link-pointer-and-missing", outputs=[pointer("o", "link", target=str(sentinel)), pointer("o/sub", "missing")])
+    evil_base = _tree(repo, [*code, ("40000", b".GIT", _tree(repo, [("40000", b"hooks", hooks)]))])
+    run("base-with-git", base=git(repo, "commit-tree", evil_base, "-p", base_commit, "-m", "base", env=ATTACKER).strip())
     run("cwd-absolute", meta={"cwd": str(sentinel)})
     run("cwd-dotdot", meta={"cwd": "sub/../../.."})
     run("cwd-through-link", [("120000", b"lnk", inside)], meta={"cwd": "lnk"})
@@ -220,6 +222,7 @@ CASES = {
     "manifest-twice": ("'y' twice", ["checkout", "into"]),
     "code-link-and-pointer": ("below its symlink 'c'", ["checkout", "into"]),
     "link-pointer-and-missing": ("below its symlink 'o'", ["checkout", "into"]),
+    "base-with-git": (".GIT", ["checkout"]),
     "cwd-absolute": ("not inside its repository", ["reproduce"]),
     "cwd-dotdot": ("not inside its repository", ["reproduce"]),
     "cwd-through-link": ("not a directory inside its copy", ["reproduce"]),
