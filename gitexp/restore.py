@@ -85,6 +85,10 @@ def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECT
                 if not p.cached:
                     uncached.append((p.path, p.digest))
             elif p.kind == "dir":
+                if p.path in entries and entries[p.path].kind == "link":
+                    # A tracked link to the data (data -> /mnt/datasets): what the run recorded behind it is
+                    # restored as a directory; nothing is ever written through the link.
+                    del entries[p.path]
                 for e in manifest(store, run.commit, p).entries:
                     path = f"{p.path}/{e['path']}"
                     _check_path(path, run)
@@ -473,6 +477,7 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
             p for p in (set(current_code) | (set(current_data) & theirs)) - set(tgt.entries) if _removable(root / p)
         )
         removals = _not_ignored_by_run(store, tgt, current_code, removals)
+        removals = [p for p in removals if p not in tgt.owned or not os.path.islink(root / p)]  # a data link stays
         _refuse_through_symlinks(root, [e.path for e in todo] + removals)
         todo = _guard_unsaveable(store, todo, current_code, current_data, removals)
         touched = {e.path for e in todo} | set(removals)

@@ -361,3 +361,25 @@ def test_reproduce_asks_on_a_terminal_and_shows_the_command_escaped(corpus: Corp
     assert b"mallory@evil.example" in seen and b"nothing was run" in seen
     assert not corpus.marker.exists()
 
+
+
+def test_a_tracked_link_to_the_data_is_restored_as_a_directory_in_a_copy_and_never_written_through(ws: Workspace, tmp_path: Path) -> None:
+    """The honest form of 'a code symlink and data below it': data -> /mnt/datasets committed, data declared."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "f1").write_text("1\n")
+    os.symlink(shared, ws.root / "data")
+    ws.write(".gitexp.yaml", "data: [data]\n")
+    ws.commit_all("a tracked link to the dataset")
+    ws.run("-n", "A", "--", "true")
+    before = _state(shared)
+    copy = tmp_path / "copy"
+    result = ws.gitexp("checkout", "--into", str(copy), "A")
+    assert result.code == 0, result.err
+    assert not (copy / "data").is_symlink() and (copy / "data" / "f1").read_text() == "1\n"
+    assert _state(shared) == before
+    (shared / "f1").write_text("changed by a teammate\n")
+    ws.freeze()
+    refused = ws.gitexp("checkout", "A")  # in place: never through the link (it says how to get a copy)
+    assert refused.code == 1 and "data is a symlink" in refused.err and "--into" in refused.err, refused.err
+    assert (shared / "f1").read_text() == "changed by a teammate\n"
