@@ -179,6 +179,9 @@ def _build_hostile_runs(repo: Path, sentinel: Path) -> None:
     twice = json.dumps({"format": 1, "files": [{"path": "y", "digest": DIGEST}, {"path": "y", "digest": DIGEST}]}).encode()
     run("manifest-twice", outputs=[pointer("m", "dir", digest=hashlib.md5(twice).hexdigest())],
         manifests={hashlib.md5(twice).hexdigest(): twice})
+    ingit = json.dumps({"format": 1, "files": [{"path": "sub/.git/hooks/post-checkout", "digest": DIGEST}]}).encode()
+    run("manifest-git", outputs=[pointer("m", "dir", digest=hashlib.md5(ingit).hexdigest())],
+        manifests={hashlib.md5(ingit).hexdigest(): ingit})
     run("code-link-and-pointer", [("120000", b"c", outside)], outputs=[pointer("c/f")])
     run("link-pointer-and-missing", outputs=[pointer("o", "link", target=str(sentinel)), pointer("o/sub", "missing")])
     evil_base = _tree(repo, [*code, ("40000", b".GIT", _tree(repo, [("40000", b"hooks", hooks)]))])
@@ -220,6 +223,7 @@ CASES = {
     "link-pointer-and-file": ("below its symlink 'out'", ["checkout", "into"]),
     "manifest-link-and-file": ("below its symlink 'm/x'", ["checkout", "into"]),
     "manifest-twice": ("'y' twice", ["checkout", "into"]),
+    "manifest-git": ("'.git'", ["checkout", "into"]),
     "code-link-and-pointer": ("below its symlink 'c'", ["checkout", "into"]),
     "link-pointer-and-missing": ("below its symlink 'o'", ["checkout", "into"]),
     "base-with-git": (".GIT", ["checkout"]),
