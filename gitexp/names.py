@@ -11,6 +11,7 @@ from gitexp.errors import InvalidRunName, InvalidTag
 RESERVED = frozenset({"latest", "HEAD", "head"})
 MAX_LENGTH = 100
 _ALLOWED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_READABLE = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_LENGTH)
 
 _ADJECTIVES = (
     "amber", "bold", "brave", "brisk", "calm", "clever", "cosmic", "crisp", "daring", "deep",
@@ -54,6 +55,16 @@ def validate(name: str, reserved: frozenset[str] = RESERVED) -> str:
     if name.endswith((".lock", ".")):
         raise InvalidRunName(name, "it ends with '.lock' or '.'")
     return name
+
+
+def readable(name: str) -> bool:
+    """Whether a ref refs/experiments/<name> that exists (fetched, made by hand) is read as a run.
+
+    Its name must use the characters of run names, without '/' (no name is another's directory); the
+    rules that keep new names easy to type (the first character, '..', reserved words) are not asked
+    of it: `-rf` or `latest` is named `refs/experiments/-rf` or `-- -rf` on the command line.
+    """
+    return _READABLE.fullmatch(name) is not None
 
 
 def generate(taken: Callable[[str], bool], prefix: str = "") -> str:

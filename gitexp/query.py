@@ -53,10 +53,13 @@ def annotated(run: RunSummary, annotation: dict[str, Any]) -> RunSummary:
 
 
 def resolve(store: Store, spec: str) -> RunSummary:
-    """A run named spec, 'latest', or the run whose commit id starts with spec."""
+    """A run named spec (or refs/experiments/NAME: any run, even one named 'latest'), 'latest', or the run
+    whose commit id starts with spec."""
+    from gitexp.names import readable
+
     name = spec.removeprefix(fmt.REF_PREFIX)
-    commit = store.run_commit(name) if name and "/" not in name and name != "latest" else None
-    if commit is None and name and "/" not in name and name != "latest":
+    commit = store.run_commit(name) if readable(name) and (name != "latest" or name != spec) else None
+    if commit is None and name == spec and readable(name) and name != "latest":
         from gitexp.aliases import find  # an alias names its run
 
         name, commit = find(store, name) or (name, None)

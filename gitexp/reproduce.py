@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,17 +53,74 @@ class Reproduction:
         }
 
 
-def reproduce(store: Store, run: RunSummary, rtol: float, notify: Notify, progress: Progress | None = None) -> Reproduction:
-    """Re-run run's command on its code, params and input data, in a temporary copy; record it as a child."""
-    if run.status in ("queued", "running"):
-        raise GitexpError(f"run {run.name!r} is {run.status}: it has no result to reproduce yet")
-    if run.status != "completed":
-        notify(f"run {run.name!r} is {run.status}: it cannot be reproduced, only re-run; the verdict is 'not reproduced'")
+@dataclass(frozen=True)
+class Recipe:
+    """What reproducing a run would execute, read from its record and validated."""
+
+    command: tuple[str, ...]
+    cwd: str  # relative to the copy's root, '' for the root
+    stranger: str | None  # who recorded the run, when that is not the user (git identity emails)
+
+    def shown(self) -> str:
+        """The command as a shell would take it, with every control character escaped: safe to print."""
+        import shlex
+
+        return printable(shlex.join(self.command)) + (f"  (in {printable(self.cwd)}/)" if self.cwd else "")
+
+
+def printable(text: str) -> str:
+    """text with every character a terminal could act on (controls, bidi overrides, ...) as an escape."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
+
+
+def recipe(store: Store, run: RunSummary) -> Recipe:
+    """The command and working directory the run recorded, refusing what cannot run inside its copy."""
     raw = store.read_record(run.commit, fmt.RUN_FILE)
-    meta = json.loads(raw) if raw else {}
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:
+        raise GitexpError(f"run {run.name!r} has an unreadable {fmt.RUN_FILE}: nothing to reproduce") from None
+    if not isinstance(meta, dict):
+        raise GitexpError(f"run {run.name!r} has an unreadable {fmt.RUN_FILE}: nothing to reproduce")
     command = meta.get("command") or []
     if not command:
         raise GitexpError(f"run {run.name!r} has no command to reproduce (it is a saved workspace)")
+    if not isinstance(command, list) or not all(isinstance(a, str) and a and "\0" not in a for a in command):
+        raise GitexpError(f"run {run.name!r} records a malformed command (not a list of arguments); it cannot be reproduced")
+    cwd = meta.get("cwd") or ""
+    if not isinstance(cwd, str) or cwd and (cwd.startswith("/") or "\0" in cwd or {"..", ""} & set(cwd.split("/"))):
+        raise GitexpError(
+            f"run {run.name!r} records the working directory {printable(repr(cwd))}, which is not inside its "
+            "repository; reproduce runs a command only inside its copy of the run, so it refuses"
+        )
+    mine = store.identity()[1].lower()
+    others = sorted({e for e in store.recorded_by(run.commit) | {_email(run.user)} if e.lower() != mine})
+    return Recipe(tuple(command), cwd, ", ".join(others) or None)
+
+
+def _email(user: str) -> str:
+    return user.rpartition("<")[2].rstrip(">").strip()
+
+
+def reproduce(
+    store: Store,
+    run: RunSummary,
+    rtol: float,
+    notify: Notify,
+    approve: Callable[[Recipe], None],
+    progress: Progress | None = None,
+) -> Reproduction:
+    """Re-run run's command on its code, params and input data, in a temporary copy; record it as a child.
+
+    approve sees the command before anything is done; it raises to refuse (it decides whether a run
+    someone else recorded may run here).
+    """
+    if run.status in ("queued", "running"):
+        raise GitexpError(f"run {run.name!r} is {run.status}: it has no result to reproduce yet")
+    todo = recipe(store, run)
+    approve(todo)
+    if run.status != "completed":
+        notify(f"run {run.name!r} is {run.status}: it cannot be reproduced, only re-run; the verdict is 'not reproduced'")
     from gitexp.queue import WORKTREE_PREFIX, remove_stale_worktrees
 
     remove_stale_worktrees()  # the copies of reproductions and workers that were killed outright
@@ -70,10 +128,16 @@ def reproduce(store: Store, run: RunSummary, rtol: float, notify: Notify, progre
     try:
         workdir = scratch / "workspace"
         materialize(store, run, workdir, sections=("inputs", "large_files"))
+        cwd = workdir / todo.cwd
+        if not cwd.resolve().is_relative_to(workdir.resolve()) or not cwd.is_dir():
+            raise GitexpError(
+                f"run {run.name!r} records the working directory {printable(repr(todo.cwd))}, which is not a "
+                "directory inside its copy (a symlink leading out, or missing); reproduce refuses to run it"
+            )
         notify(f"reproducing {run.name} in {workdir}")
         request = RunRequest(
-            command=list(command),
-            cwd=workdir / meta.get("cwd", ""),
+            command=list(todo.command),
+            cwd=cwd,
             name=_name(store, run.name),
             note=f"reproduction of {run.name}",
             parent=run.commit,

@@ -9,6 +9,7 @@ and verified first; the workspace is only touched once all of it is at hand.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -16,13 +17,14 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 
 from gitexp import config as config_mod
 from gitexp import format as fmt
 from gitexp.data.cache import Cache
 from gitexp.data.hashing import StatCache
 from gitexp.data.inventory import SECTION_ROLES, manifest, run_pointers
-from gitexp.data.pointers import InvalidPointer, safe_relative
+from gitexp.data.pointers import InvalidPointer, link_target_ok, path_problem
 from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary
@@ -32,6 +34,7 @@ from gitexp.workspace import ParamsGuard, Pointer, checkout_lock, read_pointer, 
 EXEC_MODE = 0o100755
 LINK_MODE = 0o120000
 GITLINK_MODE = 0o160000
+TREE_MODE = 0o040000
 
 
 class MissingData(GitexpError):
@@ -62,18 +65,12 @@ class Target:
 
 
 def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECTION_ROLES)) -> Target:
-    """Every file of the run: its code, then its data pointers (validated: they may come from anyone)."""
+    """Every file of the run: its code, then its data pointers, all validated (they may come from anyone)
+    before anything is written: see _check_layout."""
     from gitexp.query import settled
 
     settled(run)  # a run in progress has no outputs yet
-    entries: dict[str, Entry] = {}
-    for path, mode, oid in store.code_entries(run.commit):
-        _check_path(path, run)
-        if mode == GITLINK_MODE:
-            continue
-        kind = "link" if mode == LINK_MODE else "blob"
-        source = store.blob(oid).decode("utf-8", errors="surrogateescape") if kind == "link" else oid
-        entries[path] = Entry(path, kind, source, mode == EXEC_MODE)
+    entries = code_entries(store, run)
     owned: list[str] = []
     uncached: list[tuple[str, str]] = []
     for section, pointers in run_pointers(store, run.commit).items():
@@ -88,6 +85,10 @@ def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECT
                 if not p.cached:
                     uncached.append((p.path, p.digest))
             elif p.kind == "dir":
+                if p.path in entries and entries[p.path].kind == "link":
+                    # A tracked link to the data (data -> /mnt/datasets): what the run recorded behind it is
+                    # restored as a directory; nothing is ever written through the link.
+                    del entries[p.path]
                 for e in manifest(store, run.commit, p).entries:
                     path = f"{p.path}/{e['path']}"
                     _check_path(path, run)
@@ -97,12 +98,60 @@ def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECT
                         entries[path] = Entry(path, "object", e["digest"], bool(e.get("executable")))
                         if not p.cached:
                             uncached.append((path, e["digest"]))
+    _check_layout(run, entries, owned)
     return Target(entries, tuple(owned), tuple(uncached))
 
 
+def code_entries(store: Store, run: RunSummary, tree: str | None = None) -> dict[str, Entry]:
+    """The files of the run's code tree (or of another tree it brings), refusing a tree that names a path
+    twice (two entries of one name), an unsafe name (see pointers.path_problem: '.', '..', '/', NUL, .git
+    in any spelling), an unknown mode or an unusable link target."""
+    entries: dict[str, Entry] = {}
+    dirs = {""}
+    seen: set[str] = set()
+    for path, mode, oid in store.code_entries(tree or run.commit, trees=True):
+        _check_path(path, run)
+        if path.rpartition("/")[0] not in dirs:
+            _refuse(run, f"its tree has an entry whose name contains '/' ({path!r})")
+        if path in seen:
+            _refuse(run, f"its tree names {path!r} twice")
+        seen.add(path)
+        if mode == TREE_MODE:
+            dirs.add(path)
+            continue
+        if mode not in (0o100644, EXEC_MODE, LINK_MODE, GITLINK_MODE):
+            _refuse(run, f"its tree gives {path!r} the unknown mode {mode:o}")
+        if mode == GITLINK_MODE:
+            continue  # a submodule: not written
+        kind = "link" if mode == LINK_MODE else "blob"
+        source = store.blob(oid).decode("utf-8", errors="surrogateescape") if kind == "link" else oid
+        if kind == "link" and not link_target_ok(source):
+            _refuse(run, f"its symlink {path!r} has the unusable target {source!r}")
+        entries[path] = Entry(path, kind, source, mode == EXEC_MODE)
+    return entries
+
+
 def _check_path(path: str, run: RunSummary) -> None:
-    if not safe_relative(path) or ".git" in PurePosixPath(path).parts:
-        raise InvalidPointer(f"run {run.name!r}", f"it names the unsafe path {path!r}")
+    problem = path_problem(path, workspace=True)
+    if problem:
+        _refuse(run, f"it names the unsafe path {path!r}: {problem}")
+
+
+def _refuse(run: RunSummary, reason: str) -> NoReturn:
+    raise InvalidPointer(f"run {run.name!r}", reason)
+
+
+def _check_layout(run: RunSummary, entries: dict[str, Entry], owned: list[str]) -> None:
+    """Refuse a run where anything lies below one of its files or links: a link `dd` and a file `dd/f`
+    (from its tree, a pointer, a manifest, or any two of them) would write f wherever dd points."""
+    for path in list(entries) + owned:
+        prefix = path
+        while "/" in prefix:
+            prefix = prefix.rpartition("/")[0]
+            below = entries.get(prefix)
+            if below is not None:
+                what = "symlink" if below.kind == "link" else "file"
+                _refuse(run, f"it has {path!r} below its {what} {prefix!r} (written, it would land wherever that leads)")
 
 
 class _Stage:
@@ -159,11 +208,13 @@ class _Stage:
 
     def write(self, root: Path) -> None:
         """Put every checked entry in place, by a few threads: each file costs a handful of system calls,
-        and those run in parallel, as in git's parallel checkout."""
+        and those run in parallel, as in git's parallel checkout.
+
+        Every directory is reached from root one component at a time with O_NOFOLLOW (_Below), so no
+        symlink is ever followed, even one put there while we write; the run's own symlinks are made last.
+        """
         from concurrent.futures import ThreadPoolExecutor
 
-        for parent in sorted({os.path.dirname(e.path) for e in self.entries}):
-            _make_parents(root, root / parent)
         filtered = self.store.needs_filters([e.path for e in self.entries if e.kind == "blob"])
         umask = os.umask(0)
         os.umask(umask)
@@ -172,79 +223,150 @@ class _Stage:
         def mode(entry: Entry) -> int:  # as git gives a new file
             return (0o777 if entry.executable else 0o666) & ~umask
 
-        def copy(entry: Entry) -> None:
-            dest, st = self._clear(root, entry.path)
+        def copy(below: _Below, entry: Entry) -> None:
+            fd, name = below.parent(entry.path)
+            st = _clear(fd, name, entry.path)
             if st is not None:
                 # Removed, not renamed over: renaming over an existing file makes ext4 (auto_da_alloc)
                 # flush the new one to disk at once, which costs more than the whole copy did.
-                os.unlink(dest)
+                os.unlink(name, dir_fd=fd)
             tmp = self.scratch / os.urandom(8).hex()
             self.cache.copy_out(entry.source, tmp, entry.path)
             os.chmod(tmp, mode(entry))
-            os.rename(tmp, dest)
+            os.rename(tmp, name, dst_dir_fd=fd)
 
-        def write_code(entries: list[Entry]) -> None:
-            for entry in entries:
-                dest, st = self._clear(root, entry.path)
-                if entry.kind == "link":
-                    os.symlink(entry.source, dest)
-                    continue
-                with lock:
-                    data = self.store.worktree_bytes(entry.source, entry.path) if filtered else self.store.blob(entry.source)
-                # An existing file with no other hard link is rewritten in place (cheaper than unlink + create).
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o777 if entry.executable else 0o666)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    if st is not None and bool(st.st_mode & 0o100) != entry.executable:
-                        os.fchmod(fd, mode(entry))
-                finally:
-                    os.close(fd)
+        def write_code(below: _Below, entry: Entry) -> None:
+            fd, name = below.parent(entry.path)
+            st = _clear(fd, name, entry.path)
+            if entry.kind == "link":
+                os.symlink(entry.source, name, dir_fd=fd)
+                return
+            with lock:
+                data = self.store.worktree_bytes(entry.source, entry.path) if filtered else self.store.blob(entry.source)
+            # An existing file with no other hard link is rewritten in place (cheaper than unlink + create).
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          0o777 if entry.executable else 0o666, dir_fd=fd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view):]
+                if st is not None and bool(st.st_mode & 0o100) != entry.executable:
+                    os.fchmod(out, mode(entry))
+            finally:
+                os.close(out)
 
+        def job(fn: Callable[[_Below, Entry], None], entries: list[Entry]) -> None:
+            with _Below(root) as below:
+                for entry in entries:
+                    fn(below, entry)
+
+        with _Below(root) as below:
+            for parent in sorted({os.path.dirname(e.path) for e in self.entries} - {""}):
+                below.makedirs(parent)
         objects = [e for e in self.entries if e.kind == "object"]
-        direct = [e for e in self.entries if e.kind != "object"]
-        size = max(64, -(-len(direct) // 8))
+        blobs = [e for e in self.entries if e.kind == "blob"]
+        size = max(64, -(-len(blobs) // 8))
         with ThreadPoolExecutor(max_workers=4) as pool:
-            jobs = [pool.submit(copy, e) for e in objects]
-            jobs += [pool.submit(write_code, direct[i : i + size]) for i in range(0, len(direct), size)]
-            for job in jobs:
-                job.result()
+            jobs = [pool.submit(job, copy, objects[i : i + 16]) for i in range(0, len(objects), 16)]
+            jobs += [pool.submit(job, write_code, blobs[i : i + size]) for i in range(0, len(blobs), size)]
+            for done in jobs:
+                done.result()
+        # Links last, once every file and directory is in place: nothing is ever written below one.
+        job(write_code, [e for e in self.entries if e.kind == "link"])
 
-    def _clear(self, root: Path, path: str) -> tuple[str, os.stat_result | None]:
-        """Make room for path (its parent already made): nothing there, or a lone regular file to overwrite."""
-        dest = os.path.join(root, path)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _Below:
+    """Paths below a root directory, reached one component at a time from the root's descriptor with
+    O_NOFOLLOW: a symlink anywhere on the way, even one created meanwhile, is never followed.
+
+    The directory of the last path is kept open, so files of one directory cost one open each.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.last: tuple[str, int] | None = None
+
+    def __enter__(self) -> _Below:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.last is not None:
+            os.close(self.last[1])
+        os.close(self.fd)
+
+    def parent(self, rel: str, make: bool = False) -> tuple[int, str]:
+        """(descriptor of rel's directory, owned by self; rel's last name). With make, missing directories
+        are created, and a file standing where one must be is removed (checked before: the run's to replace)."""
+        directory, _, name = rel.rpartition("/")
+        if self.last is not None and self.last[0] == directory:
+            return self.last[1], name
+        fd = os.dup(self.fd)
         try:
-            st = os.lstat(dest)
+            done = []
+            for part in directory.split("/") if directory else []:
+                done.append(part)
+                step = self._step(fd, part, "/".join(done), make)
+                os.close(fd)
+                fd = step
+        except BaseException:
+            os.close(fd)
+            raise
+        if self.last is not None:
+            os.close(self.last[1])
+        self.last = (directory, fd)
+        return fd, name
+
+    def makedirs(self, rel: str) -> None:
+        self.parent(rel + "/", make=True)
+
+    def _step(self, fd: int, part: str, shown: str, make: bool) -> int:
+        try:
+            return os.open(part, _DIR_FLAGS, dir_fd=fd)
         except FileNotFoundError:
-            return dest, None
-        if stat.S_ISDIR(st.st_mode):
-            _remove_empty_tree(Path(dest))
-        elif stat.S_ISLNK(st.st_mode) or st.st_nlink > 1 or not stat.S_ISREG(st.st_mode):
-            os.unlink(dest)
-        else:
-            return dest, st
-        return dest, None
+            if not make:
+                raise
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise GitexpError(f"{shown} is a symlink now: nothing is written through it (it leads outside the directory)") from None
+            if not make:
+                raise
+            os.unlink(part, dir_fd=fd)  # a file where the run has a directory: it was checked to be the run's to replace
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part, dir_fd=fd)
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
 
 
-def _make_parents(root: Path, directory: Path) -> None:
-    """mkdir -p, replacing a file or link that stands where a directory must be (it was the run's to replace)."""
-    if directory.is_dir() and not directory.is_symlink():
-        return
-    rel = directory.relative_to(root)
-    current = root
-    for part in rel.parts:
-        current = current / part
-        if current.is_symlink() or (current.exists() and not current.is_dir()):
-            current.unlink()
-        current.mkdir(exist_ok=True)
+def _clear(fd: int, name: str, shown: str) -> os.stat_result | None:
+    """Make room for name in directory fd: nothing there (None), or a lone regular file to overwrite (its stat)."""
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        _remove_empty_tree(fd, name, shown)
+    elif stat.S_ISLNK(st.st_mode) or st.st_nlink > 1 or not stat.S_ISREG(st.st_mode):
+        os.unlink(name, dir_fd=fd)
+    else:
+        return st
+    return None
 
 
-def _remove_empty_tree(path: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        if filenames:
-            raise GitexpError(f"cannot replace the directory {path} by a file: it still holds files")
-        os.rmdir(dirpath)
+def _remove_empty_tree(fd: int, name: str, shown: str) -> None:
+    sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
+    try:
+        for entry in os.scandir(sub):
+            if not entry.is_dir(follow_symlinks=False):
+                raise GitexpError(f"cannot replace the directory {shown} by a file: it still holds files")
+            _remove_empty_tree(sub, entry.name, shown)
+    finally:
+        os.close(sub)
+    os.rmdir(name, dir_fd=fd)
 
 
 @dataclass(frozen=True)
@@ -330,6 +452,9 @@ def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progr
 def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None) -> CheckoutResult:
     root = store.root
     tgt = target(store, run)
+    staged = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
+    if staged or (run.base and run.base != store.head()[0]):
+        code_entries(store, run, staged or run.base)  # the index will hold it: refused now, not half-way
     _refuse_while_busy(store)
     for note in ParamsGuard(store.state_dir, root).recover():  # the user's params first: they may need saving
         notify(note)
@@ -354,6 +479,7 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
             p for p in (set(current_code) | (set(current_data) & theirs)) - set(tgt.entries) if _removable(root / p)
         )
         removals = _not_ignored_by_run(store, tgt, current_code, removals)
+        removals = [p for p in removals if p not in tgt.owned or not os.path.islink(root / p)]  # a data link stays
         _refuse_through_symlinks(root, [e.path for e in todo] + removals)
         todo = _guard_unsaveable(store, todo, current_code, current_data, removals)
         touched = {e.path for e in todo} | set(removals)
@@ -372,8 +498,9 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
                 notify(f"your uncommitted work was saved as run {saved.name}; get it back with: gitexp checkout {saved.name}")
             head_before = store.head()
             with _completed_once_started(run, saved, notify):
-                for path in removals:
-                    _remove(root, path)
+                with _Below(root) as below:
+                    for path in removals:
+                        _remove(below, path)
                 stage.write(root)
                 for entry in todo:  # so that the next snapshot or checkout does not read them again
                     if entry.kind == "object":
@@ -571,16 +698,21 @@ def _removable(path: Path) -> bool:
     return path.is_symlink() or path.is_file()
 
 
-def _remove(root: Path, rel: str) -> None:
-    path = root / rel
-    path.unlink(missing_ok=True)
-    parent = path.parent
-    while parent != root:
+def _remove(below: _Below, rel: str) -> None:
+    """Remove the file or link at rel, then the directories it leaves empty; never through a symlink."""
+    try:
+        fd, name = below.parent(rel)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=fd)
+    while "/" in rel:
+        rel = rel.rpartition("/")[0]
+        fd, name = below.parent(rel)
         try:
-            parent.rmdir()
+            os.rmdir(name, dir_fd=fd)
         except OSError:
             break
-        parent = parent.parent
 
 
 def _recoverable(
@@ -610,8 +742,10 @@ def branch(store: Store, run: RunSummary, name: str, switch: bool, notify: Calla
     """refs/heads/<name> at a commit holding the run's code, on the run's base commit.
 
     With switch, the run is checked out and HEAD put on the new branch, whose
-    tree is then exactly the workspace's code: `git status` is clean.
+    tree is then exactly the workspace's code: `git status` is clean. The run's tree is validated
+    first, as for a checkout: a branch of it is checked out by git later.
     """
+    code_entries(store, run)
     commit = store.create_branch(
         name,
         store.code_tree(run.commit),

@@ -12,12 +12,13 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from gitexp.data.cache import Cache
 from gitexp.data.hashing import StatCache, digest_bytes, is_digest
 from gitexp.errors import GitexpError
+from gitexp.format import RECORD_DIR
 from gitexp.model import Progress
 
 MANIFEST_FORMAT = 1
@@ -65,8 +66,11 @@ class DataPointer:
             raise InvalidPointer("a pointer", "it is not an object")
         path = data.get("path")
         kind = data.get("kind")
-        if not isinstance(path, str) or not safe_relative(path):
-            raise InvalidPointer(f"pointer path {path!r}", "it is not a relative path inside the repository")
+        if not isinstance(path, str):
+            raise InvalidPointer(f"pointer path {path!r}", "it is not a string")
+        problem = pointer_path_problem(path, workspace=True)
+        if problem:
+            raise InvalidPointer(f"pointer path {path!r}", problem)
         if kind not in KINDS:
             raise InvalidPointer(f"pointer {path!r}", f"unknown kind {kind!r}")
         digest = data.get("digest")
@@ -78,8 +82,8 @@ class DataPointer:
             if not isinstance(size, int) or not 0 <= size < 1 << 50 or not isinstance(files, int) or files < 0:
                 raise InvalidPointer(f"pointer {path!r}", "absurd size or file count")
         target = data.get("target")
-        if kind == "link" and not isinstance(target, str):
-            raise InvalidPointer(f"pointer {path!r}", "a link without a target")
+        if kind == "link" and not link_target_ok(target):
+            raise InvalidPointer(f"pointer {path!r}", f"a link with the unusable target {target!r}")
         fresh = data.get("fresh")
         return cls(path, kind, digest if kind in ("file", "dir") else None, size, files,
                    bool(data.get("executable", False)), target, bool(data.get("cached", True)),
@@ -105,10 +109,20 @@ class Manifest:
             assert isinstance(entries, list)
         except (ValueError, KeyError, TypeError, AssertionError) as exc:
             raise InvalidPointer(what, "its manifest is malformed") from exc
+        seen: set[str] = set()
         for e in entries:
-            if not isinstance(e, dict) or not isinstance(e.get("path"), str) or not safe_relative(e["path"]):
-                raise InvalidPointer(what, f"its manifest names an unsafe path {e.get('path') if isinstance(e, dict) else e!r}")
-            if "link" not in e and not (isinstance(e.get("digest"), str) and is_digest(e["digest"])):
+            if not isinstance(e, dict) or not isinstance(e.get("path"), str):
+                raise InvalidPointer(what, f"its manifest has a malformed entry {e!r}")
+            problem = pointer_path_problem(e["path"])
+            if problem:
+                raise InvalidPointer(what, f"its manifest names the path {e['path']!r}: {problem}")
+            if e["path"] in seen:
+                raise InvalidPointer(what, f"its manifest names {e['path']!r} twice")
+            seen.add(e["path"])
+            if "link" in e:
+                if not link_target_ok(e["link"]):
+                    raise InvalidPointer(what, f"its manifest has the unusable link target {e['link']!r} for {e['path']!r}")
+            elif not (isinstance(e.get("digest"), str) and is_digest(e["digest"])):
                 raise InvalidPointer(what, f"its manifest has a malformed digest for {e['path']!r}")
         return cls(entries)
 
@@ -116,9 +130,64 @@ class Manifest:
         return (e for e in self.entries if "link" not in e)
 
 
+MAX_PATH = 4096  # bytes: PATH_MAX on Linux
+MAX_NAME = 255  # bytes of one path component: NAME_MAX
+# Code points HFS+ ignores in names, so that ".g\u200cit" is ".git" there (as git's is_hfs_dotgit knows).
+_HFS_IGNORED = dict.fromkeys([*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
+
+
+def is_dotgit(name: str) -> bool:
+    """Whether a file system could take name for a repository's .git: in any case, with the trailing dots and
+    spaces Windows drops, the code points HFS+ ignores, or as the NTFS short name GIT~1."""
+    folded = name.translate(_HFS_IGNORED).rstrip(". ").lower()
+    return folded in (".git", "git~1")
+
+
+def name_problem(name: str) -> str | None:
+    """Why one file name from a run must not be written (None when it may)."""
+    if name in ("", ".", ".."):
+        return f"it has the name {name!r}"
+    if "/" in name or "\0" in name:
+        return f"the name {name!r} contains '/' or NUL"
+    if is_dotgit(name):
+        return f"it names {name!r}, a repository's .git (writing there could install hooks)"
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
+        return f"a name is longer than {MAX_NAME} bytes"
+    return None
+
+
+def path_problem(path: str, workspace: bool = False) -> str | None:
+    """Why a '/'-separated relative path from a run must not be written (None when it may).
+
+    Refused: absolute paths, empty, '.' and '..' components, NUL, .git in any spelling as any component, paths longer than PATH_MAX; with workspace (a path from the
+    repository root), the record directory .gitexp too.
+    """
+    if not path or path.startswith("/"):
+        return "it is not a relative path"
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        return f"it is longer than {MAX_PATH} bytes"
+    parts = path.split("/")
+    if workspace and parts[0].lower() == RECORD_DIR:
+        return f"{RECORD_DIR}/ is reserved for run records"
+    for part in parts:
+        problem = name_problem(part)
+        if problem:
+            return problem
+    return None
+
+
+def pointer_path_problem(path: str, workspace: bool = False) -> str | None:
+    """path_problem, and no backslash (a separator on Windows): what a pointer or manifest may name."""
+    return "it contains a backslash" if "\\" in path else path_problem(path, workspace)
+
+
 def safe_relative(path: str) -> bool:
-    pure = PurePosixPath(path)
-    return bool(path) and "\\" not in path and "\0" not in path and not pure.is_absolute() and ".." not in pure.parts
+    return pointer_path_problem(path) is None
+
+
+def link_target_ok(target: object) -> bool:
+    """Whether a symlink target from a run can be created: a non-empty string without NUL, under PATH_MAX."""
+    return isinstance(target, str) and bool(target) and "\0" not in target and len(target.encode("utf-8", "surrogateescape")) < MAX_PATH
 
 
 def normalize(root: Path, cwd: Path, path: str) -> str:
@@ -131,6 +200,9 @@ def normalize(root: Path, cwd: Path, path: str) -> str:
         raise BadDataPath(path, "is outside the repository" if rel != "." else "is the whole repository")
     if rel.split(os.sep)[0] == ".git":
         raise BadDataPath(path, "is inside .git")
+    problem = pointer_path_problem(rel.replace(os.sep, "/"), workspace=True)
+    if problem:
+        raise BadDataPath(path, f"cannot be recorded: {problem}", "give another path")
     return rel.replace(os.sep, "/")
 
 

@@ -86,6 +86,13 @@ class Store:
             user = login()
             return user, f"{user}@{hostname() or 'localhost'}"
 
+    def recorded_by(self, commit: str) -> set[str]:
+        """The emails of a commit's author and committer."""
+        obj = self.repo.get(commit)
+        if not isinstance(obj, pygit2.Commit):
+            raise StorageError(f"{commit[:12]} is not a commit (run 'git fsck')")
+        return {s.raw_email.decode("utf-8", "replace") for s in (obj.author, obj.committer)}
+
     # -- runs --------------------------------------------------------------
 
     def run_exists(self, name: str) -> bool:
@@ -223,19 +230,29 @@ class Store:
             expected if expected is not None else pygit2.Oid(hex="0" * 40), None,
         )
 
-    def run_refs(self) -> Iterator[tuple[str, str]]:
-        """(name, commit id) of every run ref."""
+    def run_refs(self, problems: list[str] | None = None) -> Iterator[tuple[str, str]]:
+        """(name, commit id) of every run ref; a ref whose name no run can have is skipped (and named in problems)."""
+        from gitexp.names import readable
+
         prefix = fmt.REF_PREFIX
         for ref in self.repo.references.iterator():
             if ref.name.startswith(prefix):
+                name = ref.name[len(prefix) :]
+                if not readable(name):
+                    if problems is not None:
+                        problems.append(
+                            f"skipped {ref.name!a}: not a run name (A-Z a-z 0-9 . _ -, no '/'); "
+                            f"rename it with git update-ref refs/experiments/NEW {ref.name!a} && git update-ref -d {ref.name!a}"
+                        )
+                    continue
                 target = ref.target
                 if isinstance(target, pygit2.Oid):
-                    yield ref.name[len(prefix) :], str(target)
+                    yield name, str(target)
 
     def summaries(self, problems: list[str] | None = None) -> list[RunSummary]:
         """Every readable run; what cannot be read is described in problems, never fatal."""
         out = []
-        for name, commit in self.run_refs():
+        for name, commit in self.run_refs(problems):
             try:
                 out.append(self.summary(name, commit))
             except GitexpError as exc:
@@ -293,25 +310,34 @@ class Store:
             out.append((delta.status_char(), path, patch.text or ""))
         return out
 
-    def code_entries(self, commit: str) -> list[tuple[str, int, str]]:
-        """(path, mode, blob id) of every file of a run's code state (the record directory left out)."""
-        out: list[tuple[str, int, str]] = []
-        try:
-            tree = self.repo[commit].peel(pygit2.Tree)
-        except (KeyError, ValueError, pygit2.GitError) as exc:
-            raise StorageError(f"cannot read the tree of {commit[:12]}: {exc}") from exc
+    def code_entries(self, commit: str, trees: bool = False) -> list[tuple[str, int, str]]:
+        """(path, mode, blob id) of every file of a run's code state (the record directory left out).
 
-        def walk(t: pygit2.Tree, prefix: str) -> None:
-            for entry in t:
+        With trees, each directory too (mode 0o40000, tree id), before what it holds: a reader that
+        validates a tree from someone else sees every name in it, duplicates included.
+        """
+        out: list[tuple[str, int, str]] = []
+        try:  # iterative (a tree can nest deeper than the stack); paths bounded (PATH_MAX)
+            stack = [(iter(self.repo[commit].peel(pygit2.Tree)), "")]
+            while stack:
+                entries, prefix = stack[-1]
+                entry = next(entries, None)
+                if entry is None:
+                    stack.pop()
+                    continue
                 path = prefix + (entry.name or "")
                 if path == fmt.RECORD_DIR:
                     continue
+                if len(path) > 4096:
+                    raise StorageError(f"the tree of {commit[:12]} holds a path longer than 4096 characters")
                 if entry.filemode == FileMode.TREE:
-                    walk(self.repo[entry.id].peel(pygit2.Tree), path + "/")
+                    if trees:
+                        out.append((path, int(entry.filemode), str(entry.id)))
+                    stack.append((iter(self.repo[entry.id].peel(pygit2.Tree)), path + "/"))
                 else:
                     out.append((path, int(entry.filemode), str(entry.id)))
-
-        walk(tree, "")
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise StorageError(f"cannot read the tree of {commit[:12]}: {exc}") from exc
         return out
 
     def hash_file(self, path: Path) -> str:
