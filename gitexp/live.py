@@ -99,7 +99,7 @@ def registering(common_dir: Path) -> Iterator[None]:
     """Held while a run checks the live runs and writes its own live file: of two runs, one sees the other."""
     directory = live_dir(common_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a") as lock:
+    with open(directory.parent / "live.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield  # (closing the file releases the lock)
 

@@ -308,3 +308,18 @@ def test_of_two_runs_started_at_once_with_the_same_metrics_file_exactly_one_runs
     code, err = outcomes[other]
     assert code == 1 and f"run {ran[0]!r}" in err and "is running in this workspace" in err
     assert set(ws.runs()) == set(ran)
+
+
+def test_runs_in_copies_are_not_refused_beside_a_live_run_in_the_workspace(ws: Workspace) -> None:
+    ws.write("wait.py", WAIT_FOR_GO)
+    ws.write("params.yaml", "x: 0\n")
+    ws.commit_all()
+    first = start_waiting_run(ws, "first")
+    try:
+        write = "open('metrics.json', 'w').write('{\"acc\": 1}')"
+        swept = ws.gitexp("run", "-j", "2", "-S", "x=1,2", "--", PY, "-c", write, timeout=120)
+    finally:
+        finish(ws, first)
+    assert swept.code == 0, swept.err
+    assert len(ws.runs()) == 3
+    assert all(ws.record(name, "metrics.json") == {"acc": 1} for name in ws.runs())
