@@ -67,7 +67,10 @@ def cli() -> None:
 
 
 def warn(message: str) -> None:
-    click.echo(f"gitexp: {message}", err=True)
+    """One line on stderr; whatever of a run it names is made inert (render.inert)."""
+    from gitexp.render import inert
+
+    click.echo(f"gitexp: {inert(message)}", err=True)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: Any = cli.main(args=argv, prog_name="gitexp", standalone_mode=False)
     except GitexpError as exc:
-        click.echo(f"gitexp: error: {exc.message}", err=True)
+        from gitexp.render import inert
+
+        click.echo(f"gitexp: error: {inert(exc.message)}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("gitexp: aborted", err=True)

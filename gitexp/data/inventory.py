@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitexp import format as fmt
 from gitexp.data.cache import Cache
 from gitexp.data.hashing import StatCache
-from gitexp.data.pointers import DataPointer, Manifest, collect
+from gitexp.data.pointers import DataPointer, InvalidPointer, Manifest, collect
 from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
 from gitexp.model import Progress
+from gitexp.safeload import json_object
 from gitexp.store import Store
 from gitexp.workspace import pid_alive
 
 SECTION_ROLES = {"inputs": "input", "outputs": "output", "large_files": "large file"}
+_DIGEST = re.compile(rb"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,19 @@ class Use:
 
 
 def run_pointers(store: Store, commit: str) -> dict[str, list[DataPointer]]:
-    """The pointers of a run by section (empty for a run without data)."""
+    """The pointers of a run by section (empty for a run without data); InvalidPointer or UnreadableRecord
+    when its data.json is malformed, beyond the bounds or names an unsafe pointer."""
     raw = store.read_record(commit, fmt.DATA_FILE)
     if raw is None:
         return {}
-    data = json.loads(raw)
-    return {section: [DataPointer.from_dict(p) for p in data.get(section, [])] for section in SECTION_ROLES}
+    data = json_object(raw, f"{fmt.RECORD_DIR}/{fmt.DATA_FILE} of run {commit[:12]}")
+    out = {}
+    for section in SECTION_ROLES:
+        pointers = data.get(section, [])
+        if not isinstance(pointers, list):
+            raise InvalidPointer(f"the {section} of run {commit[:12]}", "they are not a list")
+        out[section] = [DataPointer.from_dict(p) for p in pointers]
+    return out
 
 
 def manifest(store: Store, commit: str, pointer: DataPointer) -> Manifest:
@@ -51,24 +60,60 @@ def manifest(store: Store, commit: str, pointer: DataPointer) -> Manifest:
     return Manifest.from_bytes(raw, f"the manifest of {pointer.path}")
 
 
-def uses(store: Store, dirs: bool = False) -> Iterator[Use]:
-    """Every piece of content every run refers to: each file, and each directory too with dirs."""
+def run_uses(store: Store, name: str, commit: str, dirs: bool = False) -> list[Use]:
+    """Every piece of content one run refers to (GitexpError when its record cannot be read)."""
+    out = []
+    for section, pointers in run_pointers(store, commit).items():
+        role = SECTION_ROLES[section]
+        for p in pointers:
+            shown = role + " (unchanged)" if p.fresh is False else role
+            if p.kind == "file" or (dirs and p.kind == "dir"):
+                out.append(Use(name, commit, shown, p.path, p.digest or "", p.size, p.cached))
+            if p.kind == "dir":
+                for e in manifest(store, commit, p).files():
+                    size = e.get("size", 0)
+                    out.append(Use(name, commit, shown, f"{p.path}/{e['path']}", e["digest"],
+                                   size if isinstance(size, int) else 0, p.cached))
+    return out
+
+
+def uses(store: Store, dirs: bool = False, problems: list[str] | None = None, kept: set[str] | None = None) -> Iterator[Use]:
+    """Every piece of content every readable run refers to: each file, and each directory too with dirs.
+
+    A run whose record cannot be read is skipped, with a line in problems; kept (for gc) then gets
+    every digest its raw record files mention, so that its content is never deleted.
+    """
     for name, commit in store.run_refs():
-        for section, pointers in run_pointers(store, commit).items():
-            role = SECTION_ROLES[section]
-            for p in pointers:
-                shown = role + " (unchanged)" if p.fresh is False else role
-                if p.kind == "file" or (dirs and p.kind == "dir"):
-                    yield Use(name, commit, shown, p.path, p.digest or "", p.size, p.cached)
-                if p.kind == "dir":
-                    for e in manifest(store, commit, p).files():
-                        yield Use(name, commit, shown, f"{p.path}/{e['path']}", e["digest"], e.get("size", 0), p.cached)
+        try:
+            found = run_uses(store, name, commit, dirs)
+        except GitexpError as exc:
+            if problems is not None:
+                problems.append(f"skipped {fmt.REF_PREFIX}{name}: {exc.message}")
+            if kept is not None:
+                kept |= _mentioned_digests(store, commit)
+            continue
+        yield from found
 
 
-def which(store: Store, target: str, cwd: Path) -> tuple[str, list[Use]]:
+def _mentioned_digests(store: Store, commit: str) -> set[str]:
+    """Every digest-like text in a run's data.json and manifests, however damaged they are."""
+    found: set[str] = set()
+    for filename in [fmt.DATA_FILE, *store.record_names(commit, fmt.MANIFEST_DIR)]:
+        try:
+            raw = store.read_record(commit, filename)
+        except GitexpError:
+            raw = None
+        if raw is None:
+            continue
+        found |= {m.decode() for m in _DIGEST.findall(raw)}
+        found.add(filename.rpartition("/")[2].removesuffix(".json"))
+    return found
+
+
+def which(store: Store, target: str, cwd: Path, problems: list[str] | None = None) -> tuple[str, list[Use]]:
     """(digest, uses) of the content of a file or directory, or of a digest (or its 8+ first hex digits)."""
     digest = _digest_of(store, target, cwd)
-    return digest, [u for u in uses(store, dirs=True) if u.digest.startswith(digest)]
+    return digest, [u for u in uses(store, dirs=True, problems=problems) if u.digest.startswith(digest)]
 
 
 def _digest_of(store: Store, target: str, cwd: Path) -> str:
@@ -94,12 +139,15 @@ class GcReport:
     freed_bytes: int
     kept: int
     kept_recent: int
+    problems: list[str] = field(default_factory=list)  # runs skipped (their content is kept)
 
 
 def gc(store: Store, min_age_seconds: float, dry_run: bool = False) -> GcReport:
     """Delete cache objects no run refers to (nor a run in progress), older than min_age_seconds."""
     cache = Cache(cache_root(store.git_common_dir()))
-    live = {u.digest for u in uses(store)} | _pinned(cache)
+    salvaged: set[str] = set()
+    problems: list[str] = []
+    live = {u.digest for u in uses(store, problems=problems, kept=salvaged)} | salvaged | _pinned(cache)
     now = time.time()
     deleted = freed = kept = recent = 0
     for digest, path in list(cache.iter_objects()):
@@ -116,7 +164,7 @@ def gc(store: Store, min_age_seconds: float, dry_run: bool = False) -> GcReport:
         freed += st.st_size
     if not dry_run:
         cache.clear_tmp()
-    return GcReport(deleted, freed, kept, recent)
+    return GcReport(deleted, freed, kept, recent, problems)
 
 
 def _pinned(cache: Cache) -> set[str]:
@@ -152,6 +200,7 @@ class FsckReport:
     checked: int
     corrupt: list[str]
     missing: list[Missing]  # one per object, however many runs and files refer to it
+    problems: list[str] = field(default_factory=list)  # runs whose record could not be read (skipped)
 
 
 def fsck(store: Store, repair: bool = False) -> FsckReport:
@@ -170,7 +219,8 @@ def fsck(store: Store, repair: bool = False) -> FsckReport:
             if repair:
                 cache.quarantine(digest)
     missing: dict[str, list[Use]] = {}
-    for use in uses(store):
+    problems: list[str] = []
+    for use in uses(store, problems=problems):
         if use.cached and (use.digest in missing or not cache.has(use.digest)):
             missing.setdefault(use.digest, []).append(use)
-    return FsckReport(checked, corrupt, [Missing(digest, tuple(found)) for digest, found in missing.items()])
+    return FsckReport(checked, corrupt, [Missing(digest, tuple(found)) for digest, found in missing.items()], problems)
