@@ -162,14 +162,19 @@ def _data(store: Store, run: RunSummary) -> dict[str, Any]:
     """'<section>:<path>' -> digest (or kind when it has none), for the run's pointers and their files."""
     from gitexp.data.inventory import SECTION_ROLES, manifest, run_pointers
 
+    from gitexp.errors import GitexpError
+
     out: dict[str, Any] = {}
-    for section, pointers in run_pointers(store, run.commit).items():
-        role = SECTION_ROLES[section]
-        for p in pointers:
-            out[f"{role}:{p.path}"] = p.digest or p.kind
-            if p.kind == "dir":
-                for entry in manifest(store, run.commit, p).files():
-                    out[f"{role}:{p.path}/{entry['path']}"] = entry["digest"]
+    try:
+        for section, pointers in run_pointers(store, run.commit).items():
+            role = SECTION_ROLES[section]
+            for p in pointers:
+                out[f"{role}:{p.path}"] = p.digest or p.kind
+                if p.kind == "dir":
+                    for entry in manifest(store, run.commit, p).files():
+                        out[f"{role}:{p.path}/{entry['path']}"] = entry["digest"]
+    except GitexpError as exc:
+        raise GitexpError(f"run {run.name!r}: {exc.message}") from exc
     return out
 
 
