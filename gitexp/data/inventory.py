@@ -41,14 +41,17 @@ def run_pointers(store: Store, commit: str) -> dict[str, list[DataPointer]]:
     """The pointers of a run by section (empty for a run without data); InvalidPointer or UnreadableRecord
     when its data.json is malformed, beyond the bounds or names an unsafe pointer."""
     raw = store.read_record(commit, fmt.DATA_FILE)
-    if raw is None:
-        return {}
-    data = json_object(raw, f"{fmt.RECORD_DIR}/{fmt.DATA_FILE} of run {commit[:12]}")
+    return {} if raw is None else parse_pointers(raw, f"{fmt.RECORD_DIR}/{fmt.DATA_FILE} of run {commit[:12]}")
+
+
+def parse_pointers(raw: bytes, what: str) -> dict[str, list[DataPointer]]:
+    """The pointers of a data.json by section; InvalidPointer or UnreadableRecord naming what."""
+    data = json_object(raw, what)
     out = {}
     for section in SECTION_ROLES:
         pointers = data.get(section, [])
         if not isinstance(pointers, list):
-            raise InvalidPointer(f"the {section} of run {commit[:12]}", "they are not a list")
+            raise InvalidPointer(f"the {section} of {what}", "they are not a list")
         out[section] = [DataPointer.from_dict(p) for p in pointers]
     return out
 
