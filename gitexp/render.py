@@ -603,8 +603,11 @@ def tree_text(groups: list[Any], metric: str | None, unicode: bool, colour: bool
 
 
 def _tree_nodes(nodes: list[Any], prefix: str, glyphs: tuple[str, ...], metric: str | None, colour: bool, out: list[str]) -> None:
-    for i, node in enumerate(nodes):
-        last = i == len(nodes) - 1
+    """The lines of the nodes and their descendants, depth first (a loop, not recursion: a chain of
+    runs may be thousands long)."""
+    stack: list[tuple[Any, str, bool]] = [(node, prefix, i == len(nodes) - 1) for i, node in reversed(list(enumerate(nodes)))]
+    while stack:
+        node, prefix, last = stack.pop()
         run = node.run
         status = paint(inert(run.status), {"completed": "green", "failed": "red"}.get(run.status, "yellow"), colour)
         parts = [inert(run.name), status, age(run.started)]
@@ -615,7 +618,9 @@ def _tree_nodes(nodes: list[Any], prefix: str, glyphs: tuple[str, ...], metric: 
         if node.detached:
             parts.append(paint("(parent run deleted)", "yellow", colour))
         out.append(prefix + (glyphs[1] if last else glyphs[0]) + "  ".join(parts))
-        _tree_nodes(node.children, prefix + (glyphs[3] if last else glyphs[2]), glyphs, metric, colour, out)
+        inner = prefix + (glyphs[3] if last else glyphs[2])
+        children = node.children
+        stack += [(child, inner, i == len(children) - 1) for i, child in reversed(list(enumerate(children)))]
 
 
 def reproduction_text(r: Any, colour: bool) -> str:

@@ -401,3 +401,19 @@ def test_hostile_runs_fetched_over_git_daemon_leave_every_command_working(victim
             assert result.code == 0, (args, result.err)
     for args in (["show", "evil-deep"], ["diff", "good1", "evil-path"]):
         one_line_error(clean(ws.gitexp(*args), " ".join(args)), args[-1])
+
+
+def test_a_chain_of_thousands_of_runs_draws_as_a_tree() -> None:
+    from gitexp.format import summary_from_message
+    from gitexp.lineage import build
+    from gitexp.render import tree_text
+
+    runs = []
+    parent = ""
+    for i in range(3000):
+        trailers = "Gitexp-Status: completed\nGitexp-Started: 2025-01-01T00:00:00+00:00" + (f"\nGitexp-Parent-Run: {parent}" if parent else "")
+        commit = f"{i:040x}"
+        runs.append(summary_from_message(f"r{i}", commit, f"s\n\n{trailers}\n"))
+        parent = commit
+    text = tree_text(build(runs), None, False, False)
+    assert text.count("\n") == 3000 and text.splitlines()[-1].lstrip(" |`-").startswith("r2999")
