@@ -152,21 +152,29 @@ def _command(store: Store, run: RunSummary) -> str | None:
         return None
     import shlex
 
-    return shlex.join(json.loads(raw).get("command", []))
+    from gitexp.safeload import json_object
+
+    command = json_object(raw, f"{fmt.RECORD_DIR}/{fmt.RUN_FILE} of run {run.name!r}").get("command")
+    return shlex.join(str(c) for c in command) if isinstance(command, list) else None
 
 
 def _data(store: Store, run: RunSummary) -> dict[str, Any]:
     """'<section>:<path>' -> digest (or kind when it has none), for the run's pointers and their files."""
     from gitexp.data.inventory import SECTION_ROLES, manifest, run_pointers
 
+    from gitexp.errors import GitexpError
+
     out: dict[str, Any] = {}
-    for section, pointers in run_pointers(store, run.commit).items():
-        role = SECTION_ROLES[section]
-        for p in pointers:
-            out[f"{role}:{p.path}"] = p.digest or p.kind
-            if p.kind == "dir":
-                for entry in manifest(store, run.commit, p).files():
-                    out[f"{role}:{p.path}/{entry['path']}"] = entry["digest"]
+    try:
+        for section, pointers in run_pointers(store, run.commit).items():
+            role = SECTION_ROLES[section]
+            for p in pointers:
+                out[f"{role}:{p.path}"] = p.digest or p.kind
+                if p.kind == "dir":
+                    for entry in manifest(store, run.commit, p).files():
+                        out[f"{role}:{p.path}/{entry['path']}"] = entry["digest"]
+    except GitexpError as exc:
+        raise GitexpError(f"run {run.name!r}: {exc.message}") from exc
     return out
 
 
@@ -174,14 +182,22 @@ def _env(store: Store, run: RunSummary) -> dict[str, Any]:
     raw = store.read_record(run.commit, fmt.ENV_FILE)
     if raw is None:
         return {}
-    env = json.loads(raw)
-    py = env.get("python") or {}
+    from gitexp.safeload import json_object
+
+    env = json_object(raw, f"{fmt.RECORD_DIR}/{fmt.ENV_FILE} of run {run.name!r}")
+
+    def part(d: Any, key: str) -> dict[str, Any]:  # a record of an unexpected shape shows as absent
+        found = d.get(key) if isinstance(d, dict) else None
+        return found if isinstance(found, dict) else {}
+
+    py = part(env, "python")
+    gpus = env.get("gpus")
     out: dict[str, Any] = {
         "python": py.get("version"),
-        "os": (env.get("os") or {}).get("platform"),
-        "cpu": (env.get("cpu") or {}).get("model"),
-        "gpus": ", ".join(g.get("name", "?") for g in env.get("gpus") or []) or None,
+        "os": part(env, "os").get("platform"),
+        "cpu": part(env, "cpu").get("model"),
+        "gpus": ", ".join(str(g.get("name", "?")) for g in gpus if isinstance(g, dict)) or None if isinstance(gpus, list) else None,
     }
-    out.update({f"package {name}": version for name, version in (py.get("packages") or {}).items()})
-    out.update({f"env {k}": v for k, v in (env.get("env") or {}).items()})
+    out.update({f"package {name}": version for name, version in part(py, "packages").items()})
+    out.update({f"env {k}": v for k, v in part(env, "env").items()})
     return {k: v for k, v in out.items() if v is not None}

@@ -44,8 +44,10 @@ def load(root: Path) -> Config:
         return Config()
     import yaml
 
+    from gitexp.safeload import yaml_loads
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_loads(path.read_text(encoding="utf-8"), CONFIG_FILE)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InvalidConfig(CONFIG_FILE, f"not valid YAML ({_first_line(exc)})") from exc
     if data is None:
@@ -137,11 +139,10 @@ def add_remote(root: Path, name: str, url: str) -> None:
             lines[last] += "\n"
         lines.insert(last + 1, line)
     text = "".join(lines)
-    import yaml
-
+    from gitexp.safeload import yaml_loads
     from gitexp.workspace import atomic_write
 
-    if (yaml.safe_load(text) or {}).get("remotes", {}).get(name) != url:  # checked before anything is written
+    if (yaml_loads(text, CONFIG_FILE) or {}).get("remotes", {}).get(name) != url:  # checked before anything is written
         raise InvalidConfig(CONFIG_FILE, "the remote could not be added to it safely; add it by hand")
     atomic_write(path, text.encode("utf-8"), path.stat().st_mode & 0o7777 if path.exists() else None)
 

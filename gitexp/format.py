@@ -11,6 +11,7 @@ from typing import Any
 
 from gitexp.errors import UnsupportedFormat
 from gitexp.model import RunSummary
+from gitexp.safeload import MAX_MESSAGE_BYTES, UnreadableRecord, json_loads
 
 FORMAT_VERSION = 1
 REF_PREFIX = "refs/experiments/"
@@ -151,10 +152,13 @@ def run_trailers(run: RunSummary) -> list[tuple[str, str]]:
 
 def summary_from_message(name: str, commit: str, message: str) -> RunSummary:
     """Read a run's summary back from its commit message (tolerant of missing trailers)."""
+    if len(message) > MAX_MESSAGE_BYTES:
+        raise UnreadableRecord(f"the commit message of run {name!r}", f"it is larger than {MAX_MESSAGE_BYTES >> 20} MiB")
     t = parse_trailers(message)
     version = t.get(T_FORMAT, str(FORMAT_VERSION))
-    if not version.isdigit() or int(version) > FORMAT_VERSION:
-        raise UnsupportedFormat(f"run {name!r}", version)
+    if not (version.isascii() and version.isdigit()) or len(version) > 9 or int(version) > FORMAT_VERSION:
+        raise UnsupportedFormat(f"run {name!r}", version[:20])
+    tags = _json(t.get(T_TAGS), [], name, T_TAGS)
     return RunSummary(
         name=name,
         commit=commit,
@@ -166,13 +170,13 @@ def summary_from_message(name: str, commit: str, message: str) -> RunSummary:
         base=_none(t.get(T_BASE)),
         base_branch=t.get(T_BRANCH),
         parent=t.get(T_PARENT),
-        tags=tuple(_json(t.get(T_TAGS), [])),
-        params=_json(t.get(T_PARAMS), {}),
-        metrics=_json(t.get(T_METRICS), {}),
-        resources=_json(t.get(T_RESOURCES), {}),
-        sweep=_json(t.get(T_SWEEP), {}),
+        tags=tuple(tag for tag in tags if isinstance(tag, str)),
+        params=_json(t.get(T_PARAMS), {}, name, T_PARAMS),
+        metrics=_json(t.get(T_METRICS), {}, name, T_METRICS),
+        resources=_json(t.get(T_RESOURCES), {}, name, T_RESOURCES),
+        sweep=_json(t.get(T_SWEEP), {}, name, T_SWEEP),
         recorder=t.get(T_RECORDER, ""),
-        incomplete=tuple(str(x) for x in _json(t.get(T_INCOMPLETE), [])),
+        incomplete=tuple(str(x) for x in _json(t.get(T_INCOMPLETE), [], name, T_INCOMPLETE)),
         note=parse_note(message),
         subject=message.split("\n", 1)[0],
     )
@@ -191,26 +195,30 @@ def _int_or_none(value: str | None) -> int | None:
 
 def _float_or_none(value: str | None) -> float | None:
     try:
-        return float(value) if value not in (None, "none") else None  # type: ignore[arg-type]
+        number = float(value) if value not in (None, "none") else None  # type: ignore[arg-type]
     except ValueError:
         return None
+    return number if number is None or math.isfinite(number) else None
 
 
-def _json(value: str | None, default: Any) -> Any:
+def _json(value: str | None, default: Any, run: str, trailer: str) -> Any:
+    """A JSON trailer: default when absent, malformed or of another type; UnreadableRecord when beyond the bounds."""
     if value is None:
         return default
     try:
-        result = json.loads(value)
-    except ValueError:
-        return default
+        result = json_loads(value, f"the {trailer} trailer of run {run!r}")
+    except UnreadableRecord as exc:
+        if exc.malformed:
+            return default
+        raise
     return result if isinstance(result, type(default)) else default
 
 
 def parse_annotation(text: str) -> dict[str, Any]:
-    """A run's note in NOTES_REF: {"tags": [...], "note": "..."}; anything unreadable counts as empty."""
+    """A run's note in NOTES_REF: {"tags": [...], "note": "..."}; anything unreadable or beyond the bounds counts as empty."""
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = json_loads(text, "a note")
+    except UnreadableRecord:
         return {}
     if not isinstance(data, dict):
         return {}

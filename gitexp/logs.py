@@ -42,9 +42,10 @@ def _entry(line: bytes) -> tuple[float, str, int] | None:
     if len(parts) != 3:
         return None
     try:
-        return float(parts[0]), parts[1].decode(), int(parts[2])
+        when, stream, end = float(parts[0]), parts[1].decode(), int(parts[2])
     except (ValueError, UnicodeDecodeError):
         return None
+    return (when, stream, end) if 0 <= when < 1e11 else None  # (a time a clock can show; NaN is not)
 
 
 @dataclass

@@ -82,12 +82,19 @@ def _parse(rel: str, text: str) -> dict[str, Any]:
     if rel.endswith((".yaml", ".yml")):
         import yaml
 
+        from gitexp.safeload import yaml_loads
+
         try:
-            data = yaml.safe_load(text)
+            data = yaml_loads(text, rel)
         except yaml.YAMLError as exc:
             raise ValueError(str(exc)) from exc
     else:
-        data = json.loads(text) if text.strip() else {}
+        from gitexp.safeload import UnreadableRecord, json_loads
+
+        try:
+            data = json_loads(text, rel) if text.strip() else {}
+        except UnreadableRecord as exc:
+            raise ValueError(exc.reason) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -94,16 +94,20 @@ def _parse(rel: str, raw: bytes) -> dict[Any, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidParamsFile(rel, "it is not UTF-8 text") from exc
+    from gitexp.safeload import UnreadableRecord, json_loads, yaml_loads
+
     if rel.endswith(".json"):
         try:
-            data = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise InvalidParamsFile(rel, f"invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+            data = json_loads(text, rel) if text.strip() else {}
+        except UnreadableRecord as exc:
+            cause = exc.__cause__
+            why = f"invalid JSON at line {cause.lineno}: {cause.msg}" if isinstance(cause, json.JSONDecodeError) else exc.reason
+            raise InvalidParamsFile(rel, why) from exc
     else:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml_loads(text, rel)
         except yaml.YAMLError as exc:
             raise InvalidParamsFile(rel, f"invalid YAML ({' '.join(str(exc).split())})") from exc
     if data is None:

@@ -11,6 +11,7 @@ from gitexp import format as fmt
 from gitexp.config import Config
 from gitexp.errors import AmbiguousRun, RunInProgress, RunNotFound
 from gitexp.model import RunSummary
+from gitexp.safeload import json_object
 from gitexp.store import Store
 
 MIN_PREFIX = 4
@@ -130,7 +131,7 @@ def details(store: Store, run: RunSummary) -> dict[str, Any]:
         ("data", fmt.DATA_FILE),
     ):
         raw = store.read_record(run.commit, filename)
-        out[key] = json.loads(raw) if raw else None
+        out[key] = json_object(raw, f"{fmt.RECORD_DIR}/{filename} of run {run.name!r}") if raw else None
     return out
 
 

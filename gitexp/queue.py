@@ -16,7 +16,6 @@ crashed at once; its directory is removed by its runner or the next one.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import shutil
@@ -132,7 +131,9 @@ def _queued_run(store: Store, name: str) -> RunSummary:
 
 def _execute_in(store: Store, run: RunSummary, workdir: Path, notify: Notify) -> RunResult:
     """Run a queued run in workdir, which holds its code and inputs; its `running` commit claims it."""
-    meta = json.loads(store.read_record(run.commit, fmt.RUN_FILE) or b"{}")
+    from gitexp.safeload import json_object
+
+    meta = json_object(store.read_record(run.commit, fmt.RUN_FILE) or b"{}", f"{fmt.RECORD_DIR}/{fmt.RUN_FILE} of run {run.name!r}")
     code = store.code_tree(run.commit)
     cwd = workdir / meta.get("cwd", "")
     request = RunRequest(

@@ -810,10 +810,12 @@ def _claimed_parent(store: Store, claim: RunSummary) -> Pointer | None:
     """The parent run a queued run was given when it was queued."""
     if not claim.parent:
         return None
-    import json
+    from gitexp.safeload import json_object
 
-    meta = json.loads(store.read_record(claim.commit, fmt.RUN_FILE) or b"{}")
-    return Pointer(((meta.get("parent_run") or {}).get("name")) or "", claim.parent)
+    meta = json_object(store.read_record(claim.commit, fmt.RUN_FILE) or b"{}", f"{fmt.RECORD_DIR}/{fmt.RUN_FILE} of run {claim.name!r}")
+    parent = meta.get("parent_run")
+    name = parent.get("name") if isinstance(parent, dict) else None
+    return Pointer(name if isinstance(name, str) else "", claim.parent)
 
 
 def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

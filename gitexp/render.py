@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +19,45 @@ if TYPE_CHECKING:
 LOG_TAIL_LINES = 20
 LOG_LINE_MAX = 300
 RUNS_NAMED = 5  # a line naming runs names at most this many
+
+# What a terminal would act on rather than show: C0 controls (ESC among them), DEL, C1 controls, the
+# bidirectional overrides that reorder what is shown, and lone surrogates (bytes that were not UTF-8).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def inert(text: str, keep: str = "") -> str:
+    """text made safe to print on a terminal: each control character escaped as it would be in Python
+    ("\\x1b", "\\n", "\\u202e"), except those in keep. Everything human output shows of a run goes
+    through here; JSON output does not (it stays exact)."""
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m.group()), text)
+
+
+_UNSAFE_BYTES = re.compile(rb"\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+
+def inert_bytes(data: bytes) -> bytes:
+    """A command's output made safe for a terminal: lines and tabs kept, a carriage return that does
+    not end a line shown as a new line (progress bars), every other control character escaped."""
+    if _UNSAFE_BYTES.search(data) is None:
+        return data
+    return _UNSAFE_BYTES.sub(_escape_bytes, data)
+
+
+def _escape_bytes(m: re.Match[bytes]) -> bytes:
+    found = m.group()
+    if found == b"\r":
+        return b"\n"
+    return "".join(_escape(c) for c in found.decode("utf-8")).encode()
+
+
+def _escape(c: str) -> str:
+    if c in _NAMED:
+        return _NAMED[c]
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def duration(seconds: float | None) -> str:
@@ -35,8 +75,8 @@ def duration(seconds: float | None) -> str:
 def when(iso: str) -> str:
     try:
         return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return iso or "-"
+    except (ValueError, TypeError, OverflowError, OSError):  # (a date a clock cannot show: year 1, year 9999)
+        return inert(str(iso)) or "-"
 
 
 def value(v: Any) -> str:
@@ -47,8 +87,8 @@ def value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, (list, dict)):
-        return json.dumps(v, separators=(",", ":"))
-    return str(v)
+        return json.dumps(v, separators=(",", ":"), default=str)  # (ASCII: every control character escaped)
+    return inert(str(v))
 
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -92,11 +132,11 @@ def column_formatter(column: str) -> Callable[[Any], str]:
     if column == "duration":
         return duration
     if column in ("tag", "tags"):
-        return ",".join
+        return lambda v: inert(",".join(map(str, v)))
     if column == "commit":
-        return lambda v: str(v)[:10]
+        return lambda v: inert(str(v)[:10])
     if column == "note":
-        return lambda v: " / ".join(str(v).splitlines())
+        return lambda v: inert(" / ".join(str(v).splitlines()))
     return value
 
 
@@ -112,7 +152,7 @@ def runs_output(runs: list[RunSummary], columns: list[str], output: str) -> str:
 
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
+        writer.writerow([inert(c) for c in columns])
         shown = [column_formatter(c) if c in ("created", "tag", "tags") else _csv for c in columns]
         writer.writerows([["" if v is None else f(v) for f, v in zip(shown, row)] for row in raw])
         return buf.getvalue().rstrip("\n")
@@ -123,12 +163,14 @@ def runs_output(runs: list[RunSummary], columns: list[str], output: str) -> str:
     if output == "markdown":
         from tabulate import tabulate
 
-        return tabulate(cells, headers=columns, tablefmt="github", disable_numparse=True)
+        return tabulate(cells, headers=[inert(c) for c in columns], tablefmt="github", disable_numparse=True)
     return aligned(columns, cells)
 
 
 def aligned(headers: list[str], rows: list[list[str]]) -> str:
     """A plain table: headers, a rule of dashes, columns two spaces apart (tabulate's 'simple' look, 20x faster)."""
+    headers = [inert(h) for h in headers]
+    rows = [[inert(c) for c in row] for row in rows]
     widths = [_width(h) for h in headers]
     for row in rows:
         for i, text in enumerate(row):
@@ -149,19 +191,19 @@ def _width(text: str) -> int:
     )
 
 
-def json_lines(items: list[Any]) -> str:
+def json_lines(items: list[Any], ascii: bool = False) -> str:
     """A JSON array with one compact item per line: readable, and fast for 10,000 runs."""
     from gitexp.format import strict
 
     def dump(item: Any) -> str:
         try:
-            return json.dumps(item, ensure_ascii=False, allow_nan=False, default=str)
+            return json.dumps(item, ensure_ascii=ascii, allow_nan=False, default=str)
         except ValueError:  # NaN or infinity somewhere: spell them as strings
-            return json.dumps(strict(item), ensure_ascii=False, allow_nan=False, default=str)
+            return json.dumps(strict(item), ensure_ascii=ascii, allow_nan=False, default=str)
 
     if not items:
         return "[]"
-    return "[\n" + ",\n".join(dump(item) for item in items) + "\n]"
+    return _printable("[\n" + ",\n".join(dump(item) for item in items) + "\n]", lambda: json_lines(strict(items), True))
 
 
 def runs_table(runs: list[RunSummary]) -> str:
@@ -174,16 +216,36 @@ def _csv(raw: Any) -> str:
     if raw is None:
         return ""
     if isinstance(raw, (list, dict)):
-        return json.dumps(raw, separators=(",", ":"))
+        return json.dumps(raw, separators=(",", ":"), default=str)
     if isinstance(raw, bool):
         return "true" if raw else "false"
-    return str(raw)
+    return inert(str(raw))
 
 
 def to_json(data: Any) -> str:
+    """Exact JSON (control characters are \\u-escaped by JSON itself; text that is not UTF-8 too)."""
     from gitexp.format import strict
 
-    return json.dumps(strict(data), indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    text = json.dumps(strict(data), indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    return _printable(text, lambda: json.dumps(strict(data), indent=2, ensure_ascii=True, allow_nan=False, default=str))
+
+
+def _printable(text: str, ascii_text: Callable[[], str]) -> str:
+    """text, or ascii_text() when text holds lone surrogates (names that were not UTF-8), which cannot be printed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return ascii_text()
+    return text
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _texts(v: Any) -> list[str]:
+    """A recorded list of strings (a command, overrides), anything else left out."""
+    return [str(x) for x in v] if isinstance(v, list) else []
 
 
 def show_text(
@@ -193,48 +255,51 @@ def show_text(
     stderr: bytes,
     series: list[tuple[str, str, str]] | None = None,
 ) -> str:
-    """The text of `gitexp show`; series are (name, sparkline, summary) rows of the step metrics."""
-    meta = details.get("meta") or {}
-    env = details.get("env") or {}
+    """The text of `gitexp show`; series are (name, sparkline, summary) rows of the step metrics.
+
+    Every value read from the run is made inert; a record file of an unexpected shape shows as absent."""
+    meta = _dict(details.get("meta"))
+    env = _dict(details.get("env"))
     lines = [
-        f"run      {details['name']}",
+        f"run      {inert(details['name'])}",
         f"commit   {details['commit']}",
-        f"status   {details['status']} (exit code {value(details['exit_code'])})",
+        f"status   {inert(details['status'])} (exit code {value(details['exit_code'])})",
     ]
     for item in meta.get("incomplete") or []:
         where = f" ({item['path']})" if item.get("path") else ""
         lines.append(f"missing  {item.get('what', '?')}{where}: {item.get('why', '')}")
     error = _python_error(stderr) if details["status"] != "completed" else None
     if error:
-        lines.append(f"error    {_as_terminal(error)}")
+        lines.append(f"error    {inert(_as_terminal(error))}")
+    cwd = meta.get("cwd")
     lines += [
-        f"command  {shlex.join(meta.get('command', [])) or '-'}" + (f"   (in {meta['cwd']}/)" if meta.get("cwd") else ""),
+        f"command  {inert(shlex.join(_texts(meta.get('command')))) or '-'}" + (f"   (in {inert(str(cwd))}/)" if cwd else ""),
         f"started  {when(details['started'])}   duration {duration(details['duration'])}",
-        f"user     {details['user']}" + (f" on {meta['host']}" if meta.get("host") else ""),
+        f"user     {inert(details['user'])}" + (f" on {inert(str(meta['host']))}" if meta.get("host") else ""),
         f"base     {_base(details)}",
         f"parent   {_parent(details, parent_name)}",
     ]
     if details.get("tags"):
-        lines.append(f"tags     {', '.join(details['tags'])}")
+        lines.append(f"tags     {inert(', '.join(details['tags']))}")
     if details.get("note"):
-        lines.append("note     " + details["note"].replace("\n", "\n         "))
-    if meta.get("overrides"):
-        lines.append(f"set      {' '.join(meta['overrides'])}")
-    lines += _section("params", details.get("params") or {})
-    lines += _section("metrics", details.get("metrics") or {})
+        lines.append("note     " + inert(details["note"], keep="\n").replace("\n", "\n         "))
+    if _texts(meta.get("overrides")):
+        lines.append(f"set      {inert(' '.join(_texts(meta['overrides'])))}")
+    lines += _section("params", _dict(details.get("params")))
+    lines += _section("metrics", _dict(details.get("metrics")))
     if series:
-        width = max(len(name) for name, _, _ in series)
-        lines += ["", "series:"] + [f"  {name.ljust(width)}  {spark}  {text}" for name, spark, text in series]
+        width = max(len(inert(name)) for name, _, _ in series)
+        lines += ["", "series:"] + [f"  {inert(name).ljust(width)}  {spark}  {text}" for name, spark, text in series]
     if details.get("resources"):
-        lines += _section("resources", details["resources"])
-    lines += _data(details.get("data") or {})
+        lines += _section("resources", _dict(details["resources"]))
+    lines += _data(_dict(details.get("data")))
     lines += _environment(env)
     for label, data in (("stdout", stdout), ("stderr", stderr)):
         if data:
             text = data.decode("utf-8", errors="replace").rstrip("\n").split("\n")
             more = f", last {LOG_TAIL_LINES} of {len(text)} lines" if len(text) > LOG_TAIL_LINES else ""
             lines += ["", f"{label}{more} (all: git show {details['commit'][:12]}:.gitexp/{label}.log)"]
-            lines += ["  " + _as_terminal(line) for line in text[-LOG_TAIL_LINES:]]
+            lines += ["  " + inert(_as_terminal(line), keep="\t") for line in text[-LOG_TAIL_LINES:]]
     return "\n".join(lines)
 
 
@@ -256,68 +321,80 @@ def _as_terminal(line: str) -> str:
 def _base(details: dict[str, Any]) -> str:
     if not details.get("base"):
         return "(no commit: empty repository)"
-    dirty = (details.get("env") or {}).get("git", {}).get("dirty")
-    branch = f" on {details['base_branch']}" if details.get("base_branch") else " (detached HEAD)"
-    return f"{details['base'][:12]}{branch}" + (" + uncommitted changes" if dirty else "")
+    dirty = _dict(_dict(details.get("env")).get("git")).get("dirty")
+    branch = f" on {inert(details['base_branch'])}" if details.get("base_branch") else " (detached HEAD)"
+    return f"{inert(details['base'][:12])}{branch}" + (" + uncommitted changes" if dirty else "")
 
 
 def _parent(details: dict[str, Any], parent_name: str | None) -> str:
     if not details.get("parent"):
         return "(none: a root run)"
-    name = parent_name or ((details.get("meta") or {}).get("parent_run") or {}).get("name", "?")
-    return f"{name} ({details['parent'][:12]})" + ("" if parent_name else " (deleted)")
+    name = parent_name or _dict(_dict(details.get("meta")).get("parent_run")).get("name", "?")
+    return f"{inert(str(name))} ({inert(details['parent'][:12])})" + ("" if parent_name else " (deleted)")
 
 
 def _section(title: str, values: dict[str, Any]) -> list[str]:
     if not values:
         return ["", f"{title}: (none)"]
-    width = max(len(k) for k in values)
-    return ["", f"{title}:"] + [f"  {k.ljust(width)}  {value(v)}" for k, v in sorted(values.items())]
+    keys = {k: inert(str(k)) for k in values}
+    width = max(len(k) for k in keys.values())
+    return ["", f"{title}:"] + [f"  {keys[k].ljust(width)}  {value(v)}" for k, v in sorted(values.items(), key=lambda kv: str(kv[0]))]
 
 
 def _data(data: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for section, title in (("inputs", "data"), ("outputs", "outputs"), ("large_files", "large files")):
-        pointers = data.get(section) or []
+        listed = data.get(section)
+        pointers = [p for p in listed if isinstance(p, dict)] if isinstance(listed, list) else []
         if not pointers:
             continue
         lines += ["", f"{title}:"]
-        width = max(len(p["path"]) for p in pointers)
-        for p in pointers:
-            if p["kind"] == "missing":
+        paths = [inert(str(p.get("path"))) for p in pointers]
+        width = max(len(path) for path in paths)
+        for path, p in zip(paths, pointers):
+            if p.get("kind") == "missing":
                 desc = "(missing)"
-            elif p["kind"] == "link":
-                desc = f"-> {p.get('target')}"
+            elif p.get("kind") == "link":
+                desc = f"-> {inert(str(p.get('target')))}"
             else:
-                files = f", {p['files']} file{'s' if p['files'] != 1 else ''}" if p["kind"] == "dir" else ""
+                count = p.get("files")
+                files = f", {value(count)} file{'s' if count != 1 else ''}" if p.get("kind") == "dir" else ""
                 cached = "" if p.get("cached", True) else ", not cached"
-                desc = f"{p['digest']}  {size(p['size'])}{files}{cached}"
-            lines.append(f"  {p['path'].ljust(width)}  {desc}")
+                nbytes = p.get("size")
+                desc = f"{inert(str(p.get('digest')))}  {size(nbytes) if isinstance(nbytes, int) else value(nbytes)}{files}{cached}"
+            lines.append(f"  {path.ljust(width)}  {desc}")
     return lines
 
 
 def _environment(env: dict[str, Any]) -> list[str]:
-    py = env.get("python") or {}
-    os_ = env.get("os") or {}
-    cpu = env.get("cpu") or {}
+    py = _dict(env.get("python"))
+    os_ = _dict(env.get("os"))
+    cpu = _dict(env.get("cpu"))
     lines = ["", "environment:"]
     if py:
-        lines.append(f"  python    {py.get('version') or '?'} ({py.get('executable')}), {len(py.get('packages') or {})} packages")
+        packages = py.get("packages")
+        count = len(packages) if isinstance(packages, (dict, list)) else 0
+        lines.append(f"  python    {value(py.get('version') or '?')} ({value(py.get('executable'))}), {count} packages")
     if os_:
-        lines.append(f"  os        {os_.get('platform')}")
+        lines.append(f"  os        {value(os_.get('platform'))}")
     if cpu:
         mem = env.get("memory_bytes")
-        lines.append(f"  cpu       {cpu.get('model')} x{cpu.get('count')}" + (f", {mem / 2**30:.1f} GiB RAM" if mem else ""))
-    for gpu in env.get("gpus") or []:
-        lines.append(f"  gpu       {gpu.get('name')} ({gpu.get('memory')}, driver {gpu.get('driver')})")
-    for key, val in sorted((env.get("env") or {}).items()):
-        lines.append(f"  {key}={val}")
+        ram = f", {mem / 2**30:.1f} GiB RAM" if isinstance(mem, (int, float)) and not isinstance(mem, bool) and 0 < mem < 1e30 else ""
+        lines.append(f"  cpu       {value(cpu.get('model'))} x{value(cpu.get('count'))}" + ram)
+    gpus = env.get("gpus")
+    for item in gpus if isinstance(gpus, list) else []:
+        gpu = _dict(item)
+        lines.append(f"  gpu       {value(gpu.get('name'))} ({value(gpu.get('memory'))}, driver {value(gpu.get('driver'))})")
+    for key, val in sorted(_dict(env.get("env")).items()):
+        lines.append(f"  {inert(str(key))}={value(val)}")
     return lines
 
 
 def size(nbytes: int | None) -> str:
     if nbytes is None:
         return "-"
+    if not 0 <= nbytes < 1e30:
+        return f"{nbytes} B"
     value = float(nbytes)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":
@@ -338,7 +415,7 @@ def missing_object(missing: Missing) -> str:
     if len(missing.uses) > 1:
         named = ", ".join(runs[:RUNS_NAMED]) + (f" and {len(runs) - RUNS_NAMED} more" if len(runs) > RUNS_NAMED else "")
         more = f"; needed by {len(missing.uses)} files in {len(runs)} run(s): {named}"
-    return f"missing: {missing.digest} {use.path} ({use.role} of run {use.run}{more})"
+    return inert(f"missing: {missing.digest} {use.path} ({use.role} of run {use.run}{more})")
 
 
 def paint(text: str, colour: str, enabled: bool) -> str:
@@ -348,9 +425,9 @@ def paint(text: str, colour: str, enabled: bool) -> str:
 def age(iso: str, now: datetime | None = None) -> str:
     try:
         then = datetime.fromisoformat(iso)
-    except ValueError:
+        seconds = ((now or datetime.now(then.tzinfo)) - then).total_seconds()
+    except (ValueError, TypeError, OverflowError):  # (TypeError: a time without its zone against one with)
         return "?"
-    seconds = ((now or datetime.now(then.tzinfo)) - then).total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit} ago"
@@ -391,7 +468,7 @@ def groups_text(groups: list[Any], keys: list[str], output: str) -> str:
     if output == "markdown":
         from tabulate import tabulate
 
-        return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
+        return tabulate(rows, [inert(h) for h in headers], tablefmt="github", disable_numparse=True)
     if not groups:
         return "no runs match"
     note = "mean ± standard error of the mean, then min..max, over the completed runs; (n=k): only k of them have that metric"
@@ -425,10 +502,10 @@ def group_tests_text(names: tuple[str, str], sizes: tuple[int, int], results: li
     """`diff --groups A B`: per metric, A and B as mean ± SEM, the difference, Welch's p, and a verdict."""
     from gitexp.stats import format_mean_sem, verdict
 
-    lines = [f"A: {names[0]}  ({sizes[0]} completed runs)", f"B: {names[1]}  ({sizes[1]} completed runs)", ""]
+    lines = [f"A: {inert(names[0])}  ({sizes[0]} completed runs)", f"B: {inert(names[1])}  ({sizes[1]} completed runs)", ""]
     for r in results:
         mark = {True: paint("better", "green", colour), False: paint("worse", "red", colour), None: ""}[r.better]
-        lines.append(f"{r.metric}: A {format_mean_sem(r.a)}   B {format_mean_sem(r.b)}" + (f"   B is {mark}" if mark else ""))
+        lines.append(f"{inert(r.metric)}: A {format_mean_sem(r.a)}   B {format_mean_sem(r.b)}" + (f"   B is {mark}" if mark else ""))
         lines.append(f"  {verdict(r.test)}")
     if not results:
         lines.append("no metrics to compare")
@@ -450,14 +527,14 @@ def batch_summary(outcomes: list[Any]) -> str:
 
 def diff_text(d: Any, colour: bool) -> str:
     """A RunDiff (gitexp.compare) as text: only what differs, improvements green, regressions red."""
-    lines = [f"diff {d.a.name} ({d.a.commit[:10]}) -> {d.b.name} ({d.b.commit[:10]})"]
+    lines = [f"diff {inert(d.a.name)} ({d.a.commit[:10]}) -> {inert(d.b.name)} ({d.b.commit[:10]})"]
     sections: list[tuple[str, list[str]]] = [
         ("run", [_change(c, colour) for c in d.run]),
         ("params", [_change(c, colour) for c in d.params]),
         ("metrics", [_metric_change(c, colour) for c in d.metrics]),
         ("data and outputs", [_change(c, colour, digest=True) for c in d.data]),
         ("environment", [_change(c, colour) for c in d.env]),
-        ("code", [f"{status} {path}" for status, path in d.code]),
+        ("code", [f"{status} {inert(path)}" for status, path in d.code]),
     ]
     for title, items in sections:
         if items:
@@ -465,19 +542,20 @@ def diff_text(d: Any, colour: bool) -> str:
     if len(lines) == 1:
         lines.append("no differences")
     elif d.code:
-        lines.append(paint(f"  (the code diff: gitexp diff {d.a.name} {d.b.name} --code)", "dim", colour))
+        lines.append(paint(f"  (the code diff: gitexp diff {inert(d.a.name)} {inert(d.b.name)} --code)", "dim", colour))
     return "\n".join(lines)
 
 
 def _change(c: Any, colour: bool, digest: bool = False) -> str:
     def show(v: Any) -> str:
-        return str(v)[:12] if digest else value(v)
+        return inert(str(v)[:12]) if digest else value(v)
 
+    key = inert(str(c.key))
     if c.kind == "added":
-        return paint(f"+ {c.key} = {show(c.new)}", "green", colour)
+        return paint(f"+ {key} = {show(c.new)}", "green", colour)
     if c.kind == "removed":
-        return paint(f"- {c.key} = {show(c.old)}", "red", colour)
-    return f"~ {c.key}: {show(c.old)} -> {show(c.new)}"
+        return paint(f"- {key} = {show(c.old)}", "red", colour)
+    return f"~ {key}: {show(c.old)} -> {show(c.new)}"
 
 
 def _metric_change(c: Any, colour: bool) -> str:
@@ -485,7 +563,7 @@ def _metric_change(c: Any, colour: bool) -> str:
         return _change(c, colour)
     delta = f"{c.delta:+.6g}" if isinstance(c.delta, float) else str(c.delta)
     pct = f", {c.pct:+.1f}%" if c.pct is not None else ""
-    text = f"~ {c.key}: {value(c.old)} -> {value(c.new)} ({delta}{pct})"
+    text = f"~ {inert(str(c.key))}: {value(c.old)} -> {value(c.new)} ({delta}{pct})"
     if c.improved is None:
         return text
     return paint(text + (" better" if c.improved else " worse"), "green" if c.improved else "red", colour)
@@ -501,8 +579,8 @@ def compare_text(runs: list[RunSummary], rows: list[tuple[str, list[Any]]], best
         if key in best:
             i = best[key]
             cells[i] = paint(cells[i], "green", colour) if colour else cells[i] + " *"
-        table.append([key, *cells])
-    headers = ["", *(r.name for r in runs)]
+        table.append([inert(key), *cells])
+    headers = ["", *(inert(r.name) for r in runs)]
     legend = "" if colour or not best else "\n(* best value of each metric)"
     return tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True) + legend
 
@@ -520,38 +598,43 @@ def tree_text(groups: list[Any], metric: str | None, unicode: bool, colour: bool
     glyphs = UNICODE_TREE if unicode else ASCII_TREE
     lines: list[str] = []
     for g in groups:
-        base = f"{g.base[:10]}" if g.base else "(no base commit)"
-        branch = f" on {g.branch}" if g.branch else " (detached HEAD)"
+        base = inert(f"{g.base[:10]}") if g.base else "(no base commit)"
+        branch = f" on {inert(g.branch)}" if g.branch else " (detached HEAD)"
         lines.append(paint(f"{base}{branch}", "bold", colour))
         _tree_nodes(g.roots, "", glyphs, metric, colour, lines)
     return "\n".join(lines)
 
 
 def _tree_nodes(nodes: list[Any], prefix: str, glyphs: tuple[str, ...], metric: str | None, colour: bool, out: list[str]) -> None:
-    for i, node in enumerate(nodes):
-        last = i == len(nodes) - 1
+    """The lines of the nodes and their descendants, depth first (a loop, not recursion: a chain of
+    runs may be thousands long)."""
+    stack: list[tuple[Any, str, bool]] = [(node, prefix, i == len(nodes) - 1) for i, node in reversed(list(enumerate(nodes)))]
+    while stack:
+        node, prefix, last = stack.pop()
         run = node.run
-        status = paint(run.status, {"completed": "green", "failed": "red"}.get(run.status, "yellow"), colour)
-        parts = [run.name, status, age(run.started)]
+        status = paint(inert(run.status), {"completed": "green", "failed": "red"}.get(run.status, "yellow"), colour)
+        parts = [inert(run.name), status, age(run.started)]
         if metric and metric in run.metrics:
-            parts.append(f"{metric}={value(run.metrics[metric])}")
-        if run.note:
-            parts.append(paint(run.note.splitlines()[0][:60], "dim", colour))
+            parts.append(f"{inert(metric)}={value(run.metrics[metric])}")
+        if run.note.strip():
+            parts.append(paint(inert(run.note.strip().splitlines()[0][:60]), "dim", colour))
         if node.detached:
             parts.append(paint("(parent run deleted)", "yellow", colour))
         out.append(prefix + (glyphs[1] if last else glyphs[0]) + "  ".join(parts))
-        _tree_nodes(node.children, prefix + (glyphs[3] if last else glyphs[2]), glyphs, metric, colour, out)
+        inner = prefix + (glyphs[3] if last else glyphs[2])
+        children = node.children
+        stack += [(child, inner, i == len(children) - 1) for i, child in reversed(list(enumerate(children)))]
 
 
 def reproduction_text(r: Any, colour: bool) -> str:
     """A Reproduction (gitexp.reproduce) as a metric-by-metric table and a verdict."""
-    lines = [f"reproduced {r.original.name} as {r.result.run.name} (exit code {r.result.exit_code})"]
-    width = max((len(c.key) for c in r.checks), default=6)
+    lines = [f"reproduced {inert(r.original.name)} as {inert(r.result.run.name)} (exit code {r.result.exit_code})"]
+    width = max((len(inert(c.key)) for c in r.checks), default=6)
     if r.checks:
         lines.append(f"  {'metric'.ljust(width)}  {'original':>12}  {'reproduced':>12}")
     for c in r.checks:
         mark = paint("same", "green", colour) if c.matches else paint("DIFFERENT", "red", colour)
-        lines.append(f"  {c.key.ljust(width)}  {value(c.original):>12}  {value(c.reproduced):>12}  {mark}")
+        lines.append(f"  {inert(c.key).ljust(width)}  {value(c.original):>12}  {value(c.reproduced):>12}  {mark}")
     if not r.checks:
         lines.append("  (no metrics recorded to compare)")
     verdict = "all metrics match" if r.matches else "NOT reproduced"

@@ -108,7 +108,7 @@ def push(
         _no_data_remote(store, runs, report)
     else:
         report.data_remote = target.url
-        digests = _wanted(store, runs, left_out)
+        digests = _wanted(store, runs, report, left_out)
         cache = Cache(cache_root(store.git_common_dir()))
         cache.pin(digests)  # a concurrent rm and gc cannot take them from under the push
         try:
@@ -211,7 +211,7 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
         cache = Cache(cache_root(store.git_common_dir()))
         progress.start("pulling data", 0)
         try:
-            report.data = target.pull(cache, _wanted(store, runs), progress.advance)
+            report.data = target.pull(cache, _wanted(store, runs, report), progress.advance)
         finally:
             progress.done()
             cache.release()  # the pulled objects' pins: the fetched runs point at them
@@ -219,17 +219,24 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
 
 
 def _no_data_remote(store: Store, runs: list[str], report: ShareReport) -> None:
-    if _wanted(store, runs):
+    if _wanted(store, runs, report):
         report.warnings.append(
             "these runs point to data, but no data remote is configured, so their data did not travel "
             "(gitexp remote add NAME DIR-OR-URL, and commit .gitexp.yaml)"
         )
 
 
-def _wanted(store: Store, runs: list[str], left_out: Collection[str] = ()) -> set[str]:
-    """Digests of the cached content the given runs (all but left_out when empty) point to."""
+def _wanted(store: Store, runs: list[str], report: ShareReport, left_out: Collection[str] = ()) -> set[str]:
+    """Digests of the cached content the given runs (all but left_out when empty) point to; a run whose
+    record cannot be read is left out, with a warning in report."""
     chosen = set(runs)
-    return {u.digest for u in uses(store) if u.cached and (u.run in chosen if chosen else u.run not in left_out)}
+    problems: list[str] = []
+    found = {
+        u.digest for u in uses(store, problems=problems)
+        if u.cached and (u.run in chosen if chosen else u.run not in left_out)
+    }
+    report.warnings += [p for p in problems if p not in report.warnings]
+    return found
 
 
 def data_remotes(store: Store) -> dict[str, str]:

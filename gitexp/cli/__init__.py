@@ -69,9 +69,12 @@ def cli() -> None:
 
 
 def warn(message: str) -> None:
-    """A message on stderr; a stderr that is gone (piped to head, a dead log collector) changes nothing else."""
+    """One line on stderr; whatever of a run it names is made inert (render.inert). A stderr that is gone
+    (piped to head, a dead log collector) changes nothing else."""
+    from gitexp.render import inert
+
     try:
-        click.echo(f"gitexp: {message}", err=True)
+        click.echo(f"gitexp: {inert(message)}", err=True)
     except OSError:
         silence(sys.stderr)
 
@@ -111,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: Any = cli.main(args=argv, prog_name="gitexp", standalone_mode=False)
     except GitexpError as exc:
-        _say(f"gitexp: error: {exc.message}")
+        from gitexp.render import inert
+
+        _say(f"gitexp: error: {inert(exc.message)}")
         return exc.exit_code
     except click.exceptions.Abort:
         _say("gitexp: aborted")

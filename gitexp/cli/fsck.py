@@ -11,11 +11,15 @@ def command(repair: bool) -> int:
     from gitexp.data.inventory import fsck
     from gitexp.store import Store
 
+    from gitexp.cli import warn
+
     report = fsck(Store.discover(), repair)
+    for problem in report.problems:
+        warn(problem)
     for digest in report.corrupt:
         fate = "moved to .git/gitexp/cache/corrupt/" if repair else "never used; set it aside with --repair"
         click.echo(f"corrupt: {digest} (bytes do not match the digest; {fate})")
     for missing in report.missing:
         click.echo(render.missing_object(missing))
     click.echo(f"checked {report.checked} object(s): {len(report.corrupt)} corrupt, {len(report.missing)} missing")
-    return 1 if report.corrupt or report.missing else 0
+    return 1 if report.corrupt or report.missing or report.problems else 0

@@ -13,7 +13,11 @@ def command(min_age: float, now: bool, dry_run: bool) -> None:
     from gitexp.render import size
     from gitexp.store import Store
 
+    from gitexp.cli import warn
+
     report = gc(Store.discover(), 0.0 if now else min_age, dry_run)
+    for problem in report.problems:
+        warn(problem + " (every object its record mentions is kept)")
     verb = "would free" if dry_run else "freed"
     click.echo(
         f"{verb} {report.deleted} object(s), {size(report.freed_bytes)}; kept {report.kept} referenced"

@@ -5,6 +5,7 @@ import sys
 import click
 
 from gitexp.cli import warn
+from gitexp.render import inert_bytes
 
 
 @click.command("logs")
@@ -13,8 +14,13 @@ from gitexp.cli import warn
 @click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with the time it was written (E marks stderr).")
 @click.option("--stdout", "only", flag_value="stdout", help="Only stdout.")
 @click.option("--stderr", "only", flag_value="stderr", help="Only stderr.")
-def command(run: str, follow: bool, timestamps: bool, only: str | None) -> None:
-    """Print RUN's output (stdout and stderr, in the order written); --follow a run in progress."""
+@click.option("--raw", is_flag=True, help="On a terminal too, print the bytes exactly as recorded (control characters and escape sequences included).")
+def command(run: str, follow: bool, timestamps: bool, only: str | None, raw: bool) -> None:
+    """Print RUN's output (stdout and stderr, in the order written); --follow a run in progress.
+
+    On a terminal, control characters are shown escaped (\\x1b) unless --raw: a run fetched from
+    someone else must not be able to retitle or clear your terminal. Piped or redirected, the
+    output is the bytes as recorded."""
     from pathlib import Path
 
     from gitexp import format as fmt
@@ -25,8 +31,10 @@ def command(run: str, follow: bool, timestamps: bool, only: str | None) -> None:
     found = query.resolve(store, run)
     out = sys.stdout.buffer
 
+    escape = not raw and sys.stdout.isatty()
+
     def write(data: bytes) -> None:
-        out.write(data)
+        out.write(inert_bytes(data) if escape else data)
         out.flush()
 
     printer = logs.Printer(write, timestamps, (only,) if only else ("stdout", "stderr"))

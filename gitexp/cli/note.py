@@ -18,4 +18,6 @@ def command(run: str, text: str | None) -> None:
     found = query.resolve(store, run)
     if text is not None:
         found = query.set_note(store, found, text)
-    click.echo(found.note)
+    from gitexp.render import inert
+
+    click.echo(inert(found.note, keep="\n"))

@@ -21,4 +21,6 @@ def command(run: str, new_name: str) -> None:
     names.validate(new_name)
     store.rename_run(found.name, new_name, found.commit)
     rename_in_pointers(store.state_dir, Pointer(found.name, found.commit), new_name)
-    click.echo(f"renamed {found.name} to {new_name} ({found.commit[:10]})")
+    from gitexp.render import inert
+
+    click.echo(f"renamed {inert(found.name)} to {new_name} ({found.commit[:10]})")

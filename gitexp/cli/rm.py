@@ -23,6 +23,7 @@ def command(runs: tuple[str, ...], yes: bool, remote: str | None) -> int:
     from gitexp.cli import warn
     from gitexp.errors import GitexpError, RunNotFound
     from gitexp.names import validate
+    from gitexp.render import inert
     from gitexp.store import Store
 
     store = Store.discover()
@@ -38,7 +39,7 @@ def command(runs: tuple[str, ...], yes: bool, remote: str | None) -> int:
             if remote is None:
                 raise
             only_there.append(validate(spec))
-    names = ", ".join([*found, *only_there])
+    names = inert(", ".join([*found, *only_there]))
     where = f" here and on {remote}" if remote else ""
     if not yes:
         if not sys.stdin.isatty():
@@ -70,10 +71,10 @@ def command(runs: tuple[str, ...], yes: bool, remote: str | None) -> int:
             doomed.pop(name, None)
             failed = True
         for name in doomed:
-            click.echo(f"deleted {name} on {remote}")
+            click.echo(f"deleted {inert(name)} on {inert(remote)}")
     for run in found.values():
         if store.delete_run(run.name, run.commit) or (remote is not None and store.run_commit(run.name) is None):
-            click.echo(f"deleted {run.name} ({run.commit[:10]})")
+            click.echo(f"deleted {inert(run.name)} ({run.commit[:10]})")
         else:
             warn(f"{run.name} changed meanwhile; not deleted")
             failed = True

@@ -24,4 +24,6 @@ def command(run: str, tags: tuple[str, ...], remove: tuple[str, ...]) -> None:
             warn(f"{found.name} has no tag {tag!r}")
     if tags or remove:
         found = query.set_tags(store, found, tags, remove)
-    click.echo(" ".join(found.tags))
+    from gitexp.render import inert
+
+    click.echo(inert(" ".join(found.tags)))

@@ -14,7 +14,12 @@ def command(target: str, as_json: bool) -> None:
     from gitexp.data.inventory import which
     from gitexp.store import Store
 
-    digest, found = which(Store.discover(bare_ok=True), target, Path.cwd())
+    from gitexp.cli import warn
+
+    problems: list[str] = []
+    digest, found = which(Store.discover(bare_ok=True), target, Path.cwd(), problems)
+    for problem in problems:
+        warn(problem)
     if as_json:
         click.echo(render.to_json({"digest": digest, "uses": [u.__dict__ for u in found]}))
         return
@@ -24,6 +29,6 @@ def command(target: str, as_json: bool) -> None:
         return
     from tabulate import tabulate
 
-    rows = [[u.run, u.role, u.path, u.commit[:10]] for u in found]
+    rows = [[render.inert(u.run), u.role, render.inert(u.path), u.commit[:10]] for u in found]
     click.echo(f"content {digest}")
     click.echo(tabulate(rows, headers=["run", "as", "path", "commit"], tablefmt="simple", disable_numparse=True))

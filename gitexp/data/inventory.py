@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitexp import format as fmt
 from gitexp.data.cache import Cache, CorruptObject, MissingObject
 from gitexp.data.hashing import StatCache
-from gitexp.data.pointers import DataPointer, Manifest, collect
+from gitexp.data.pointers import DataPointer, InvalidPointer, Manifest, collect
 from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
 from gitexp.model import Progress
+from gitexp.safeload import json_object
 from gitexp.store import Store
 
 SECTION_ROLES = {"inputs": "input", "outputs": "output", "large_files": "large file"}
+_DIGEST = re.compile(rb"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,22 @@ class Use:
 
 
 def run_pointers(store: Store, commit: str) -> dict[str, list[DataPointer]]:
-    """The pointers of a run by section (empty for a run without data)."""
+    """The pointers of a run by section (empty for a run without data); InvalidPointer or UnreadableRecord
+    when its data.json is malformed, beyond the bounds or names an unsafe pointer."""
     raw = store.read_record(commit, fmt.DATA_FILE)
-    if raw is None:
-        return {}
-    data = json.loads(raw)
-    return {section: [DataPointer.from_dict(p) for p in data.get(section, [])] for section in SECTION_ROLES}
+    return {} if raw is None else parse_pointers(raw, f"{fmt.RECORD_DIR}/{fmt.DATA_FILE} of run {commit[:12]}")
+
+
+def parse_pointers(raw: bytes, what: str) -> dict[str, list[DataPointer]]:
+    """The pointers of a data.json by section; InvalidPointer or UnreadableRecord naming what."""
+    data = json_object(raw, what)
+    out = {}
+    for section in SECTION_ROLES:
+        pointers = data.get(section, [])
+        if not isinstance(pointers, list):
+            raise InvalidPointer(f"the {section} of {what}", "they are not a list")
+        out[section] = [DataPointer.from_dict(p) for p in pointers]
+    return out
 
 
 def manifest(store: Store, commit: str, pointer: DataPointer) -> Manifest:
@@ -51,24 +63,60 @@ def manifest(store: Store, commit: str, pointer: DataPointer) -> Manifest:
     return Manifest.from_bytes(raw, f"the manifest of {pointer.path}")
 
 
-def uses(store: Store, dirs: bool = False) -> Iterator[Use]:
-    """Every piece of content every run refers to: each file, and each directory too with dirs."""
+def run_uses(store: Store, name: str, commit: str, dirs: bool = False) -> list[Use]:
+    """Every piece of content one run refers to (GitexpError when its record cannot be read)."""
+    out = []
+    for section, pointers in run_pointers(store, commit).items():
+        role = SECTION_ROLES[section]
+        for p in pointers:
+            shown = role + " (unchanged)" if p.fresh is False else role
+            if p.kind == "file" or (dirs and p.kind == "dir"):
+                out.append(Use(name, commit, shown, p.path, p.digest or "", p.size, p.cached))
+            if p.kind == "dir":
+                for e in manifest(store, commit, p).files():
+                    size = e.get("size", 0)
+                    out.append(Use(name, commit, shown, f"{p.path}/{e['path']}", e["digest"],
+                                   size if isinstance(size, int) else 0, p.cached))
+    return out
+
+
+def uses(store: Store, dirs: bool = False, problems: list[str] | None = None, kept: set[str] | None = None) -> Iterator[Use]:
+    """Every piece of content every readable run refers to: each file, and each directory too with dirs.
+
+    A run whose record cannot be read is skipped, with a line in problems; kept (for gc) then gets
+    every digest its raw record files mention, so that its content is never deleted.
+    """
     for name, commit in store.run_refs():
-        for section, pointers in run_pointers(store, commit).items():
-            role = SECTION_ROLES[section]
-            for p in pointers:
-                shown = role + " (unchanged)" if p.fresh is False else role
-                if p.kind == "file" or (dirs and p.kind == "dir"):
-                    yield Use(name, commit, shown, p.path, p.digest or "", p.size, p.cached)
-                if p.kind == "dir":
-                    for e in manifest(store, commit, p).files():
-                        yield Use(name, commit, shown, f"{p.path}/{e['path']}", e["digest"], e.get("size", 0), p.cached)
+        try:
+            found = run_uses(store, name, commit, dirs)
+        except GitexpError as exc:
+            if problems is not None:
+                problems.append(f"skipped {fmt.REF_PREFIX}{name}: {exc.message}")
+            if kept is not None:
+                kept |= _mentioned_digests(store, commit)
+            continue
+        yield from found
 
 
-def which(store: Store, target: str, cwd: Path) -> tuple[str, list[Use]]:
+def _mentioned_digests(store: Store, commit: str) -> set[str]:
+    """Every digest-like text in a run's data.json and manifests, however damaged they are."""
+    found: set[str] = set()
+    for filename in [fmt.DATA_FILE, *store.record_names(commit, fmt.MANIFEST_DIR)]:
+        try:
+            raw = store.read_record(commit, filename)
+        except GitexpError:
+            raw = None
+        if raw is None:
+            continue
+        found |= {m.decode() for m in _DIGEST.findall(raw)}
+        found.add(filename.rpartition("/")[2].removesuffix(".json"))
+    return found
+
+
+def which(store: Store, target: str, cwd: Path, problems: list[str] | None = None) -> tuple[str, list[Use]]:
     """(digest, uses) of the content of a file or directory, or of a digest (or its 8+ first hex digits)."""
     digest = _digest_of(store, target, cwd)
-    return digest, [u for u in uses(store, dirs=True) if u.digest.startswith(digest)]
+    return digest, [u for u in uses(store, dirs=True, problems=problems) if u.digest.startswith(digest)]
 
 
 def _digest_of(store: Store, target: str, cwd: Path) -> str:
@@ -94,6 +142,7 @@ class GcReport:
     freed_bytes: int
     kept: int
     kept_recent: int
+    problems: list[str] = field(default_factory=list)  # runs skipped (their content is kept)
 
 
 def gc(store: Store, min_age_seconds: float, dry_run: bool = False) -> GcReport:
@@ -106,7 +155,8 @@ def gc(store: Store, min_age_seconds: float, dry_run: bool = False) -> GcReport:
     """
     cache = Cache(cache_root(store.git_common_dir()))
     seen: dict[str, set[str]] = {}  # digests per run commit: a commit's record never changes
-    live = cache.pinned(drop_dead=False) | _referenced(store, seen)
+    problems: list[str] = []
+    live = cache.pinned(drop_dead=False) | _referenced(store, seen, problems)
     now = time.time()
     candidates: list[tuple[str, int]] = []
     kept = recent = 0
@@ -123,7 +173,7 @@ def gc(store: Store, min_age_seconds: float, dry_run: bool = False) -> GcReport:
             continue
         candidates.append((digest, st.st_size))
     if dry_run:
-        return GcReport(len(candidates), sum(size for _, size in candidates), kept, recent)
+        return GcReport(len(candidates), sum(size for _, size in candidates), kept, recent, problems)
     deleted = freed = 0
     with cache.collecting():
         live = cache.pinned(drop_dead=True) | _referenced(store, seen)
@@ -135,22 +185,21 @@ def gc(store: Store, min_age_seconds: float, dry_run: bool = False) -> GcReport:
             deleted += 1
             freed += size
     cache.clear_tmp()
-    return GcReport(deleted, freed, kept, recent)
+    return GcReport(deleted, freed, kept, recent, problems)
 
 
-def _referenced(store: Store, seen: dict[str, set[str]]) -> set[str]:
-    """Every digest the runs point to now; seen caches them per commit."""
+def _referenced(store: Store, seen: dict[str, set[str]], problems: list[str] | None = None) -> set[str]:
+    """Every digest the runs point to now; seen caches them per commit. A run whose record cannot be
+    read is named in problems, and every digest its raw record files mention is kept."""
     found: set[str] = set()
-    for _, commit in store.run_refs():
+    for name, commit in store.run_refs():
         if commit not in seen:
-            digests = set()
-            for pointers in run_pointers(store, commit).values():
-                for p in pointers:
-                    if p.digest:
-                        digests.add(p.digest)
-                    if p.kind == "dir":
-                        digests.update(e["digest"] for e in manifest(store, commit, p).files())
-            seen[commit] = digests
+            try:
+                seen[commit] = {u.digest for u in run_uses(store, name, commit, dirs=True) if u.digest}
+            except GitexpError as exc:
+                if problems is not None:
+                    problems.append(f"skipped {fmt.REF_PREFIX}{name}: {exc.message}")
+                seen[commit] = _mentioned_digests(store, commit)
         found |= seen[commit]
     return found
 
@@ -173,6 +222,7 @@ class FsckReport:
     checked: int
     corrupt: list[str]
     missing: list[Missing]  # one per object, however many runs and files refer to it
+    problems: list[str] = field(default_factory=list)  # runs whose record could not be read (skipped)
 
 
 def fsck(store: Store, repair: bool = False) -> FsckReport:
@@ -196,7 +246,8 @@ def fsck(store: Store, repair: bool = False) -> FsckReport:
                     cache.quarantine(digest)
         checked += 1
     missing: dict[str, list[Use]] = {}
-    for use in uses(store):
+    problems: list[str] = []
+    for use in uses(store, problems=problems):
         if use.cached and (use.digest in missing or not cache.has(use.digest)):
             missing.setdefault(use.digest, []).append(use)
-    return FsckReport(checked, corrupt, [Missing(digest, tuple(found)) for digest, found in missing.items()])
+    return FsckReport(checked, corrupt, [Missing(digest, tuple(found)) for digest, found in missing.items()], problems)

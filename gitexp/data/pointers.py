@@ -7,7 +7,6 @@ stored in the run's record so a fetched run knows every file it needs.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Iterator
@@ -103,12 +102,15 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, raw: bytes, what: str) -> Manifest:
+        from gitexp.safeload import MAX_LARGE_BYTES, UnreadableRecord, json_loads
+
         try:
-            data = json.loads(raw)
-            entries = data["files"]
-            assert isinstance(entries, list)
-        except (ValueError, KeyError, TypeError, AssertionError) as exc:
-            raise InvalidPointer(what, "its manifest is malformed") from exc
+            data = json_loads(raw, f"{what} (a manifest)", MAX_LARGE_BYTES)
+        except UnreadableRecord as exc:
+            raise InvalidPointer(what, f"its manifest is malformed or too large: {exc.reason}") from exc
+        entries = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise InvalidPointer(what, "its manifest is malformed")
         seen: set[str] = set()
         for e in entries:
             if not isinstance(e, dict) or not isinstance(e.get("path"), str):

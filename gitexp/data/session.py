@@ -8,7 +8,7 @@ from typing import Any
 
 from gitexp.data.cache import Cache
 from gitexp.data.hashing import StatCache
-from gitexp.data.pointers import DataPointer, collect, total_size
+from gitexp.data.pointers import DataPointer, Manifest, collect, total_size
 from gitexp.format import DATA_FILE, MANIFEST_DIR, to_json
 from gitexp.model import Progress
 
@@ -58,17 +58,17 @@ class DataSession:
 
     def adopt(self, store: Any, commit: str, sections: tuple[str, ...]) -> None:
         """Take these sections' pointers (and their manifests) from an existing run's record, without hashing."""
-        import json
+        from gitexp.data.inventory import run_pointers
 
-        raw = store.read_record(commit, DATA_FILE)
-        data = json.loads(raw) if raw else {}
+        found = run_pointers(store, commit)
         for section in sections:
-            pointers = [DataPointer.from_dict(p) for p in data.get(section, [])]
+            pointers = found.get(section, [])
             self.sections[section].extend(pointers)
             for p in pointers:
                 if p.kind == "dir" and p.digest:
                     manifest = store.read_record(commit, f"{MANIFEST_DIR}/{p.digest}.json")
                     if manifest is not None:
+                        Manifest.from_bytes(manifest, f"the manifest of {p.path}")  # refused here if damaged
                         self.manifests[p.digest] = manifest
         digests = {p.digest for ps in self.sections.values() for p in ps if p.digest}
         self.cache.pin(digests | {e["digest"] for raw in self.manifests.values() for e in _manifest_files(raw)})
@@ -95,6 +95,4 @@ class DataSession:
 
 
 def _manifest_files(raw: bytes) -> list[dict[str, Any]]:
-    import json
-
-    return [e for e in json.loads(raw)["files"] if "digest" in e]
+    return [e for e in Manifest.from_bytes(raw, "a manifest").entries if "digest" in e]

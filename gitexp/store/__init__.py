@@ -19,6 +19,7 @@ from gitexp import format as fmt
 from gitexp.environment import hostname, login
 from gitexp.errors import BareRepository, GitexpError, NotARepository, RunNameTaken, StorageError
 from gitexp.model import RunSummary, Snapshot
+from gitexp.safeload import MAX_LARGE_BYTES, MAX_MESSAGE_BYTES, UnreadableRecord
 from gitexp.store import snapshot as _snapshot
 
 # How long a tag or note update retries while other processes move or lock the notes ref.
@@ -264,7 +265,7 @@ class Store:
         obj = self.repo.get(commit)
         if not isinstance(obj, pygit2.Commit):
             raise StorageError(f"{fmt.REF_PREFIX}{name} does not point to a commit (run 'git fsck')")
-        return fmt.summary_from_message(name, commit, obj.message)
+        return fmt.summary_from_message(name, commit, _message(obj))
 
     def annotations(self) -> dict[str, dict[str, Any]]:
         """Tags and notes added after the runs, by run commit id (from NOTES_REF)."""
@@ -274,7 +275,10 @@ class Store:
         out = {}
         try:
             for note in repo.notes(fmt.NOTES_REF):  # type: ignore[call-arg]
-                out[str(note.annotated_id)] = fmt.parse_annotation(note.message)
+                try:
+                    out[str(note.annotated_id)] = fmt.parse_annotation(note.message)
+                except (ValueError, pygit2.GitError):  # a note that is not text counts as none
+                    continue
         except pygit2.GitError as exc:
             raise StorageError(f"cannot read {fmt.NOTES_REF}: {exc}") from exc
         return out
@@ -285,7 +289,7 @@ class Store:
             return {}
         try:
             return fmt.parse_annotation(self.repo.lookup_note(commit, fmt.NOTES_REF).message)
-        except (KeyError, pygit2.GitError):
+        except (KeyError, ValueError, pygit2.GitError):
             return {}
 
     def code_changes(self, a: str, b: str) -> list[tuple[str, str, str]]:
@@ -595,12 +599,27 @@ class Store:
         return new
 
     def read_record(self, commit: str, filename: str) -> bytes | None:
+        """A record file's bytes (None when absent); UnreadableRecord when larger than safeload.MAX_LARGE_BYTES."""
         try:
             obj = self.repo[commit].peel(pygit2.Commit)
             entry = obj.tree[f"{fmt.RECORD_DIR}/{filename}"]
         except (KeyError, ValueError, pygit2.GitError):
             return None
-        return entry.data if isinstance(entry, pygit2.Blob) else None
+        if not isinstance(entry, pygit2.Blob):
+            return None
+        if entry.size > MAX_LARGE_BYTES:
+            raise UnreadableRecord(f"{fmt.RECORD_DIR}/{filename} of run {commit[:12]}", f"it is larger than {MAX_LARGE_BYTES >> 20} MiB")
+        return entry.data
+
+    def record_names(self, commit: str, subdir: str) -> list[str]:
+        """The names ("subdir/name") of the files in a directory of a run's record ([] when it has none)."""
+        try:
+            tree = self.repo[commit].peel(pygit2.Commit).tree[f"{fmt.RECORD_DIR}/{subdir}"]
+        except (KeyError, ValueError, pygit2.GitError):
+            return []
+        if not isinstance(tree, pygit2.Tree):
+            return []
+        return [f"{subdir}/{entry.name}" for entry in tree if entry.name and entry.type_str == "blob"]
 
     def commits_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
         prefix = prefix.lower()
@@ -822,6 +841,17 @@ def _entry_id(tree: pygit2.Tree | None, path: str) -> str | None:
         return str(tree[path].id)
     except KeyError:
         return None
+
+
+def _message(commit: pygit2.Commit) -> str:
+    """A commit's message as text, whatever its encoding header says (an unknown encoding is read as UTF-8)."""
+    raw = commit.raw_message
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise UnreadableRecord(f"the commit message of {str(commit.id)[:12]}", f"it is larger than {MAX_MESSAGE_BYTES >> 20} MiB")
+    try:
+        return raw.decode(commit.message_encoding or "utf-8", "replace")
+    except LookupError:
+        return raw.decode("utf-8", "replace")
 
 
 def _offset(when: datetime) -> int:
