@@ -159,8 +159,10 @@ def collect(root: Path, rel: str, cache: Cache | None, stats: StatCache, progres
     manifest = Manifest()
     total = 0
     count = 0
-    def pruned(sub: Path) -> bool:
-        path = f"{rel}/{sub.relative_to(full).as_posix()}"
+    below = len(str(full)) + 1
+
+    def pruned(sub: str) -> bool:
+        path = f"{rel}/{sub[below:]}"
         why = leave_out(path) if leave_out is not None else None
         if why is not None and left_out is not None:
             left_out.append((path, why))
@@ -202,7 +204,7 @@ def total_size(root: Path, rel: str) -> int:
     return sum(st.st_size for _, st in _walk(full) if stat.S_ISREG(st.st_mode)) if full.is_dir() else 0
 
 
-def _walk(top: Path, pruned: Callable[[Path], bool] | None = None) -> Iterator[tuple[Path, os.stat_result]]:
+def _walk(top: Path, pruned: Callable[[str], bool] | None = None) -> Iterator[tuple[Path, os.stat_result]]:
     """Regular files and symlinks below top, sorted, without following links; .git dirs (and what pruned
     says) skipped."""
     try:
@@ -213,7 +215,7 @@ def _walk(top: Path, pruned: Callable[[Path], bool] | None = None) -> Iterator[t
         st = entry.stat(follow_symlinks=False)
         if not (stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) and entry.name != ".git"):
             continue
-        if pruned is not None and pruned(Path(entry.path)):
+        if pruned is not None and pruned(entry.path):
             continue
         if stat.S_ISDIR(st.st_mode):
             yield from _walk(Path(entry.path), pruned)
