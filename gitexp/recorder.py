@@ -218,8 +218,8 @@ class Recording:
             notify(f"-S {key}: no params file defines {key}; it is added for this run (a typo?)")
         self.parent = _claimed_parent(store, claim) if claim else _choose_parent(store, request, notify)
         self.inputs, self.outputs = _data_paths(config, request, root)
-        for path in self.inputs + self.outputs:  # before the command: its outputs would be refused at the end
-            trust.check(path, "data path" if path in self.inputs else "output")
+        for path in self.inputs + self.outputs + config.metrics:  # before the command, not after hours of it
+            trust.check(path, "data path" if path in self.inputs else "output" if path in self.outputs else "metrics file")
         self.snap = request.code or store.snapshot(
             replace={**{p: b for p, b in held.items() if b is not None}, **self.params.contents},
             exclude=self.inputs + self.outputs + tuple(p for p, b in held.items() if b is None),

@@ -217,7 +217,8 @@ def _refused_artifact(target: str) -> str | None:
     if root:
         real, real_root = os.path.realpath(target), os.path.realpath(root)
         rel = os.path.relpath(real, real_root)
-        if rel == os.curdir or rel.startswith(os.pardir) or ".git" in {p.lower() for p in Path(rel).parts}:
+        parts = Path(rel).parts
+        if rel == os.curdir or parts[0] == os.pardir or ".git" in {p.lower() for p in parts}:
             return f"{target} is outside the workspace {root} (save artifacts inside it, not in .git)"
     return None
 

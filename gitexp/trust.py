@@ -105,7 +105,7 @@ class Trust:
         """Nothing outside the work tree allowed (for a caller that has no clone at hand)."""
         return cls(os.path.realpath(root), os.path.realpath(Path(root) / ".git"))
 
-    def check(self, rel: str, what: str) -> None:
+    def check(self, rel: str, what: str, outcome: str = "nothing was read") -> None:
         """Refuse to read root/rel when it leads into a git directory, or outside the work tree unallowed."""
         full = os.path.join(self.root, rel)
         if not os.path.lexists(full):
@@ -116,11 +116,11 @@ class Trust:
         shown = rel if real == full else f"{rel} -> {real}"
         if _within(real, self.git_dir) or any(p.lower() == ".git" for p in parts):
             raise Untrusted(f"refusing to read {what} {shown}: it is inside a git directory, which gitexp never "
-                            "reads as data or params; nothing was read")
+                            f"reads as data or params; {outcome}")
         if not inside and not any(_within(real, p) for p in self.paths):
             raise Untrusted(
                 f"refusing to read {what} {shown}: it leads outside the repository and this clone has not "
-                f"allowed that place (a checked-out run can bring such links); nothing was read; if you trust "
+                f"allowed that place (a checked-out run can bring such links); {outcome}; if you trust "
                 f"it: gitexp trust {shlex.quote(real)}"
             )
 
@@ -172,10 +172,8 @@ def trusted(common_dir: Path) -> dict[str, list[str]]:
 def _read(common_dir: Path) -> dict[str, list[str]]:
     try:
         data = json.loads((common_dir / "gitexp" / TRUST_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        data = {}
-    except (OSError, ValueError) as exc:
-        raise GitexpError(f"cannot read {common_dir / 'gitexp' / TRUST_FILE}: {exc} (fix or delete it)") from exc
+    except (OSError, ValueError):
+        data = {}  # unreadable: nothing is trusted (a refusal says how to allow it again)
     if not isinstance(data, dict):
         data = {}
     return {k: [v for v in data.get(k, []) if isinstance(v, str)] if isinstance(data.get(k), list) else []

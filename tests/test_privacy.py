@@ -114,6 +114,15 @@ def test_a_symlink_into_the_git_directory_is_never_read_even_when_trusted(ws: Wo
     assert ws.runs() == {}
 
 
+def test_a_metrics_file_leading_outside_is_refused_before_the_command(ws: Workspace, tmp_path: Path) -> None:
+    private = tmp_path / "docker-config.json"
+    private.write_text('{"auths": {"registry": "' + TOKEN + '"}}')
+    os.symlink(private, ws.root / "metrics.json")
+    refused = ws.gitexp("run", "--", "touch", str(private))  # a run that changes it meanwhile would record it
+    assert refused.code == 1 and f"metrics file metrics.json -> {private}" in refused.err
+    assert ws.runs() == {}
+
+
 def test_an_outside_params_file_is_read_once_allowed(ws: Workspace, tmp_path: Path) -> None:
     shared = tmp_path / "shared" / "params.yaml"
     shared.parent.mkdir()
@@ -200,7 +209,7 @@ def test_log_artifact_refuses_secrets_and_outside_paths_and_training_goes_on(ws:
     assert "still training" in result.out and "Traceback" not in result.err
     assert "gitexp.log_artifact:" in result.err and "looks like a secret (.env)" in result.err
     assert result.err.count("is outside the workspace") == 2
-    assert f"output late -> {outside}" in result.err and "not recorded" in result.err
+    assert f"output late -> {outside}" in result.err and "left out of the run" in result.err
     assert ws.git("log", "-1", "--format=%(trailers:key=Gitexp-Status,valueonly)", "refs/experiments/art").strip() == "completed"
     outputs = ws.record("art", "data.json")["outputs"]  # type: ignore[index]
     assert [p["path"] for p in outputs] == ["model.bin"]
