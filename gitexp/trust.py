@@ -19,7 +19,7 @@ import os
 import re
 import shlex
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,16 @@ def _regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)) if patterns else None
 
 
-_SECRETS = _regex(SECRET_PATTERNS)
+@lru_cache(maxsize=1)
+def _secrets() -> re.Pattern[str] | None:
+    return _regex(SECRET_PATTERNS)  # compiled when first needed: `gitexp run` without data never pays for it
 
 
 def secret_pattern(name: str) -> str | None:
     """The default secret pattern the file name matches, or None."""
     low = name.lower()
-    if _SECRETS is None or not _SECRETS.match(low):
+    secrets = _secrets()
+    if secrets is None or not secrets.match(low):
         return None
     return next(p for p in SECRET_PATTERNS if fnmatch.fnmatchcase(low, p))
 
