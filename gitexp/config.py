@@ -14,7 +14,7 @@ DEFAULT_METRICS = ("metrics.json", "metrics.yaml")
 DEFAULT_LARGE_FILES = 10_000_000
 KNOWN_KEYS = (
     "params", "metrics", "data", "outputs", "large_files", "cache_inputs", "direction", "remotes", "scalars",
-    "sample_interval",
+    "sample_interval", "exclude",
 )
 DEFAULT_SAMPLE_INTERVAL = 2.0
 LOWER_IS_BETTER_WORDS = ("loss", "error", "err", "rmse", "mae", "mse", "perplexity", "wer", "cer")
@@ -34,6 +34,7 @@ class Config:
     remotes: tuple[tuple[str, str], ...] = ()  # data remotes: (name, url)
     scalars: str | None = None  # capture scalars printed on stdout: None (off), "default", or a regex
     sample_interval: float = DEFAULT_SAMPLE_INTERVAL  # seconds between hardware samples; 0: off
+    exclude: tuple[str, ...] = ()  # patterns of files data and output paths leave out (besides secrets)
     params_explicit: bool = False
     warnings: tuple[str, ...] = ()
 
@@ -73,9 +74,18 @@ def load(root: Path) -> Config:
         remotes=_remotes(data.get("remotes", {})),
         scalars=_scalars(data.get("scalars")),
         sample_interval=_interval(data.get("sample_interval", DEFAULT_SAMPLE_INTERVAL)),
+        exclude=_patterns(data.get("exclude", [])),
         params_explicit="params" in data,
         warnings=warnings,
     )
+
+
+def _patterns(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip("/") for v in value):
+        raise InvalidConfig(CONFIG_FILE, "'exclude' must be a file name pattern or a list of them, e.g. [*.tmp, secrets/]")
+    return tuple(value)
 
 
 def _scalars(value: Any) -> str | None:

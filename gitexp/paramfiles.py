@@ -8,9 +8,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp.errors import InvalidOverride, InvalidParamsFile
+
+if TYPE_CHECKING:
+    from gitexp.trust import Trust
 
 Override = tuple[tuple[str, ...], Any]
 
@@ -65,20 +68,29 @@ class Effective:
 
 
 def load_files(
-    root: Path, paths: tuple[str, ...], required: bool, instead: dict[str, bytes | None] | None = None
+    root: Path, paths: tuple[str, ...], required: bool, instead: dict[str, bytes | None] | None = None,
+    trust: Trust | None = None,
 ) -> list[ParamsFile]:
-    """The params files; `instead` gives the bytes to read for some targets (None: as if absent)."""
+    """The params files; `instead` gives the bytes to read for some targets (None: as if absent).
+
+    A file leading outside the work tree is read only where `trust` allows it (never without one),
+    and one inside a git directory never.
+    """
+    from gitexp.trust import Trust
+
     files = []
     real_root = os.path.realpath(root)
+    trust = trust or Trust.strict(root)
     for rel in paths:
         full = root / rel
         real = os.path.relpath(os.path.realpath(full), real_root)
         target = None if real == ".." or real.startswith(".." + os.sep) else real.replace(os.sep, "/")
         if instead and target in instead:
             raw = instead[target]
-        elif full.exists() and not full.is_file():
-            raise InvalidParamsFile(rel, "it is not a regular file (a directory?)")
         else:
+            trust.check(rel, "params file")
+            if full.exists() and not full.is_file():
+                raise InvalidParamsFile(rel, "it is not a regular file (a directory?)")
             raw = full.read_bytes() if full.is_file() else None
         if raw is None:
             if required:

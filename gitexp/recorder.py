@@ -28,6 +28,7 @@ from gitexp.live import remove as remove_live
 from gitexp.model import Progress, RunSummary, Snapshot
 from gitexp.scalars import ScalarCapture, compile_pattern
 from gitexp.store import Store
+from gitexp.trust import Trust
 from gitexp.workspace import (
     CheckoutInProgress,
     ParamsGuard,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 ENV_RUN_NAME = "GITEXP_RUN_NAME"
 ENV_RUN_DIR = "GITEXP_RUN_DIR"
+ENV_RUN_ROOT = "GITEXP_RUN_ROOT"
 
 
 class RunNotFinalized(GitexpError):
@@ -226,7 +228,8 @@ class Recording:
         overrides = [params_mod.parse_override(text) for text in request.overrides] if request.apply_overrides else []
         rewrite = self.guard.rewritten() if in_place else None
         held = rewrite.originals if rewrite and queued else {}  # a queued run is snapshotted with the user's bytes
-        files = params_mod.load_files(root, config.params, required=config.params_explicit, instead=held)
+        trust = Trust.load(store.git_common_dir(), root)  # consent to read outside the work tree
+        files = params_mod.load_files(root, config.params, required=config.params_explicit, instead=held, trust=trust)
         if rewrite and not queued and (busy := sorted(rewrite.originals.keys() & {f.target for f in files})):
             raise ParamsInUse(rewrite.pid, rewrite.run, tuple(busy))  # the command would read the other run's -S values
         self.params = params_mod.effective(files, overrides)
@@ -236,6 +239,8 @@ class Recording:
             notify(f"-S {key}: no params file defines {key}; it is added for this run (a typo?)")
         self.parent = _claimed_parent(store, claim) if claim else _choose_parent(store, request, notify)
         self.inputs, self.outputs = _data_paths(config, request, root)
+        for path in self.inputs + self.outputs + config.metrics:  # before the command, not after hours of it
+            trust.check(path, "data path" if path in self.inputs else "output" if path in self.outputs else "metrics file")
         self.snap = request.code or store.snapshot(
             replace={**{p: b for p, b in held.items() if b is not None}, **self.params.contents},
             exclude=self.inputs + self.outputs + tuple(p for p, b in held.items() if b is None),
@@ -244,7 +249,7 @@ class Recording:
         for path in self.snap.skipped:
             notify(f"{path}/ is a separate git repository inside this one; it is not part of the snapshot")
         if self.inputs or self.outputs or self.snap.large or (claim and store.read_record(claim.commit, fmt.DATA_FILE)):
-            self.data = _data_session(store, root, self.progress)
+            self.data = _data_session(store, root, self.progress, notify, config.exclude)
         if in_place and not queued:
             self._check_not_shared()  # before any hashing: a mistake costs seconds
         self.outputs_before = _outputs_state(root, self.outputs)
@@ -267,6 +272,7 @@ class Recording:
         self.env = dict(os.environ)
         self.env[ENV_RUN_NAME] = self.name
         self.env[ENV_RUN_DIR] = str(self.scratch)
+        self.env[ENV_RUN_ROOT] = str(self.root)  # log_artifact refuses paths outside it
         self._env_thread = threading.Thread(target=self._capture_env, daemon=True)
         self._env_thread.start()
         self._write_running()
@@ -473,7 +479,7 @@ class Recording:
         root, notify = self.root, self.notify
         try:
             if outputs and self.data is None:
-                self.data = _data_session(self.store, root, self.progress)
+                self.data = _data_session(self.store, root, self.progress, notify, self.config.exclude)
             if self.data is None:
                 return
             unchanged = {p for p in self.outputs if _outputs_state(root, (p,))[p] == self.outputs_before[p]}
@@ -577,7 +583,8 @@ def save_workspace(
     root = store.root
     config = config_mod.load(root)
     try:
-        params = params_mod.effective(params_mod.load_files(root, config.params, required=False), []).params
+        trust = Trust.load(store.git_common_dir(), root)
+        params = params_mod.effective(params_mod.load_files(root, config.params, required=False, trust=trust), []).params
     except GitexpError as exc:  # a half-edited params file must not stop the save: its bytes are in the code
         notify(f"params not recorded in the saved run: {exc.message}")
         params = {}
@@ -589,7 +596,7 @@ def save_workspace(
     parent = pointer if pointer and store.run_commit(pointer.name) == pointer.commit else None
     name = names.generate(store.run_exists, prefix="saved-")
     now = datetime.now(timezone.utc).astimezone()
-    data = _data_session(store, root, progress) if inputs or outputs or snap.large else None
+    data = _data_session(store, root, progress, notify, config.exclude) if inputs or outputs or snap.large else None
     try:
         if data is not None:
             data.verify_existing = True  # a save must not point at a damaged cache object
@@ -644,10 +651,12 @@ def _outputs_state(root: Path, outputs: tuple[str, ...]) -> dict[str, Any]:
     return {p: stat_state(root, p) for p in outputs}
 
 
-def _data_session(store: Store, root: Path, progress: Progress | None) -> DataSession:
+def _data_session(
+    store: Store, root: Path, progress: Progress | None, notify: Notify, exclude: tuple[str, ...]
+) -> DataSession:
     from gitexp.data.session import DataSession
 
-    return DataSession(store.git_common_dir(), root, progress)
+    return DataSession(store.git_common_dir(), root, progress, notify, exclude)
 
 
 def _choose_name(store: Store, requested: str | None) -> str:
@@ -887,7 +896,7 @@ def _artifacts(path: Path, root: Path, notify: Notify) -> tuple[str, ...]:
     found: list[str] = []
     for line in _steps_bytes(path).splitlines():
         try:
-            target = Path(json.loads(line)["path"])
+            target = Path(os.path.abspath(json.loads(line)["path"]))  # "a/../../b" is outside
         except (ValueError, KeyError, TypeError, RecursionError):
             continue
         try:

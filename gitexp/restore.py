@@ -29,6 +29,7 @@ from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary
 from gitexp.store import Store
+from gitexp.trust import Exclude
 from gitexp.workspace import ParamsGuard, Pointer, checkout_lock, read_pointer, write_pointer
 
 EXEC_MODE = 0o100755
@@ -464,7 +465,7 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
     current_code = {path: (mode, oid) for path, mode, oid in store.code_entries(current.tree)}
     stats = StatCache(stat_db(store.git_common_dir()))
     try:
-        current_data = _files_under(root, declared + current.large, stats)
+        current_data = _files_under(root, declared + current.large, stats, Exclude(config.exclude).why)
         uncached_bad = [p for p, d in tgt.uncached if current_data.get(p) != d]
         if uncached_bad:
             raise GitexpError(
@@ -626,20 +627,29 @@ def _gitignores_differ(tgt: Target, code: dict[str, tuple[int, str]]) -> bool:
     return {p: oid for p, (_, oid) in code.items() if PurePosixPath(p).name == ".gitignore"} != _gitignores(tgt)
 
 
-def _files_under(root: Path, paths: tuple[str, ...], stats: StatCache) -> dict[str, str]:
-    """path -> digest (or 'link:' + target) of every file at or under the given workspace paths."""
+def _files_under(
+    root: Path, paths: tuple[str, ...], stats: StatCache, left_out: Callable[[str], str | None]
+) -> dict[str, str]:
+    """path -> digest (or 'link:' + target) of every file at or under the given workspace paths.
+
+    Files no run records (secrets, `exclude:`) are not listed: they are never the run's to replace or remove.
+    """
     out: dict[str, str] = {}
 
     def add(f: Path) -> None:
-        out[f.relative_to(root).as_posix()] = "link:" + os.readlink(f) if f.is_symlink() else stats.digest(f)
+        rel = f.relative_to(root).as_posix()
+        if left_out(rel) is None:
+            out[rel] = "link:" + os.readlink(f) if f.is_symlink() else stats.digest(f)
 
     for rel in paths:
         full = root / rel
+        if left_out(rel) is not None:
+            continue
         if full.is_symlink() or full.is_file():
             add(full)
             continue
         for dirpath, dirnames, filenames in os.walk(full):  # symlinked dirs are listed, never entered
-            dirnames[:] = [d for d in dirnames if d != ".git"]
+            dirnames[:] = [d for d in dirnames if d != ".git" and left_out(Path(dirpath, d).relative_to(root).as_posix()) is None]
             for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
                 add(Path(dirpath, name))
     return out

@@ -17,6 +17,7 @@ from gitexp.data.session import cache_root
 from gitexp.errors import GitexpError, RunInProgress
 from gitexp.model import Progress
 from gitexp.store import Store
+from gitexp.trust import require_remote
 
 RUNS_REFSPEC = f"{fmt.REF_PREFIX}*:{fmt.REF_PREFIX}*"
 # Runs gitexp saved on its own (work in progress before a checkout) are named saved-*: a plain git push leaves
@@ -102,8 +103,8 @@ def push(
                 "checkout); name them, or add --include-saved"
             )
     refspecs.append(NOTES_REFSPEC)
+    target = _data_remote(store, data_remote, remote, sending=True)  # refused before anything is sent
     _git_transfer(store.root, ["push", "--porcelain", remote, *refspecs], report)
-    target = _data_remote(store, data_remote, remote)
     if target is None:
         _no_data_remote(store, runs, report)
     else:
@@ -244,19 +245,23 @@ def data_remotes(store: Store) -> dict[str, str]:
     return {**dict(config_mod.load(store.root).remotes), **store.local_data_remotes()}
 
 
-def _data_remote(store: Store, name: str | None, git_remote: str) -> DataRemote | None:
+def _data_remote(store: Store, name: str | None, git_remote: str, sending: bool = False) -> DataRemote | None:
+    """The data remote to use; one to send to must be this clone's own or allowed by it (gitexp.trust)."""
     remotes = data_remotes(store)
     if name is not None:
         if name not in remotes:
             raise GitexpError(f"no data remote named {name!r} (add one with: gitexp remote add {name} URL)")
-        return open_remote(remotes[name], store.root)
-    if not remotes:
+    elif not remotes:
         return None
-    if len(remotes) == 1:
-        return open_remote(next(iter(remotes.values())), store.root)
-    if git_remote in remotes:
-        return open_remote(remotes[git_remote], store.root)
-    raise GitexpError(f"several data remotes are configured ({', '.join(remotes)}); choose one with --data-remote")
+    elif len(remotes) == 1:
+        name = next(iter(remotes))
+    elif git_remote in remotes:
+        name = git_remote
+    else:
+        raise GitexpError(f"several data remotes are configured ({', '.join(remotes)}); choose one with --data-remote")
+    if sending:
+        require_remote(store, name, remotes[name])
+    return open_remote(remotes[name], store.root)
 
 
 # git push --porcelain (stdout): "!<TAB>src:dst<TAB>[rejected] (why)"; git fetch (stderr, no --porcelain

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gitexp.recorder import Recording
 
 ENV_RUN_DIR = "GITEXP_RUN_DIR"  # the same as gitexp.recorder.ENV_RUN_DIR (not imported: it pulls in pygit2)
+ENV_RUN_ROOT = "GITEXP_RUN_ROOT"  # the work tree of the run (gitexp.recorder.ENV_RUN_ROOT)
 FLUSH_SECONDS = 1.0  # logged points reach the file at least this often, so `gitexp list` sees them live
 MAX_PENDING = 1000  # or when this many points wait
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
@@ -185,15 +186,41 @@ def summary(values: Mapping[str, Any]) -> None:
 
 
 def log_artifact(path: str | os.PathLike[str]) -> None:
-    """Record a file or directory the run produced: cached by content, its pointer in the run (`gitexp which`)."""
+    """Record a file or directory the run produced: cached by content, its pointer in the run (`gitexp which`).
+
+    Refused, with a warning, for a path outside the run's workspace and for a file that looks like a
+    secret (`.env`, `*.key`, ...: artifacts are shared with the run); never raises.
+    """
     writer = _writer or _current()
     if writer is None:
         return
-    target = Path(path).absolute()
-    if not target.exists():
-        _warn(f"gitexp.log_artifact: {target} does not exist; not recorded")
-        return
-    writer.append("artifacts.jsonl", {"path": str(target)})
+    try:
+        target = os.path.abspath(os.fspath(path))  # "a/../../b" is normalized, so it is seen to be outside
+        refused = _refused_artifact(target)
+        if refused is None:
+            writer.append("artifacts.jsonl", {"path": target})
+    except Exception as exc:  # noqa: BLE001 - recording an artifact must never kill training
+        refused = f"{type(exc).__name__}: {exc}"
+    if refused is not None:
+        _warn(f"gitexp.log_artifact: {refused}; not recorded")
+
+
+def _refused_artifact(target: str) -> str | None:
+    from gitexp.trust import secret_pattern
+
+    if not os.path.exists(target):
+        return f"{target} does not exist"
+    secret = secret_pattern(os.path.basename(target))
+    if secret is not None:
+        return f"{target} looks like a secret ({secret}), and artifacts are shared with the run (rename it if it is not one)"
+    root = os.environ.get(ENV_RUN_ROOT)
+    if root:
+        real, real_root = os.path.realpath(target), os.path.realpath(root)
+        rel = os.path.relpath(real, real_root)
+        parts = Path(rel).parts
+        if rel == os.curdir or parts[0] == os.pardir or ".git" in {p.lower() for p in parts}:
+            return f"{target} is outside the workspace {root} (save artifacts inside it, not in .git)"
+    return None
 
 
 def params() -> dict[str, Any]:
@@ -213,9 +240,12 @@ def params() -> dict[str, Any]:
         from gitexp import config
         from gitexp import paramfiles as params_mod
         from gitexp.store import Store
+        from gitexp.trust import Trust
 
-        root = Store.discover().root
-        files = params_mod.load_files(root, config.load(root).params, required=False)
+        store = Store.discover()
+        root = store.root
+        trust = Trust.load(store.git_common_dir(), root)
+        files = params_mod.load_files(root, config.load(root).params, required=False, trust=trust)
         return params_mod.effective(files, []).params
     except Exception as exc:  # noqa: BLE001 - reading params must never stop a script
         _warn(f"gitexp.params: no params ({exc})")
@@ -280,6 +310,7 @@ class ActiveRun:
             _writer.close()
             _writer = None
         os.environ.pop(ENV_RUN_DIR, None)
+        os.environ.pop(ENV_RUN_ROOT, None)
         _active = None
         try:
             result = self._recording.finish(1 if failed else 0, interrupted)
@@ -326,6 +357,7 @@ def start(
         _writer.close()
     _writer = _Writer(recording.scratch)
     os.environ[ENV_RUN_DIR] = str(recording.scratch)  # child processes log into this run too
+    os.environ[ENV_RUN_ROOT] = str(recording.root)
     recording.start_sampler(os.getpid(), include_self=True)
     _active = run
     previous_hook = sys.excepthook

@@ -319,6 +319,7 @@ def test_a_data_symlink_is_never_replaced_silently(ws: Workspace, tmp_path: Path
     (mounted / "x.csv").write_text("1\n")
     ws.write(".gitexp.yaml", "data: [data]\n")
     os.symlink(mounted, ws.root / "data")
+    assert ws.gitexp("trust", str(mounted)).code == 0  # a place outside the repository: read with consent
     ws.run("-n", "linked", "--", "true")
     (mounted / "x.csv").write_text("2\n")
     ws.freeze()
@@ -500,6 +501,7 @@ def test_nothing_is_written_through_a_symlinked_directory(ws: Workspace, tmp_pat
     os.symlink(shared, ws.root / "assets")
     ws.write(".gitignore", "assets\n")
     ws.write(".gitexp.yaml", "data: [assets/data]\n")
+    assert ws.gitexp("trust", str(shared)).code == 0  # a place outside the repository: read with consent
     ws.run("-n", "A", "--", "true")
     assert ws.gitexp("checkout", "A").code == 0, "nothing to write: a symlinked dataset is fine"
     (shared / "data" / "f2").write_text("a teammate's\n")

@@ -21,6 +21,7 @@ def team(ws: Workspace, tmp_path: Path) -> tuple[Workspace, Path, Path]:
     ws.write(".gitignore", "model.bin\n")
     ws.write("train.py", "import sys\nopen('model.bin', 'w').write('weights ' + sys.argv[1])\n")
     ws.commit_all("base")
+    assert ws.gitexp("remote", "trust", "shared").code == 0  # written by hand: this clone consents once
     ws.git("push", "-q", "-u", "origin", "main")
     ws.write("data/train.csv", "a,b\n1,2\n")
     ws.run("-n", "r1", "--", sys.executable, "train.py", "1")
@@ -131,6 +132,7 @@ def test_a_fetch_never_overwrites_a_different_local_run_of_the_same_name(team: t
     (clone / "data/train.csv").write_text("theirs\n")
     assert gitexp(clone, "run", "-n", "r1", "--", "true").code == 0
     mine = git(clone, "rev-parse", "refs/experiments/r1").strip()
+    assert gitexp(clone, "remote", "trust", "shared").code == 0
     result = gitexp(clone, "pull", "--no-data")
     assert result.code == 1 and "rejected refs/experiments/r1" in result.err and "nothing was overwritten" in result.err
     assert git(clone, "rev-parse", "refs/experiments/r1").strip() == mine
@@ -164,6 +166,7 @@ def test_an_fsspec_data_remote_works_the_same(ws: Workspace) -> None:
     pytest.importorskip("fsspec")
     ws.write(".gitexp.yaml", "outputs: [out.txt]\nremotes:\n  mem: memory://gitexp-test-store\n")
     ws.run("-n", "m1", "--", "sh", "-c", "echo hello > out.txt")
+    assert ws.gitexp("remote", "trust", "mem").code == 0
     # memory:// lives in one process: push and pull through the Python API in-process
     from gitexp import share
     from gitexp.data.cache import Cache

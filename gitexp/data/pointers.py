@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,11 +209,14 @@ def normalize(root: Path, cwd: Path, path: str) -> str:
 
 
 def collect(root: Path, rel: str, cache: Cache | None, stats: StatCache, progress: Progress,
-            manifests: dict[str, bytes], verify_existing: bool = False) -> DataPointer:
+            manifests: dict[str, bytes], verify_existing: bool = False,
+            leave_out: Callable[[str], str | None] | None = None, left_out: list[tuple[str, str]] | None = None
+            ) -> DataPointer:
     """Hash (and cache, when cache is given) the file or directory at rel.
 
-    A top-level symlink the user declared is followed; links inside a directory
-    are recorded as links, never followed.
+    A top-level symlink the user declared is followed (the caller checks where it leads); links
+    inside a directory are recorded as links, never followed. Under a directory, what
+    `leave_out(path)` gives a reason for (a secret) is skipped, and (path, reason) added to left_out.
     """
     full = root / rel
     try:
@@ -230,7 +233,16 @@ def collect(root: Path, rel: str, cache: Cache | None, stats: StatCache, progres
     manifest = Manifest()
     total = 0
     count = 0
-    for sub, entry_st in _walk(full):
+    below = len(str(full)) + 1
+
+    def pruned(sub: str) -> bool:
+        path = f"{rel}/{sub[below:]}"
+        why = leave_out(path) if leave_out is not None else None
+        if why is not None and left_out is not None:
+            left_out.append((path, why))
+        return why is not None
+
+    for sub, entry_st in _walk(full, pruned if leave_out is not None else None):
         sub_rel = sub.relative_to(full).as_posix()
         if stat.S_ISLNK(entry_st.st_mode):
             manifest.entries.append({"path": sub_rel, "link": os.readlink(sub)})
@@ -266,18 +278,23 @@ def total_size(root: Path, rel: str) -> int:
     return sum(st.st_size for _, st in _walk(full) if stat.S_ISREG(st.st_mode)) if full.is_dir() else 0
 
 
-def _walk(top: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """Regular files and symlinks below top, sorted, without following links; .git dirs skipped."""
+def _walk(top: Path, pruned: Callable[[str], bool] | None = None) -> Iterator[tuple[Path, os.stat_result]]:
+    """Regular files and symlinks below top, sorted, without following links; .git dirs (and what pruned
+    says) skipped."""
     try:
         entries = sorted(os.scandir(top), key=lambda e: e.name)
     except OSError:
         return
     for entry in entries:
         st = entry.stat(follow_symlinks=False)
-        if stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode):
+        if not (stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) and entry.name != ".git"):
+            continue
+        if pruned is not None and pruned(entry.path):
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk(Path(entry.path), pruned)
+        else:
             yield Path(entry.path), st
-        elif stat.S_ISDIR(st.st_mode) and entry.name != ".git":
-            yield from _walk(Path(entry.path))
 
 
 def _file_digest(path: Path, cache: Cache | None, stats: StatCache, progress: Progress, verify_existing: bool = False) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from gitexp.data.hashing import StatCache
 from gitexp.data.pointers import DataPointer, Manifest, collect, total_size
 from gitexp.format import DATA_FILE, MANIFEST_DIR, to_json
 from gitexp.model import Progress
+from gitexp.trust import Exclude, Trust, Untrusted
 
 
 def cache_root(common_dir: Path) -> Path:
@@ -25,8 +28,14 @@ class DataSession:
     """Collects pointers for a run; what it caches is pinned (before it is stored) until close(), so
     `gitexp gc` keeps it until the run's ref points at it."""
 
-    def __init__(self, common_dir: Path, root: Path, progress: Progress | None = None) -> None:
+    def __init__(
+        self, common_dir: Path, root: Path, progress: Progress | None = None,
+        notify: Callable[[str], None] | None = None, exclude: tuple[str, ...] = (),
+    ) -> None:
         self.root = root
+        self.trust = Trust.load(common_dir, root)
+        self.exclude = Exclude(exclude)
+        self.notify = notify or (lambda message: None)
         self.cache = Cache(cache_root(common_dir))
         self.stats = StatCache(stat_db(common_dir))
         self.progress = progress or Progress()
@@ -38,23 +47,52 @@ class DataSession:
     def add(
         self, section: str, paths: tuple[str, ...], cache: bool, label: str, unchanged: set[str] | None = None
     ) -> list[DataPointer]:
-        """Collect pointers for paths into section; for outputs, `unchanged` names those the run did not write."""
+        """Collect pointers for paths into section; for outputs, `unchanged` names those the run did not write.
+
+        Secrets and excluded files are left out, with a notice. A path leading outside the work tree
+        that this clone has not allowed is refused (an output: left out, with a notice).
+        """
+        left_out: list[tuple[str, str]] = []
+        paths = tuple(p for p in paths if self._allowed(section, p, left_out))
         if not paths:
+            self._tell(left_out)
             return []
         self.progress.start(label, sum(total_size(self.root, p) for p in paths))
         try:
             pointers = [
                 collect(self.root, p, self.cache if cache else None, self.stats, self.progress, self.manifests,
-                        self.verify_existing)
+                        self.verify_existing, self.exclude.why, left_out)
                 for p in paths
             ]
         finally:
             self.progress.done()
             self.stats.flush()
+        self._tell(left_out)
         if unchanged is not None:
             pointers = [replace(p, fresh=p.path not in unchanged) if p.kind != "missing" else p for p in pointers]
         self.sections[section].extend(pointers)
         return pointers
+
+    def _allowed(self, section: str, path: str, left_out: list[tuple[str, str]]) -> bool:
+        why = self.exclude.why(path)
+        if why is not None:
+            left_out.append((path, why))
+            return False
+        if section != "outputs":
+            self.trust.check(path, "data path")
+            return True
+        try:  # an output leading outside only now: the run has happened, and is recorded without it
+            self.trust.check(path, "output", "it is left out of the run")
+        except Untrusted as exc:
+            self.notify(exc.message)
+            return False
+        return True
+
+    def _tell(self, left_out: list[tuple[str, str]]) -> None:
+        if left_out:
+            shown = ", ".join(f"{p} ({why})" for p, why in left_out[:10])
+            more = f" and {len(left_out) - 10} more" if len(left_out) > 10 else ""
+            self.notify(f"left out of the run (never cached or pushed): {shown}{more}")
 
     def adopt(self, store: Any, commit: str, sections: tuple[str, ...]) -> None:
         """Take these sections' pointers (and their manifests) from an existing run's record, without hashing."""
