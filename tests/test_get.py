@@ -148,3 +148,16 @@ def test_a_damaged_cache_object_is_refused_and_nothing_is_written(trained: Works
     result = ws.gitexp("get", "r2", "model.bin", "-o", str(tmp_path / "m.bin"))
     assert result.code == 1 and "corrupted" in result.err
     assert not (tmp_path / "m.bin").exists() and not list(tmp_path.glob(".m.bin*"))
+
+
+def test_the_default_destination_is_the_basename_here_and_an_existing_one_is_refused(trained: Workspace, tmp_path: Path) -> None:
+    env = {"GIT_DIR": str(trained.root / ".git")}
+    here = tmp_path / "here"
+    (here / "out").mkdir(parents=True)
+    refused = gitexp(here, "get", "r1", "out", env=env)
+    assert refused.code == 1 and "already exists" in refused.err and not (here / "out/out").exists()
+    forced = gitexp(here, "get", "r1", "out", "--force", env=env)
+    assert forced.code == 0, forced.err
+    assert (here / "out/a.txt").read_text() == "a1" and not (here / "out/out").exists()
+    into = gitexp(here, "get", "r2", "model.bin", "-o", str(here / "out"), env=env)
+    assert into.code == 0 and (here / "out/model.bin").read_text() == "weights 2"
