@@ -64,8 +64,13 @@ def entries_under(store: Store, run: RunSummary, path: str) -> tuple[bool, list[
     return False, found
 
 
-def get(store: Store, run: RunSummary, path: str, dest: Path | None, force: bool, stdout: BinaryIO | None = None) -> Got:
-    """Write the run's file or directory at path to dest (dest None: to stdout, one file only)."""
+def get(
+    store: Store, run: RunSummary, path: str, dest: Path | None, force: bool, stdout: BinaryIO | None = None, into: bool = True
+) -> Got:
+    """Write the run's file or directory at path to dest (dest None: to stdout, one file only).
+
+    With into, a dest that is an existing directory receives the file or directory under its own name (as `cp`).
+    """
     path = check_path(path)
     single, entries = entries_under(store, run, path)
     cache = Cache(cache_root(store.git_common_dir()))
@@ -76,7 +81,7 @@ def get(store: Store, run: RunSummary, path: str, dest: Path | None, force: bool
                               "'-o -' streams one file; give a destination instead")
         assert stdout is not None
         return Got("-", 1, _stream(store, cache, entries[0], stdout))
-    if dest.is_dir() and not dest.is_symlink():
+    if into and dest.is_dir() and not dest.is_symlink():
         dest = dest / PurePosixPath(path).name
     if os.path.lexists(dest) and not force:
         raise GitexpError(f"{dest} already exists (use --force to replace it, or -o to choose another destination)")

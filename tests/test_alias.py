@@ -61,6 +61,9 @@ def test_aliases_travel_with_push_and_fetch_to_a_clone(ws: Workspace, tmp_path: 
     pushed = ws.gitexp("push", "origin")
     assert pushed.code == 0, pushed.err
     assert REF in git(bare, "for-each-ref", "--format=%(refname)")
+    on_server = gitexp(bare, "alias")  # a bare repository lists them, and resolves them
+    assert on_server.code == 0 and "production" in on_server.out and "r1" in on_server.out
+    assert gitexp(bare, "get", "production", "train.py", "-o", "-").out.startswith("import sys")
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(bare), str(clone))
     assert gitexp(clone, "init").code == 0

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import Workspace, git, gitexp
 
 
@@ -52,7 +51,7 @@ def test_get_refuses_to_overwrite_unless_forced_and_streams_one_file_to_stdout(t
     assert refused.code == 1 and "already exists" in refused.err and target.read_text() == "mine"
     assert ws.gitexp("get", "r1", "model.bin", "-o", str(target), "--force").code == 0
     assert target.read_text() == "weights 1"
-    out = subprocess.run([sys.executable, "-m", "gitexp", "get", "r2", "model.bin", "-o", "-"], cwd=ws.root, capture_output=True)
+    out = subprocess.run([sys.executable, "-m", "gitexp", "get", "r2", "model.bin", "-o", "-"], cwd=ws.root, capture_output=True, check=False)
     assert out.returncode == 0 and out.stdout == b"weights 2"
     directory = ws.gitexp("get", "r2", "out", "-o", "-")
     assert directory.code == 1 and "one file" in directory.err
@@ -148,3 +147,16 @@ def test_a_damaged_cache_object_is_refused_and_nothing_is_written(trained: Works
     result = ws.gitexp("get", "r2", "model.bin", "-o", str(tmp_path / "m.bin"))
     assert result.code == 1 and "corrupted" in result.err
     assert not (tmp_path / "m.bin").exists() and not list(tmp_path.glob(".m.bin*"))
+
+
+def test_the_default_destination_is_the_basename_here_and_an_existing_one_is_refused(trained: Workspace, tmp_path: Path) -> None:
+    env = {"GIT_DIR": str(trained.root / ".git")}
+    here = tmp_path / "here"
+    (here / "out").mkdir(parents=True)
+    refused = gitexp(here, "get", "r1", "out", env=env)
+    assert refused.code == 1 and "already exists" in refused.err and not (here / "out/out").exists()
+    forced = gitexp(here, "get", "r1", "out", "--force", env=env)
+    assert forced.code == 0, forced.err
+    assert (here / "out/a.txt").read_text() == "a1" and not (here / "out/out").exists()
+    into = gitexp(here, "get", "r2", "model.bin", "-o", str(here / "out"), env=env)
+    assert into.code == 0 and (here / "out/model.bin").read_text() == "weights 2"

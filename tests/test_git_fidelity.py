@@ -36,7 +36,7 @@ def run_code_tree(root: Path, run: str) -> str:
     listing = git(root, "ls-tree", "-z", f"refs/experiments/{run}")
     kept = [item for item in listing.split("\0") if item and item.split("\t", 1)[1] != ".gitexp"]
     proc = subprocess.run(
-        ["git", "mktree", "-z", "--missing"], cwd=root, input="".join(k + "\0" for k in kept), capture_output=True, text=True
+        ["git", "mktree", "-z", "--missing"], cwd=root, input="".join(k + "\0" for k in kept), capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()

@@ -30,5 +30,5 @@ def command(run: str, path: str, dest: str | None, force: bool) -> None:
         sys.stdout.buffer.flush()
         return
     target = Path(dest) if dest else Path.cwd() / Path(check_path(path)).name
-    got = get(store, found, path, target, force)
+    got = get(store, found, path, target, force, into=dest is not None)
     click.echo(f"wrote {got.dest} ({got.files} file{'s' if got.files != 1 else ''}, {got.size} bytes) from run {found.name}", err=True)

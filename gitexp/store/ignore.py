@@ -46,6 +46,7 @@ def ignored_under(repo: pygit2.Repository, scratch: Path, gitignores: dict[str, 
             input="".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape"),
             capture_output=True,
             env=env,
+            check=False,
         )
         if proc.returncode not in (0, 1):
             raise StorageError(f"git check-ignore failed: {proc.stderr.decode(errors='replace').strip()}")

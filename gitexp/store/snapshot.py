@@ -188,7 +188,9 @@ class _Hashing:
         if not stdin and "--stdin-paths" in args:
             return []
         env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": self.repo.workdir}
-        proc = subprocess.run(["git", "hash-object", "-w", *args], cwd=self.repo.workdir, input=stdin, capture_output=True, env=env)
+        proc = subprocess.run(
+            ["git", "hash-object", "-w", *args], cwd=self.repo.workdir, input=stdin, capture_output=True, env=env, check=False
+        )
         if proc.returncode != 0:
             raise StorageError(f"git hash-object (clean filters) failed: {proc.stderr.decode(errors='replace').strip()}")
         return proc.stdout.decode().split()
@@ -203,7 +205,7 @@ def _untracked(repo: pygit2.Repository) -> list[str]:
     env = {**os.environ, "GIT_DIR": repo.path, "GIT_WORK_TREE": repo.workdir}
     env.pop("GIT_INDEX_FILE", None)
     proc = subprocess.run(
-        ["git", "ls-files", "-z", "-o", "--exclude-standard"], cwd=repo.workdir, capture_output=True, env=env
+        ["git", "ls-files", "-z", "-o", "--exclude-standard"], cwd=repo.workdir, capture_output=True, env=env, check=False
     )
     if proc.returncode != 0:
         raise StorageError(f"git ls-files failed: {proc.stderr.decode(errors='replace').strip()}")
