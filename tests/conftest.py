@@ -9,11 +9,14 @@ every run.
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +60,38 @@ def git(cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = 
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def git_daemon(base: Path, receive_pack: bool = False) -> Iterator[str]:
+    """A real `git daemon` on 127.0.0.1 serving the repositories under base; yields its git:// URL prefix.
+
+    Ready once it accepts connections (waited for, never assumed); stopped at the end of the block.
+    """
+    port = free_port()
+    args = ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", "--export-all", f"--base-path={base}"]
+    if receive_pack:
+        args.append("--enable=receive-pack")
+    daemon = subprocess.Popen([*args, str(base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert daemon.poll() is None and time.monotonic() < deadline, "git daemon did not start"
+                time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
 
 
 @dataclass

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IDENTITY, Result, Workspace, git, gitexp, run_in_pty
+from conftest import IDENTITY, Result, Workspace, git, git_daemon, gitexp, run_in_pty
 
 DEEP = 100_000
 ESC_TITLE = "\x1b]0;pwned\x07"
@@ -112,6 +110,7 @@ def victim(ws: Workspace, tmp_path: Path) -> Workspace:
     ws.write("train.py", "import json\njson.dump({'acc': 0.5}, open('metrics.json', 'w'))\nprint('trained')\n")
     ws.write(".gitignore", "metrics.json\n")
     ws.commit_all("base")
+    assert ws.gitexp("remote", "trust", "shared").code == 0  # written by hand: this clone consents once
     ws.git("push", "-q", "-u", "origin", "main")
     ws.write("data/train.csv", "a,b\n1,2\n")
     ws.run("-n", "good1", "--", sys.executable, "train.py")
@@ -251,13 +250,20 @@ def test_a_commit_with_an_unknown_encoding_or_huge_message_is_skipped(victim: Wo
 # -- everything printed is inert -----------------------------------------------------------
 
 
+EVIL = "evil-esc"  # a run whose name is fine and whose contents are not
+
+
 def test_escape_sequences_in_a_run_are_shown_escaped_and_json_stays_exact(victim: Workspace) -> None:
     ws = victim
     evil_params = {f"k{ESC_CLEAR}": f"v{ESC_TITLE}"}
+    forge(ws.root, "good1", C1_NAME)  # a ref no run can be named: skipped, and its name shown escaped
+    skipped = clean(ws.gitexp("list"), "list")
+    assert skipped.code == 0 and "evil\\x9b2J" in skipped.err and "\x9b" not in skipped.err + skipped.out
+    git(ws.root, "update-ref", "-d", f"refs/experiments/{C1_NAME}")
     forge(
         ws.root,
         "good1",
-        C1_NAME,
+        EVIL,
         trailers={
             "Gitexp-Tags": json.dumps([f"t{ESC_TITLE}"]),
             "Gitexp-Params": json.dumps(evil_params),
@@ -269,21 +275,21 @@ def test_escape_sequences_in_a_run_are_shown_escaped_and_json_stays_exact(victim
                ".gitexp/stdout.log": f"out{ESC_CLEAR}\n".encode()},
     )
     shown = [
-        ["list"], ["list", "-f", "csv"], ["list", "-f", "markdown"], ["tree"], ["show", C1_NAME], ["compare", "good1", C1_NAME],
-        ["diff", "good1", C1_NAME], ["tag", C1_NAME], ["note", C1_NAME],
+        ["list"], ["list", "-f", "csv"], ["list", "-f", "markdown"], ["tree"], ["show", EVIL], ["compare", "good1", EVIL],
+        ["diff", "good1", EVIL], ["tag", EVIL], ["note", EVIL],
     ]
     for args in shown:
         result = clean(ws.gitexp(*args), " ".join(args))
         assert result.code == 0, (args, result.err)
     listing = ws.gitexp("list").out
-    assert "evil\\x9b2J" in listing and "k\\x1b[2J" in listing and "v\\x1b]0;pwned\\x07" in listing
-    show = ws.gitexp("show", C1_NAME).out
+    assert EVIL in listing and "k\\x1b[2J" in listing and "v\\x1b]0;pwned\\x07" in listing
+    show = ws.gitexp("show", EVIL).out
     assert "echo 'x\\x1b[2J'" in show and "note\\x1b]0;pwned\\x07\\u202eline" in show and "out\\x1b[2J" in show
-    assert "t\\x1b]0;pwned\\x07" in ws.gitexp("tag", C1_NAME).out
+    assert "t\\x1b]0;pwned\\x07" in ws.gitexp("tag", EVIL).out
     # JSON output is exact
     listed = {r["name"]: r for r in json.loads(ws.gitexp("list", "--json").out)}
-    assert listed[C1_NAME]["params"] == evil_params and listed[C1_NAME]["tags"] == [f"t{ESC_TITLE}"]
-    details = json.loads(ws.gitexp("show", "--json", C1_NAME).out)
+    assert listed[EVIL]["params"] == evil_params and listed[EVIL]["tags"] == [f"t{ESC_TITLE}"]
+    details = json.loads(ws.gitexp("show", "--json", EVIL).out)
     assert details["meta"]["command"] == ["echo", f"x{ESC_CLEAR}"] and details["note"] == f"note{ESC_TITLE}\u202eline"
     # notes set later, too
     notes_ref = "refs/notes/gitexp"
@@ -350,12 +356,6 @@ def test_a_yaml_alias_bomb_in_a_checked_out_params_file_is_refused_at_once(victi
 # -- fetched from an attacker over the git protocol -------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_hostile_runs_fetched_over_git_daemon_leave_every_command_working(victim: Workspace, tmp_path: Path) -> None:
     ws = victim
     attacker = tmp_path / "served" / "attacker.git"
@@ -367,23 +367,10 @@ def test_hostile_runs_fetched_over_git_daemon_leave_every_command_working(victim
     forge(attacker, "good1", "evil-ansi", trailers={"Gitexp-Tags": json.dumps([ESC_CLEAR])}, body=ESC_TITLE)
     for name in ("good1", "good2"):
         git(attacker, "update-ref", "-d", f"refs/experiments/{name}")
-    port = _free_port()
-    daemon = subprocess.Popen(
-        ["git", "daemon", "--export-all", f"--base-path={tmp_path / 'served'}", f"--port={port}", "--listen=127.0.0.1", "--reuseaddr"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        url = f"git://127.0.0.1:{port}/attacker.git"
-        deadline = time.monotonic() + 60
-        while subprocess.run(["git", "ls-remote", url], capture_output=True).returncode != 0:
-            assert daemon.poll() is None and time.monotonic() < deadline, "git daemon did not start"
-            time.sleep(0.1)
-        ws.git("remote", "add", "attacker", url)
+    with git_daemon(tmp_path / "served") as url:
+        ws.git("remote", "add", "attacker", f"{url}/attacker.git")
         pulled = clean(ws.gitexp("pull", "attacker", "--no-data"), "pull")
         assert pulled.code == 0, pulled.err
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=30)
     assert {"evil-deep", "evil-path", "evil-ansi"} <= set(ws.runs())
     listed = clean(ws.gitexp("list"), "list")
     assert listed.code == 0 and all(n in listed.out for n in ("good1", "good2", "evil-path", "evil-ansi"))

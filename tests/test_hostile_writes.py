@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Workspace, git, gitexp, isolate
+from conftest import Workspace, git, git_daemon, gitexp, isolate
 
 ATTACKER = {
     "GIT_AUTHOR_NAME": "Mallory",
@@ -37,12 +36,6 @@ class Corpus:
     sentinel: Path  # outside every repository: must stay byte-identical
     tmpdir: Path  # $TMPDIR of the commands: reproductions' copies go there
     marker: Path  # written by the base run's command: proves whether it ran
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -74,26 +67,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
         assert made.returncode == 0, made.stderr
         marker.unlink()
         _build_hostile_runs(attacker, sentinel)
-        port = _free_port()
-        daemon = subprocess.Popen(
-            ["git", "daemon", "--export-all", f"--base-path={served}", f"--port={port}", "--listen=127.0.0.1", "--reuseaddr", str(served)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:  # wait until it accepts connections
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline and daemon.poll() is None, "git daemon did not start"
-                    time.sleep(0.05)
-            victim = base / "victim"
-            git(base, "clone", "-q", f"git://127.0.0.1:{port}/att", str(victim))
+        victim = base / "victim"
+        with git_daemon(served) as url:
+            git(base, "clone", "-q", f"{url}/att", str(victim))
             git(victim, "fetch", "-q", "origin", "refs/experiments/*:refs/experiments/*")
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=30)
         yield Corpus(Workspace(victim), sentinel, tmpdir, marker)
 
 
@@ -375,6 +352,7 @@ def test_a_tracked_link_to_the_data_is_restored_as_a_directory_in_a_copy_and_nev
     os.symlink(shared, ws.root / "data")
     ws.write(".gitexp.yaml", "data: [data]\n")
     ws.commit_all("a tracked link to the dataset")
+    assert ws.gitexp("trust", str(shared)).code == 0  # a dataset outside the repository: this clone consents once
     ws.run("-n", "A", "--", "true")
     before = _state(shared)
     copy = tmp_path / "copy"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Workspace, git, gitexp
+from conftest import Workspace, git, git_daemon, gitexp
 
 RUNS = 24
 
@@ -205,35 +205,14 @@ def test_rm_remote_of_a_run_the_remote_does_not_have_deletes_it_here(shared: tup
 
 def test_rm_remote_over_the_git_protocol(shared: tuple[Workspace, Path], tmp_path: Path) -> None:
     """The same deletion through a git daemon (receive-pack enabled), as with a real server."""
-    import socket
-    import time
-
     ws, bare = shared
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", "--export-all",
-         "--enable=receive-pack", f"--base-path={tmp_path}", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"git://127.0.0.1:{port}/origin.git"
-        deadline = time.monotonic() + 60
-        while subprocess.run(["git", "ls-remote", url], capture_output=True).returncode != 0:
-            if daemon.poll() is not None:
-                pytest.skip("git daemon is not available here")
-            assert time.monotonic() < deadline, "git daemon did not start"
-            time.sleep(0.1)
-        ws.git("remote", "set-url", "origin", url)
+    with git_daemon(tmp_path, receive_pack=True) as url:
+        ws.git("remote", "set-url", "origin", f"{url}/origin.git")
         warned = ws.gitexp("rm", "-y", "r2")
         assert "origin still has r2" in warned.err, warned.err
         result = ws.gitexp("rm", "-y", "--remote", "origin", "r2")
         assert result.code == 0, result.err
         assert remote_runs(bare) == {"r1"}
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=30)
 
 
 def test_rm_without_a_remote_that_fetches_runs_asks_no_remote(ws: Workspace, tmp_path: Path) -> None:

@@ -610,6 +610,22 @@ def test_reproduce_works_in_a_copy_and_clears_the_copies_of_killed_ones(ws: Work
     assert list(tmp.iterdir()) == [], "its own copy is gone, and so is the killed one's"
 
 
+def _wait_for_cpu_time(proc: subprocess.Popen[str], seconds: float) -> None:
+    """Until proc has used this much CPU time (or ended): wall time says nothing of its progress on a busy machine."""
+    import psutil
+
+    deadline = time.monotonic() + 120
+    try:
+        process = psutil.Process(proc.pid)
+        while proc.poll() is None and time.monotonic() < deadline:
+            used = process.cpu_times()
+            if used.user + used.system >= seconds:
+                return
+            time.sleep(0.005)
+    except psutil.NoSuchProcess:
+        return
+
+
 def test_ctrl_c_leaves_either_the_old_workspace_or_the_whole_run_never_a_mix(ws: Workspace) -> None:
     import signal
 
@@ -633,7 +649,7 @@ def test_ctrl_c_leaves_either_the_old_workspace_or_the_whole_run_never_a_mix(ws:
     for delay in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.6):
         proc = subprocess.Popen([sys.executable, "-m", "gitexp", "checkout", "A"], cwd=ws.root, stderr=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        time.sleep(delay)
+        _wait_for_cpu_time(proc, delay)  # a moment in the checkout's own progress, whatever the machine's load
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         # (-2: Ctrl-C while Python was still importing gitexp, before any of it ran)
