@@ -80,6 +80,8 @@ def _shown_ancestor(run: RunSummary, by_commit: dict[str, RunSummary], visible: 
 
 
 def to_dict(groups: list[Group], metric: str | None) -> list[dict[str, Any]]:
+    """The groups as plain data, each node with its children; built with a stack (a lineage may be very deep)."""
+
     def node(n: Node) -> dict[str, Any]:
         r = n.run
         return {
@@ -90,7 +92,18 @@ def to_dict(groups: list[Group], metric: str | None) -> list[dict[str, Any]]:
             "note": r.note,
             "metric": {"name": metric, "value": r.metrics.get(metric)} if metric else None,
             "parent_deleted": n.detached,
-            "children": [node(c) for c in n.children],
+            "children": [],
         }
 
-    return [{"base": g.base, "branch": g.branch, "runs": [node(n) for n in g.roots]} for g in groups]
+    out = []
+    for g in groups:
+        roots = [node(n) for n in g.roots]
+        todo = list(zip(g.roots, roots))
+        while todo:
+            n, d = todo.pop()
+            for child in n.children:
+                c = node(child)
+                d["children"].append(c)
+                todo.append((child, c))
+        out.append({"base": g.base, "branch": g.branch, "runs": roots})
+    return out

@@ -7,6 +7,7 @@ import math
 import re
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -226,8 +227,44 @@ def to_json(data: Any) -> str:
     """Exact JSON (control characters are \\u-escaped by JSON itself; text that is not UTF-8 too)."""
     from gitexp.format import strict
 
-    text = json.dumps(strict(data), indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    try:
+        text = json.dumps(strict(data), indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    except RecursionError:  # a lineage thousands of runs deep (gitexp tree --json): the same text, without recursion
+        return _printable(_deep_json(data, False), lambda: _deep_json(data, True))
     return _printable(text, lambda: json.dumps(strict(data), indent=2, ensure_ascii=True, allow_nan=False, default=str))
+
+
+def _deep_json(data: Any, ensure_ascii: bool) -> str:
+    """json.dumps(strict(data)) written with a stack instead of recursion, for nesting of any depth (on one
+    line: indenting thousands of levels would make the text grow with the square of the depth)."""
+    from gitexp.format import strict
+
+    out: list[str] = []
+    todo: list[Any] = [data]  # values to write, or pieces of text (as _Text)
+    while todo:
+        item = todo.pop()
+        if isinstance(item, _Text):
+            out.append(item.text)
+        elif isinstance(item, dict) and item:
+            steps: list[Any] = []
+            for key, v in item.items():
+                steps += [_Text(", "), _Text(json.dumps(str(key), ensure_ascii=ensure_ascii) + ": "), v]
+            out.append("{")
+            todo += [_Text("}"), *reversed(steps[1:])]
+        elif isinstance(item, (list, tuple)) and item:
+            steps = []
+            for v in item:
+                steps += [_Text(", "), v]
+            out.append("[")
+            todo += [_Text("]"), *reversed(steps[1:])]
+        else:
+            out.append(json.dumps(strict(item), ensure_ascii=ensure_ascii, allow_nan=False, default=str))
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Text:
+    text: str
 
 
 def _printable(text: str, ascii_text: Callable[[], str]) -> str:

@@ -404,3 +404,32 @@ def test_a_chain_of_thousands_of_runs_draws_as_a_tree() -> None:
         parent = commit
     text = tree_text(build(runs), None, False, False)
     assert text.count("\n") == 3000 and text.splitlines()[-1].lstrip(" |`-").startswith("r2999")
+
+
+def test_a_lineage_thousands_of_runs_deep_renders_as_text_and_json() -> None:
+    """A chain of runs (forged, or a long-lived branch) nests as deep as it is long: no renderer recurses on it."""
+    from gitexp import lineage
+    from gitexp.model import RunSummary
+    from gitexp.render import to_json
+
+    depth = 5000
+    chain = [
+        RunSummary(name=f"r{i}", commit=f"{i:040x}", status="completed", exit_code=0, started=f"2026-01-01T00:00:{i % 60:02d}",
+                   duration=1.0, user="u", base=None, base_branch=None, parent=f"{i - 1:040x}" if i else None)
+        for i in range(depth)
+    ]
+    groups = lineage.build(chain)
+    from gitexp.render import tree_text
+
+    assert tree_text(groups, None, unicode=True, colour=False).count("r") >= depth
+    text = to_json(lineage.to_dict(groups, None))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(4 * depth)  # for the test's own reading: Python's JSON decoder recurses
+    try:
+        data = json.loads(text)
+    finally:
+        sys.setrecursionlimit(limit)
+    node, seen = data[0]["runs"][0], 1
+    while node["children"]:
+        node, seen = node["children"][0], seen + 1
+    assert seen == depth and node["name"] == f"r{depth - 1}"
