@@ -104,10 +104,15 @@ class Result:
         return json.loads(self.out)
 
 
+# -P (3.11+): the working directory is not put first on sys.path, or a bare repository's own gitexp/
+# state directory would be imported as the package (`python -m` does that; the console script does not).
+GITEXP = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-m", "gitexp"]
+
+
 def gitexp(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
     """Run the real CLI in a subprocess, as a user would."""
     proc = subprocess.run(
-        [sys.executable, "-m", "gitexp", *args],
+        [*GITEXP, *args],
         cwd=cwd,
         capture_output=True,
         text=True,

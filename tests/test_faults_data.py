@@ -192,6 +192,7 @@ def team(outputs: Workspace, tmp_path: Path) -> tuple[Workspace, Path, Path]:
     git(tmp_path, "init", "-q", "--bare", str(bare))
     ws.git("remote", "add", "origin", str(bare))
     ws.write(".gitexp.yaml", f"outputs: [out/]\nremotes:\n  shared: {store}\n")
+    assert ws.gitexp("remote", "trust", "shared").code == 0  # written by hand: this clone consents once
     ws.commit_all("data remote")
     ws.git("push", "-q", "-u", "origin", "main")
     return ws, bare, store
@@ -300,6 +301,7 @@ def test_a_live_transfer_keeps_its_temporary_file_while_others_clear_the_debris_
         held = [p for p in tmp_files(cache / "tmp") if p != dead_cache]
         assert len(held) == 1, "the live pull is writing its temporary file"
 
+        assert gitexp(clone, "remote", "trust", "shared").code == 0  # the clone consents once, too
         for other in (gitexp(clone, "gc", "--now"), gitexp(clone, "push"), ws.gitexp("push")):
             assert other.code == 0, other.err
         assert not dead_cache.exists() and not dead_upload.exists(), "debris of dead processes is cleared"

@@ -179,10 +179,10 @@ def test_metrics_nested_too_deep_are_left_out_and_the_run_says_why(ws: Workspace
     meta = ws.record("deep", "run.json")
     assert meta["status"] == "completed"  # type: ignore[index]
     missing = meta["incomplete"]  # type: ignore[index]
-    assert missing == [{"what": "metrics", "path": "metrics.json", "why": "nested too deeply"}]
+    assert missing == [{"what": "metrics", "path": "metrics.json", "why": "it nests deeper than 64 levels"}]
     assert ws.record("deep", "metrics.json") == {}
     assert ws.git("show", "refs/experiments/deep:.gitexp/stdout.log") == "wrote\n"
-    assert "missing  metrics (metrics.json): nested too deeply" in ws.gitexp("show", "deep").out
+    assert "missing  metrics (metrics.json): it nests deeper than 64 levels" in ws.gitexp("show", "deep").out
 
 
 @pytest.mark.parametrize("exit_code,status", [(0, "completed"), (3, "failed")])

@@ -21,6 +21,7 @@ def trained(ws: Workspace, tmp_path: Path) -> Workspace:
              "open('out/a.txt', 'w').write('a' + sys.argv[1])\nopen('out/sub/b.txt', 'w').write('b')\n")
     ws.write("data/train.csv", "a,b\n1,2\n")
     ws.commit_all("base")
+    assert ws.gitexp("remote", "trust", "shared").code == 0  # written by hand: this clone consents once
     ws.run("-n", "r1", "--", sys.executable, "train.py", "1")
     ws.write("train.py", ws.root.joinpath("train.py").read_text() + "# v2\n")
     ws.run("-n", "r2", "--", sys.executable, "train.py", "2")
