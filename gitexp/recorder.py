@@ -212,6 +212,11 @@ class Recording:
                 notify(note)
         for crashed in finalize_crashed(store, notify):
             notify(f"run {crashed}: its recorder died; recorded as crashed with the logs and metrics it left")
+        cache_tmp = store.git_common_dir() / "gitexp" / "cache" / "tmp"  # data.session.cache_root(...) / "tmp"
+        if cache_tmp.is_dir():  # what killed runs and pulls left there (their owners are gone)
+            from gitexp.data.cache import clear_dead
+
+            clear_dead(cache_tmp)
         config = config_mod.load(root)
         for warning in config.warnings:
             notify(warning)

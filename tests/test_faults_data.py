@@ -180,6 +180,17 @@ def test_a_run_killed_while_storing_its_outputs_leaves_debris_that_the_next_run_
     assert ws.gitexp("fsck").code == 0
 
 
+def test_a_run_without_data_clears_the_debris_of_dead_processes_too(outputs: Workspace) -> None:
+    ws = outputs
+    tmp = cache_of(ws.root) / "tmp"
+    debris = tmp / dead_process_tag() / "in-partial"
+    debris.parent.mkdir(parents=True)
+    debris.write_bytes(b"partial")
+    ws.write(".gitexp.yaml", "")  # no data, no outputs
+    ws.run("-n", "plain", "--", "true")
+    assert not debris.exists()
+
+
 # -- push and pull resume ----------------------------------------------------------------
 
 
