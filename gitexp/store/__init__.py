@@ -361,13 +361,111 @@ class Store:
             Path(self.repo.path) / "info" / "attributes"
         ).exists()
 
-    def worktree_bytes(self, oid: str, path: str) -> bytes:
-        """A blob's bytes as git would write them at path (line endings and other filters applied)."""
+    def worktree_bytes(self, oid: str, path: str, commit: str | None = None) -> bytes:
+        """A blob's bytes as git would write them at path: line endings converted (core.autocrlf, core.eol,
+        text/eol attributes, those of commit's .gitattributes too). External filter drivers are not run
+        here (see filter_paths)."""
+        from pygit2.enums import BlobFilter
+
         blob = self.repo.get(oid)
         if not isinstance(blob, pygit2.Blob):
             raise StorageError(f"git object {oid} is missing or not a file (run 'git fsck')")
-        with pygit2.BlobIO(blob, as_path=path) as f:
+        flags = BlobFilter.CHECK_FOR_BINARY | (BlobFilter.ATTRIBUTES_FROM_COMMIT if commit else 0)
+        with pygit2.BlobIO(blob, as_path=path, flags=flags, commit_id=pygit2.Oid(hex=commit) if commit else None) as f:
             return f.read()
+
+    def filter_paths(self, paths: list[str], commit: str) -> set[str]:
+        """Those of paths whose `filter` attribute (the work tree's or commit's .gitattributes) names a
+        driver configured with a smudge or process command, as Git LFS's: git itself must write them."""
+        from pygit2.enums import AttrCheck
+
+        drivers = {
+            (e.name or "")[len("filter.") : (e.name or "").rindex(".")]
+            for e in self.repo.config
+            if (e.name or "").startswith("filter.") and (e.name or "").endswith((".smudge", ".process")) and e.value
+        }
+        if not drivers:
+            return set()
+        found = set()
+        for path in paths:
+            try:
+                name = self.repo.get_attr(path, "filter", AttrCheck.INCLUDE_COMMIT, commit)
+            except pygit2.GitError:
+                continue
+            if isinstance(name, str) and name in drivers:
+                found.add(path)
+        return found
+
+    def lfs_object(self, pointer: bytes) -> tuple[str, Path] | None:
+        """(oid, path in .git/lfs/objects) of a Git LFS pointer's object, or None if pointer is not one."""
+        if len(pointer) >= 1024 or not pointer.startswith(_LFS_POINTER):
+            return None
+        oid = next((line[len(b"oid sha256:") :].decode("ascii", "replace") for line in pointer.splitlines()
+                    if line.startswith(b"oid sha256:")), "")
+        if len(oid) != 64 or any(c not in "0123456789abcdef" for c in oid):
+            return None
+        return oid, Path(self.git_common_dir(), "lfs", "objects", oid[:2], oid[2:4], oid)
+
+    def lfs_oids(self, commit: str) -> list[str]:
+        """The oids of the Git LFS objects a run's code tree points to (none when the repository does not use LFS)."""
+        found = self.lfs_pointers(commit)
+        if not found:
+            return []
+        tree = self.repo[commit].peel(pygit2.Tree)
+        out = []
+        for path in found[0]:
+            obj = tree[path]
+            known = self.lfs_object(obj.data) if isinstance(obj, pygit2.Blob) else None
+            if known is not None:
+                out.append(known[0])
+        return out
+
+    def sparse_outside(self, paths: list[str]) -> set[str]:
+        """Those of paths a sparse checkout leaves out of the work tree: outside the cone (cone mode), or
+        marked skip-worktree in the index now (non-cone mode, where git's own pattern matching decides)."""
+        import subprocess
+
+        try:
+            if not self.repo.config.get_bool("core.sparseCheckout"):
+                return set()
+        except KeyError:
+            return set()
+        try:
+            cone = self.repo.config.get_bool("core.sparseCheckoutCone")
+        except KeyError:
+            cone = False
+        env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": str(self.root)}
+        env.pop("GIT_INDEX_FILE", None)
+        args = ["sparse-checkout", "list"] if cone else ["ls-files", "-z", "-t"]
+        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, env=env)
+        if proc.returncode != 0:
+            raise StorageError(f"git {' '.join(args)} failed: {proc.stderr.decode(errors='replace').strip()}")
+        out = proc.stdout.decode("utf-8", "surrogateescape")
+        if not cone:
+            skipped = {item[2:] for item in out.split("\0") if item.startswith("S ")}
+            return {p for p in paths if p in skipped}
+        dirs = [d.strip("/") for d in out.splitlines() if d.strip("/")]
+
+        def inside(path: str) -> bool:
+            parent = path.rpartition("/")[0]
+            return not parent or any(path.startswith(d + "/") or d.startswith(parent + "/") or d == parent for d in dirs)
+
+        return {p for p in paths if not inside(p)}
+
+    def mark_skip_worktree(self, paths: list[str]) -> None:
+        """Set the skip-worktree bit of these index entries (git update-index --skip-worktree)."""
+        import subprocess
+
+        if not paths:
+            return
+        env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": str(self.root)}
+        env.pop("GIT_INDEX_FILE", None)
+        proc = subprocess.run(
+            ["git", "update-index", "-z", "--skip-worktree", "--stdin"], cwd=self.root, capture_output=True, env=env,
+            input=b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths),
+        )
+        if proc.returncode != 0:
+            raise StorageError(f"git update-index --skip-worktree failed: {proc.stderr.decode(errors='replace').strip()}")
 
     def ignored_by(self, gitignores: dict[str, str], paths: list[str]) -> set[str]:
         """Those of paths that these .gitignore blobs (path -> blob id), in place of the workspace's, would ignore."""
