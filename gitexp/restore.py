@@ -587,7 +587,8 @@ def _checkout(
                         stats.remember(root / entry.path, entry.source)
                 if only is None:
                     index_tree = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
-                    head = store.move_head(run.base, run.base_branch, index_tree, run.commit)
+                    written = [e.path for e in todo if e.kind == "blob"]
+                    head = store.move_head(run.base, run.base_branch, index_tree, run.commit, written)
                     if sparse:
                         if not index_paths:
                             index_paths = {p for p, _, _ in store.code_entries(index_tree or run.base or run.commit)}
@@ -595,6 +596,7 @@ def _checkout(
                     _, branch = store.head()
                     write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
                 else:
+                    store.forget_stat([e.path for e in todo if e.kind == "blob"])
                     head = "unchanged"
             _lfs_notice(stage.lfs_missing, notify)
             if only is None:

@@ -7,7 +7,7 @@ and gitexp's local state live.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -389,7 +389,7 @@ class Store:
         found = set()
         for path in paths:
             try:
-                name = self.repo.get_attr(path, "filter", AttrCheck.INCLUDE_COMMIT, commit)
+                name = self.repo.get_attr(os.fsencode(path), "filter", AttrCheck.INCLUDE_COMMIT, commit)  # type: ignore[arg-type]
             except pygit2.GitError:
                 continue
             if isinstance(name, str) and name in drivers:
@@ -512,13 +512,17 @@ class Store:
         except pygit2.GitError:
             return True
 
-    def move_head(self, commit: str | None, branch: str | None, index_tree: str | None, worktree: str) -> str:
+    def move_head(
+        self, commit: str | None, branch: str | None, index_tree: str | None, worktree: str, rewritten: Collection[str] = ()
+    ) -> str:
         """Point HEAD at branch (if it is at commit) or detach it at commit; set the index to index_tree.
 
         worktree is the tree the work tree now holds: an index entry whose blob differs from it gets no
         stat data, as git gives an entry it cannot vouch for, so that git hashes the file again. (The
         stat data kept from the old index for the same blob would match a file rewritten in place within
-        the same second, and git would show it unchanged.)
+        the same second, and git would show it unchanged.) So does each path of rewritten (files the
+        checkout wrote): git trusts a recorded size, and the same blob may be written with other line
+        endings than the file it was hashed from.
         Returns a description of where HEAD is now. Only `gitexp checkout` calls this.
         """
         repo = self.repo
@@ -539,14 +543,24 @@ class Store:
             if staged is not None:
                 tree = repo[staged].peel(pygit2.Tree)
                 index.read_tree(tree)
-                for delta in tree.diff_to_tree(repo[worktree].peel(pygit2.Tree)).deltas:
-                    entry = index[delta.old_file.path] if delta.old_file.path in index else None
-                    if entry is not None:
-                        index.add(pygit2.IndexEntry(entry.path, entry.id, entry.mode))  # no stat data
+                paths = [d.old_file.path for d in tree.diff_to_tree(repo[worktree].peel(pygit2.Tree)).deltas]
+                _forget_stat(index, [*paths, *rewritten])
             index.write()
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise StorageError(f"cannot update HEAD or the index: {exc}") from exc
         return where
+
+    def forget_stat(self, paths: Collection[str]) -> None:
+        """Drop the stat data of these index entries (files rewritten behind the index's back), so that
+        git hashes them again instead of trusting a recorded size; nothing else of the index changes."""
+        if not paths:
+            return
+        try:
+            index = self.repo.index
+            _forget_stat(index, paths)
+            index.write()
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise StorageError(f"cannot update the index: {exc}") from exc
 
     def switch_branch(self, name: str) -> None:
         """Attach HEAD to refs/heads/<name> and set the index to its tree (used after a checkout)."""
@@ -930,6 +944,13 @@ def _with_note(repo: pygit2.Repository, tree: pygit2.Tree | None, path: list[str
 
 
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+def _forget_stat(index: pygit2.Index, paths: Collection[str]) -> None:
+    for path in paths:
+        entry = index[path] if path in index else None
+        if entry is not None:
+            index.add(pygit2.IndexEntry(entry.path, entry.id, entry.mode))  # no stat data
 
 
 def _entry_id(tree: pygit2.Tree | None, path: str) -> str | None:
