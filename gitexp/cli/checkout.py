@@ -8,7 +8,7 @@ import click
 
 @click.command("checkout")
 @click.argument("run")
-@click.argument("paths", nargs=-1)
+@click.argument("paths", nargs=-1, metavar="[-- PATH...]")
 @click.option("--into", "into", type=click.Path(file_okay=False, path_type=Path), help="Write the run's files into this new or empty directory instead; the workspace is left alone.")
 def command(run: str, paths: tuple[str, ...], into: Path | None) -> None:
     """Make the workspace RUN's: code, params, data and outputs, byte for byte.
