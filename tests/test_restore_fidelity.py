@@ -25,6 +25,7 @@ from test_git_fidelity import (
     gitattributes_text_eol,
     lfs_modified,
     lfs_new,
+    skip_worktree,
     sparse_cone,
     sparse_non_cone,
     submodule_moved,
@@ -45,7 +46,7 @@ def status(root: Path) -> list[str]:
     return sorted(git(root, "status", "--porcelain", "--untracked-files=all").splitlines())
 
 
-def skip_worktree(root: Path) -> set[str]:
+def skip_worktree_bits(root: Path) -> set[str]:
     return {line[2:] for line in git(root, "ls-files", "-t").splitlines() if line.startswith("S ")}
 
 
@@ -147,12 +148,12 @@ def test_an_lfs_file_whose_object_is_missing_is_written_as_its_pointer_with_a_no
 @pytest.mark.parametrize("setup", [sparse_cone, sparse_non_cone], ids=lambda s: s.__name__)
 def test_a_sparse_checkout_keeps_its_files_out_and_their_skip_worktree_bits(ws: Workspace, tmp_path: Path, setup: Setup) -> None:
     before, files = recorded(ws, setup, tmp_path)
-    outside = skip_worktree(ws.root)
+    outside = skip_worktree_bits(ws.root)
     assert outside  # the setup leaves some files out
     back_to_head(ws.root)
     result = ws.gitexp("checkout", "r")
     assert result.code == 0, result.err
-    assert skip_worktree(ws.root) == outside
+    assert skip_worktree_bits(ws.root) == outside
     assert not [p for p in outside if (ws.root / p).exists()]
     assert status(ws.root) == before  # no deletions
     expected = git_would_write(ws.root, "r", outside)
@@ -161,6 +162,17 @@ def test_a_sparse_checkout_keeps_its_files_out_and_their_skip_worktree_bits(ws: 
     into = tmp_path / "copy"
     assert ws.gitexp("checkout", "r", "--into", str(into)).code == 0
     assert all((into / p).is_file() for p in outside)  # a copy of the run has all of it
+
+
+def test_skip_worktree_entries_set_by_hand_keep_their_bit_and_their_local_files(ws: Workspace, tmp_path: Path) -> None:
+    before, _ = recorded(ws, skip_worktree, tmp_path)
+    write(ws.root, "c.py", "c\n")  # back to HEAD's
+    result = ws.gitexp("checkout", "r")
+    assert result.code == 0, result.err
+    assert (ws.root / "c.py").read_text() == "changed\n"
+    assert (ws.root / "a.py").read_text() == "local config\n" and not (ws.root / "b.py").exists()
+    assert skip_worktree_bits(ws.root) == {"a.py", "b.py"}
+    assert status(ws.root) == before
 
 
 # -- submodules -----------------------------------------------------------------------------------------

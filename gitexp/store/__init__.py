@@ -421,36 +421,40 @@ class Store:
         return out
 
     def sparse_outside(self, paths: list[str]) -> set[str]:
-        """Those of paths a sparse checkout leaves out of the work tree: outside the cone (cone mode), or
-        marked skip-worktree in the index now (non-cone mode, where git's own pattern matching decides)."""
+        """Those of paths a checkout leaves out of the work tree, as git does: those the index marks
+        skip-worktree now (a sparse checkout, or set by hand), and in a cone-mode sparse checkout those
+        outside the cone (`git sparse-checkout list`), new to the index or not."""
         import subprocess
 
+        from pygit2 import C, ffi  # type: ignore[attr-defined]
+
+        index = self.repo.index
+        out = set()
+        wanted = set(paths)
+        for i in range(C.git_index_entrycount(index._index)):
+            centry = C.git_index_get_byindex(index._index, i)
+            if centry != ffi.NULL and centry.flags_extended & _snapshot._SKIP_WORKTREE:
+                path = ffi.string(centry.path).decode("utf-8", "surrogateescape")
+                if path in wanted:
+                    out.add(path)
         try:
-            if not self.repo.config.get_bool("core.sparseCheckout"):
-                return set()
-        except KeyError:
-            return set()
-        try:
-            cone = self.repo.config.get_bool("core.sparseCheckoutCone")
+            cone = self.repo.config.get_bool("core.sparseCheckout") and self.repo.config.get_bool("core.sparseCheckoutCone")
         except KeyError:
             cone = False
+        if not cone:
+            return out
         env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": str(self.root)}
         env.pop("GIT_INDEX_FILE", None)
-        args = ["sparse-checkout", "list"] if cone else ["ls-files", "-z", "-t"]
-        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, env=env)
+        proc = subprocess.run(["git", "sparse-checkout", "list"], cwd=self.root, capture_output=True, env=env, check=False)
         if proc.returncode != 0:
-            raise StorageError(f"git {' '.join(args)} failed: {proc.stderr.decode(errors='replace').strip()}")
-        out = proc.stdout.decode("utf-8", "surrogateescape")
-        if not cone:
-            skipped = {item[2:] for item in out.split("\0") if item.startswith("S ")}
-            return {p for p in paths if p in skipped}
-        dirs = [d.strip("/") for d in out.splitlines() if d.strip("/")]
+            raise StorageError(f"git sparse-checkout list failed: {proc.stderr.decode(errors='replace').strip()}")
+        dirs = [d.strip("/") for d in proc.stdout.decode("utf-8", "surrogateescape").splitlines() if d.strip("/")]
 
         def inside(path: str) -> bool:
             parent = path.rpartition("/")[0]
             return not parent or any(path.startswith(d + "/") or d.startswith(parent + "/") or d == parent for d in dirs)
 
-        return {p for p in paths if not inside(p)}
+        return out | {p for p in paths if not inside(p)}
 
     def mark_skip_worktree(self, paths: list[str]) -> None:
         """Set the skip-worktree bit of these index entries (git update-index --skip-worktree)."""
@@ -461,7 +465,7 @@ class Store:
         env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": str(self.root)}
         env.pop("GIT_INDEX_FILE", None)
         proc = subprocess.run(
-            ["git", "update-index", "-z", "--skip-worktree", "--stdin"], cwd=self.root, capture_output=True, env=env,
+            ["git", "update-index", "-z", "--skip-worktree", "--stdin"], cwd=self.root, capture_output=True, env=env, check=False,
             input=b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths),
         )
         if proc.returncode != 0:
