@@ -507,16 +507,16 @@ def restore_paths(run: RunSummary, paths: list[str], tgt: Target) -> tuple[str, 
         if given.startswith("/") or ".." in parts:
             raise GitexpError(f"{given!r} is not a path inside the workspace (relative, without '..'); nothing was changed")
         path = "/".join(parts)
-        if path in ("", fmt.RECORD_DIR) or path.startswith(fmt.RECORD_DIR + "/"):
+        if path == fmt.RECORD_DIR or path.startswith(fmt.RECORD_DIR + "/"):
             raise GitexpError(f"{given!r} does not name one of the run's files or directories; nothing was changed")
-        if path not in tgt.entries and path not in tgt.owned and not any(p.startswith(path + "/") for p in tgt.entries):
+        if path and path not in tgt.entries and path not in tgt.owned and not any(p.startswith(path + "/") for p in tgt.entries):
             raise GitexpError(f"run {run.name!r} has no file or directory {path!r}; nothing was changed")
         out.append(path)
     return tuple(dict.fromkeys(out))
 
 
 def _under(path: str, paths: tuple[str, ...]) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in paths)
+    return any(not p or path == p or path.startswith(p + "/") for p in paths)  # '' is the workspace's root
 
 
 def _checkout(
