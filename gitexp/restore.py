@@ -14,7 +14,7 @@ import os
 import shutil
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import NoReturn
@@ -173,6 +173,7 @@ class _Stage:
         self.cache = Cache(cache_root(store.git_common_dir()))
         self.scratch = scratch
         self.entries: list[Entry] = []
+        self.lfs_missing: list[str] = []  # LFS files written as their pointer: the object is not here
         scratch.mkdir(parents=True)
 
     def check(self, run: RunSummary, entries: list[Entry], uncached: tuple[tuple[str, str], ...] = ()) -> None:
@@ -207,16 +208,24 @@ class _Stage:
             )
         self.entries = entries
 
-    def write(self, root: Path) -> None:
+    def write(self, root: Path, commit: str, all_paths: Collection[str]) -> None:
         """Put every checked entry in place, by a few threads: each file costs a handful of system calls,
         and those run in parallel, as in git's parallel checkout.
+
+        Code files get what git's checkout would write: line endings converted in-process (libgit2, with
+        the attributes of the run's commit); a path whose `filter` attribute names a configured driver
+        (Git LFS) is written by git itself (`git cat-file --filters`), except an LFS pointer whose object
+        is not in .git/lfs/objects: that is written as the pointer (as GIT_LFS_SKIP_SMUDGE=1 does) and
+        listed in lfs_missing. all_paths: every path of the run (its .gitattributes files decide).
 
         Every directory is reached from root one component at a time with O_NOFOLLOW (_Below), so no
         symlink is ever followed, even one put there while we write; the run's own symlinks are made last.
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        filtered = self.store.needs_filters([e.path for e in self.entries if e.kind == "blob"])
+        blob_paths = [e.path for e in self.entries if e.kind == "blob"]
+        filtered = self.store.needs_filters(list(all_paths))
+        through_git = self.store.filter_paths(blob_paths, commit) if filtered and blob_paths else set()
         umask = os.umask(0)
         os.umask(umask)
         lock = threading.Lock()  # pygit2 reads from one thread at a time
@@ -242,13 +251,23 @@ class _Stage:
             if entry.kind == "link":
                 os.symlink(entry.source, name, dir_fd=fd)
                 return
+            smudge = False
             with lock:
-                data = self.store.worktree_bytes(entry.source, entry.path) if filtered else self.store.blob(entry.source)
+                if entry.path in through_git:
+                    data = self.store.blob(entry.source)
+                    lfs = self.store.lfs_object(data)
+                    smudge = lfs is None or lfs[1].is_file()
+                    if not smudge:
+                        self.lfs_missing.append(entry.path)
+                else:
+                    data = self.store.worktree_bytes(entry.source, entry.path, commit) if filtered else self.store.blob(entry.source)
             # An existing file with no other hard link is rewritten in place (cheaper than unlink + create).
             out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                           0o777 if entry.executable else 0o666, dir_fd=fd)
             try:
-                view = memoryview(data)
+                if smudge:
+                    _smudge(self.store.root, entry, out)
+                view = memoryview(b"" if smudge else data)
                 while view:
                     view = view[os.write(out, view):]
                 if st is not None and bool(st.st_mode & 0o100) != entry.executable:
@@ -274,6 +293,21 @@ class _Stage:
                 done.result()
         # Links last, once every file and directory is in place: nothing is ever written below one.
         job(write_code, [e for e in self.entries if e.kind == "link"])
+
+
+def _smudge(repo_root: Path, entry: Entry, out: int) -> None:
+    """Write a blob into descriptor out through git's own smudge filters, as git's checkout would."""
+    import subprocess
+
+    env = dict(os.environ)
+    env.pop("GIT_LFS_SKIP_SMUDGE", None)
+    proc = subprocess.run(
+        ["git", "cat-file", "--filters", f"--path={entry.path}", entry.source],
+        cwd=repo_root, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, check=False,
+    )
+    if proc.returncode != 0:
+        reason = " ".join(proc.stderr.decode(errors="replace").strip().splitlines()[-2:])
+        raise GitexpError(f"git could not write {entry.path} through its filter: {reason}")
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -379,8 +413,12 @@ class CheckoutResult:
     head: str
 
 
-def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, ...] = tuple(SECTION_ROLES)) -> int:
-    """Write the run's files into a new or empty directory; return how many."""
+def materialize(
+    store: Store, run: RunSummary, into: Path, sections: tuple[str, ...] = tuple(SECTION_ROLES),
+    notify: Callable[[str], None] | None = None,
+) -> int:
+    """Write the run's files into a new or empty directory; return how many. (Submodules are not copied:
+    their directories stay empty, as in a fresh clone.)"""
     if into.exists() and (not into.is_dir() or any(into.iterdir())):
         raise GitexpError(f"{into} exists and is not an empty directory (give a new or empty directory)")
     if into.resolve().is_relative_to(store.root.resolve()):
@@ -388,7 +426,7 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
     tgt = target(store, run, sections)
     made = not into.exists()
     try:
-        _write_copy(store, run, list(tgt.entries.values()), into, tgt.uncached)
+        _write_copy(store, run, list(tgt.entries.values()), into, tgt.uncached, notify=notify, all_paths=tgt.entries)
     except BaseException:
         if made:
             shutil.rmtree(into, ignore_errors=True)  # no half copy left behind to refuse the next try
@@ -397,14 +435,17 @@ def materialize(store: Store, run: RunSummary, into: Path, sections: tuple[str, 
 
 
 def _write_copy(
-    store: Store, run: RunSummary, entries: list[Entry], into: Path, uncached: tuple[tuple[str, str], ...] = ()
+    store: Store, run: RunSummary, entries: list[Entry], into: Path, uncached: tuple[tuple[str, str], ...] = (),
+    notify: Callable[[str], None] | None = None, all_paths: Collection[str] = (),
 ) -> None:
     """Check, then write entries into directory into: a copy of the run (nothing there to save first)."""
     stage = _Stage(store, into.parent / f".gitexp-stage-{os.getpid()}-{os.urandom(3).hex()}")
     try:
         stage.check(run, entries, uncached)
         into.mkdir(parents=True, exist_ok=True)
-        stage.write(into)
+        stage.write(into, run.commit, all_paths or [e.path for e in entries])
+        if notify is not None:
+            _lfs_notice(stage.lfs_missing, notify)
     finally:
         shutil.rmtree(stage.scratch, ignore_errors=True)
 
@@ -434,7 +475,7 @@ def sync(store: Store, run: RunSummary, into: Path, known: Known, sections: tupl
         if dirpath != str(into):
             with contextlib.suppress(OSError):
                 os.rmdir(dirpath)  # only if empty
-    _write_copy(store, run, [e for path, e in tgt.entries.items() if path not in keep], into)
+    _write_copy(store, run, [e for path, e in tgt.entries.items() if path not in keep], into, all_paths=tgt.entries)
     return {path: _fingerprint(e, os.lstat(into / path)) for path, e in tgt.entries.items()}
 
 
@@ -442,20 +483,55 @@ def _fingerprint(entry: Entry, st: os.stat_result) -> tuple[str, str, bool, int,
     return (entry.kind, entry.source, entry.executable, st.st_size, st.st_ctime_ns, st.st_ino)  # ctime: chmod too
 
 
-def checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None = None) -> CheckoutResult:
-    """Make the workspace the run's: code, params, data and outputs; HEAD at its base commit."""
+def checkout(
+    store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None = None,
+    paths: tuple[str, ...] | None = None,
+) -> CheckoutResult:
+    """Make the workspace the run's: code, params, data and outputs; HEAD at its base commit.
+
+    With paths (relative to the workspace root), only the run's files at or under them are written, with
+    the same checks and the same save first; HEAD, the index and the current-run pointer stay.
+    """
     with checkout_lock(store.state_dir):
         for stale in (store.state_dir / "tmp").glob("checkout-*"):  # under the lock: left by a killed checkout
             shutil.rmtree(stale, ignore_errors=True)
-        return _checkout(store, run, notify, progress)
+        return _checkout(store, run, notify, progress, paths)
 
 
-def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None) -> CheckoutResult:
+def restore_paths(run: RunSummary, paths: list[str], tgt: Target) -> tuple[str, ...]:
+    """The given paths, normalised (no '.', trailing '/'), each checked to be inside the workspace and
+    to name a file or directory the run has; refused in one line otherwise."""
+    out: list[str] = []
+    for given in paths:
+        parts = [p for p in given.replace(os.sep, "/").split("/") if p not in ("", ".")]
+        if given.startswith("/") or ".." in parts:
+            raise GitexpError(f"{given!r} is not a path inside the workspace (relative, without '..'); nothing was changed")
+        path = "/".join(parts)
+        if path == fmt.RECORD_DIR or path.startswith(fmt.RECORD_DIR + "/"):
+            raise GitexpError(f"{given!r} does not name one of the run's files or directories; nothing was changed")
+        if path and path not in tgt.entries and path not in tgt.owned and not any(p.startswith(path + "/") for p in tgt.entries):
+            raise GitexpError(f"run {run.name!r} has no file or directory {path!r}; nothing was changed")
+        out.append(path)
+    return tuple(dict.fromkeys(out))
+
+
+def _under(path: str, paths: tuple[str, ...]) -> bool:
+    return any(not p or path == p or path.startswith(p + "/") for p in paths)  # '' is the workspace's root
+
+
+def _checkout(
+    store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None, only: tuple[str, ...] | None
+) -> CheckoutResult:
     root = store.root
     tgt = target(store, run)
+    if only is not None:
+        only = restore_paths(run, list(only), tgt)
     staged = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
-    if staged or (run.base and run.base != store.head()[0]):
-        code_entries(store, run, staged or run.base)  # the index will hold it: refused now, not half-way
+    index_paths: set[str] = set()
+    if only is None and (staged or (run.base and run.base != store.head()[0])):
+        index_paths = set(code_entries(store, run, staged or run.base))  # the index will hold it: refused now, not half-way
+    # A sparse checkout leaves files outside it unwritten (and their index entries skip-worktree), as git does.
+    sparse = store.sparse_outside([p for p, e in tgt.entries.items() if e.kind != "object"])
     _refuse_while_busy(store)
     for note in ParamsGuard(store.state_dir, root).recover():  # the user's params first: they may need saving
         notify(note)
@@ -472,7 +548,7 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
                 f"run {run.name!r} recorded these inputs without caching them (cache_inputs: false) and the "
                 f"workspace no longer has them: {', '.join(uncached_bad[:5])}; nothing was changed"
             )
-        todo = [e for e in tgt.entries.values() if not _same(root, e, current_code, current_data)]
+        todo = [e for e in tgt.entries.values() if e.path not in sparse and not _same(root, e, current_code, current_data)]
         # Files under a data path the run did not declare were never the run's: they stay.
         owned = tuple(p.rstrip("/") + "/" for p in tgt.owned)
         theirs = set(tgt.owned) | set(current.large) | {p for p in current_data if p.startswith(owned)}
@@ -480,6 +556,9 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
             p for p in (set(current_code) | (set(current_data) & theirs)) - set(tgt.entries) if _removable(root / p)
         )
         removals = _not_ignored_by_run(store, tgt, current_code, removals)
+        if only is not None:  # as git checkout RUN -- PATH: code files the run lacks stay; its data paths hold only its files
+            todo = [e for e in todo if _under(e.path, only)]
+            removals = [p for p in removals if _under(p, only) and p in current_data and p in theirs]
         removals = [p for p in removals if p not in tgt.owned or not os.path.islink(root / p)]  # a data link stays
         _refuse_through_symlinks(root, [e.path for e in todo] + removals)
         todo = _guard_unsaveable(store, todo, current_code, current_data, removals)
@@ -502,14 +581,26 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
                 with _Below(root) as below:
                     for path in removals:
                         _remove(below, path)
-                stage.write(root)
+                stage.write(root, run.commit, tgt.entries)
                 for entry in todo:  # so that the next snapshot or checkout does not read them again
                     if entry.kind == "object":
                         stats.remember(root / entry.path, entry.source)
-                index_tree = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
-                head = store.move_head(run.base, run.base_branch, index_tree, run.commit)
-                _, branch = store.head()
-                write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
+                if only is None:
+                    index_tree = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
+                    written = [e.path for e in todo if e.kind == "blob"]
+                    head = store.move_head(run.base, run.base_branch, index_tree, run.commit, written)
+                    if sparse:
+                        if not index_paths:
+                            index_paths = {p for p, _, _ in store.code_entries(index_tree or run.base or run.commit)}
+                        store.mark_skip_worktree(sorted(sparse & index_paths))
+                    _, branch = store.head()
+                    write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
+                else:
+                    store.forget_stat([e.path for e in todo if e.kind == "blob"])
+                    head = "unchanged"
+            _lfs_notice(stage.lfs_missing, notify)
+            if only is None:
+                _submodules(store, run, notify)
         finally:
             shutil.rmtree(stage.scratch, ignore_errors=True)
     finally:
@@ -523,9 +614,55 @@ def _checkout(store: Store, run: RunSummary, notify: Callable[[str], None], prog
                 f"{', '.join(shown[:5])}{' ...' if len(shown) > 5 else ''}; the next gitexp run would record them"
             )
     left, was_branch = head_before
-    if left and was_branch is None and left != run.base and not store.held_by_a_ref(left):
+    if only is None and left and was_branch is None and left != run.base and not store.held_by_a_ref(left):
         notify(f"HEAD was detached at {left[:10]}, which no branch or tag holds; keep it with: git branch NAME {left[:10]}")
     return CheckoutResult(run, len(todo), len(removals), saved, head)
+
+
+def _lfs_notice(paths: list[str], notify: Callable[[str], None]) -> None:
+    if paths:
+        shown = ", ".join(sorted(paths)[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        notify(
+            f"{len(paths)} Git LFS file(s) were written as pointers, their objects not being in .git/lfs/objects: "
+            f"{shown}; get them with 'gitexp pull' (or 'git lfs fetch'), then check the run out again"
+        )
+
+
+def _submodules(store: Store, run: RunSummary, notify: Callable[[str], None]) -> None:
+    """Check each submodule of the run out at the commit the run recorded (detached), as
+    `git submodule update` would; one that is not initialised, lacks the commit or refuses is named."""
+    import subprocess
+
+    if not (store.root / ".gitmodules").exists():
+        return
+    from gitexp.store.snapshot import submodule_head
+
+    for path, mode, commit in store.code_entries(run.commit):
+        if mode != GITLINK_MODE:
+            continue
+        head = submodule_head(store.root, path)
+        if head == commit:
+            continue
+        if head is None:
+            notify(
+                f"submodule {path} is not initialised, so it is not at {commit[:10]}, the commit the run used; "
+                f"get it with: git submodule update --init {path} && git -C {path} checkout --detach {commit}"
+            )
+            continue
+        where = store.root / path
+        has = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=where, capture_output=True, check=False)
+        if has.returncode != 0:
+            notify(
+                f"submodule {path} does not have commit {commit[:10]}, the one the run used (it stays at {head[:10]}); "
+                f"fetch it with: git -C {path} fetch && git -C {path} checkout --detach {commit}"
+            )
+            continue
+        proc = subprocess.run(["git", "checkout", "-q", "--detach", commit], cwd=where, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            reason = " ".join(proc.stderr.strip().splitlines()[:2])
+            notify(f"submodule {path} could not be checked out at {commit[:10]} ({reason}); it stays at {head[:10]}")
+        else:
+            notify(f"submodule {path} checked out at {commit[:10]} (detached), the commit the run used")
 
 
 def _refuse_while_busy(store: Store) -> None:

@@ -105,6 +105,8 @@ def push(
     refspecs.append(NOTES_REFSPEC)
     target = _data_remote(store, data_remote, remote, sending=True)  # refused before anything is sent
     _git_transfer(store.root, ["push", "--porcelain", remote, *refspecs], report)
+    pushed = runs or [n for n in statuses if n not in left_out]
+    _lfs_transfer(store, remote, pushed, report, sending=True)
     if target is None:
         _no_data_remote(store, runs, report)
     else:
@@ -204,6 +206,9 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
     refspecs.append(NOTES_REFSPEC)
     report = ShareReport()
     _git_transfer(store.root, ["fetch", remote, *refspecs], report)
+    if data:
+        fetched = set(runs) | {r.removeprefix(fmt.REF_PREFIX) for r in report.refs if r.startswith(fmt.REF_PREFIX)}
+        _lfs_transfer(store, remote, sorted(fetched), report, sending=False)
     target = _data_remote(store, data_remote, remote) if data else None
     if target is None and data:
         _no_data_remote(store, runs, report)
@@ -217,6 +222,42 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
             progress.done()
             cache.release()  # the pulled objects' pins: the fetched runs point at them
     return report
+
+
+def _lfs_transfer(store: Store, remote: str, runs: list[str], report: ShareReport, sending: bool) -> None:
+    """The Git LFS objects the runs' code points to travel through the git remote's own LFS storage, with
+    git-lfs (`git lfs push REMOTE --object-id`, `git lfs fetch REMOTE REF`), as a branch's would: a run
+    with a modified LFS file needs its object wherever it is checked out. Failures are warnings (the runs
+    themselves went)."""
+    import shutil
+
+    wanted: dict[str, str] = {}  # oid -> run
+    for name in runs:
+        commit = store.run_commit(name)
+        found = store.lfs_pointers(commit) if commit else None
+        if not commit or not found or (not sending and not found[1]):
+            continue
+        for oid in store.lfs_oids(commit):
+            wanted.setdefault(oid, name)
+    if not wanted:
+        return
+    if shutil.which("git-lfs") is None:
+        report.warnings.append(f"these runs use {len(wanted)} Git LFS object(s) and git-lfs is not installed: they did not travel")
+        return
+    objects = store.git_common_dir() / "lfs" / "objects"
+    if sending:
+        here = sorted(o for o in wanted if (objects / o[:2] / o[2:4] / o).is_file())
+        batches = [["lfs", "push", remote, "--object-id", *here[i : i + 200]] for i in range(0, len(here), 200)]
+        if len(here) < len(wanted):
+            report.warnings.append(f"{len(wanted) - len(here)} Git LFS object(s) the runs use are not in this clone: not sent")
+    else:
+        refs = sorted({fmt.REF_PREFIX + n for n in wanted.values()})
+        batches = [["lfs", "fetch", remote, *refs[i : i + 100]] for i in range(0, len(refs), 100)]
+    for args in batches:
+        proc = subprocess.run(["git", *args], cwd=store.root, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        if proc.returncode != 0:
+            reason = " ".join(proc.stderr.strip().splitlines()[-2:])
+            report.warnings.append(f"git {' '.join(args[:2])} of the runs' Git LFS objects failed: {reason}")
 
 
 def _no_data_remote(store: Store, runs: list[str], report: ShareReport) -> None:

@@ -7,7 +7,7 @@ and gitexp's local state live.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -361,13 +361,115 @@ class Store:
             Path(self.repo.path) / "info" / "attributes"
         ).exists()
 
-    def worktree_bytes(self, oid: str, path: str) -> bytes:
-        """A blob's bytes as git would write them at path (line endings and other filters applied)."""
+    def worktree_bytes(self, oid: str, path: str, commit: str | None = None) -> bytes:
+        """A blob's bytes as git would write them at path: line endings converted (core.autocrlf, core.eol,
+        text/eol attributes, those of commit's .gitattributes too). External filter drivers are not run
+        here (see filter_paths)."""
+        from pygit2.enums import BlobFilter
+
         blob = self.repo.get(oid)
         if not isinstance(blob, pygit2.Blob):
             raise StorageError(f"git object {oid} is missing or not a file (run 'git fsck')")
-        with pygit2.BlobIO(blob, as_path=path) as f:
+        flags = BlobFilter.CHECK_FOR_BINARY | (BlobFilter.ATTRIBUTES_FROM_COMMIT if commit else 0)
+        with pygit2.BlobIO(blob, as_path=path, flags=flags, commit_id=pygit2.Oid(hex=commit) if commit else None) as f:
             return f.read()
+
+    def filter_paths(self, paths: list[str], commit: str) -> set[str]:
+        """Those of paths whose `filter` attribute (the work tree's or commit's .gitattributes) names a
+        driver configured with a smudge or process command, as Git LFS's: git itself must write them."""
+        from pygit2.enums import AttrCheck
+
+        drivers = {
+            (e.name or "")[len("filter.") : (e.name or "").rindex(".")]
+            for e in self.repo.config
+            if (e.name or "").startswith("filter.") and (e.name or "").endswith((".smudge", ".process")) and e.value
+        }
+        if not drivers:
+            return set()
+        found = set()
+        for path in paths:
+            try:
+                name = self.repo.get_attr(os.fsencode(path), "filter", AttrCheck.INCLUDE_COMMIT, commit)  # type: ignore[arg-type]
+            except pygit2.GitError:
+                continue
+            if isinstance(name, str) and name in drivers:
+                found.add(path)
+        return found
+
+    def lfs_object(self, pointer: bytes) -> tuple[str, Path] | None:
+        """(oid, path in .git/lfs/objects) of a Git LFS pointer's object, or None if pointer is not one."""
+        if len(pointer) >= 1024 or not pointer.startswith(_LFS_POINTER):
+            return None
+        oid = next((line[len(b"oid sha256:") :].decode("ascii", "replace") for line in pointer.splitlines()
+                    if line.startswith(b"oid sha256:")), "")
+        if len(oid) != 64 or any(c not in "0123456789abcdef" for c in oid):
+            return None
+        return oid, Path(self.git_common_dir(), "lfs", "objects", oid[:2], oid[2:4], oid)
+
+    def lfs_oids(self, commit: str) -> list[str]:
+        """The oids of the Git LFS objects a run's code tree points to (none when the repository does not use LFS)."""
+        found = self.lfs_pointers(commit)
+        if not found:
+            return []
+        tree = self.repo[commit].peel(pygit2.Tree)
+        out = []
+        for path in found[0]:
+            obj = tree[path]
+            known = self.lfs_object(obj.data) if isinstance(obj, pygit2.Blob) else None
+            if known is not None:
+                out.append(known[0])
+        return out
+
+    def sparse_outside(self, paths: list[str]) -> set[str]:
+        """Those of paths a checkout leaves out of the work tree, as git does: those the index marks
+        skip-worktree now (a sparse checkout, or set by hand), and in a cone-mode sparse checkout those
+        outside the cone (`git sparse-checkout list`), new to the index or not."""
+        import subprocess
+
+        from pygit2 import C, ffi  # type: ignore[attr-defined]
+
+        index = self.repo.index
+        out = set()
+        wanted = set(paths)
+        for i in range(C.git_index_entrycount(index._index)):
+            centry = C.git_index_get_byindex(index._index, i)
+            if centry != ffi.NULL and centry.flags_extended & _snapshot._SKIP_WORKTREE:
+                path = ffi.string(centry.path).decode("utf-8", "surrogateescape")
+                if path in wanted:
+                    out.add(path)
+        try:
+            cone = self.repo.config.get_bool("core.sparseCheckout") and self.repo.config.get_bool("core.sparseCheckoutCone")
+        except KeyError:
+            cone = False
+        if not cone:
+            return out
+        env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": str(self.root)}
+        env.pop("GIT_INDEX_FILE", None)
+        proc = subprocess.run(["git", "sparse-checkout", "list"], cwd=self.root, capture_output=True, env=env, check=False)
+        if proc.returncode != 0:
+            raise StorageError(f"git sparse-checkout list failed: {proc.stderr.decode(errors='replace').strip()}")
+        dirs = [d.strip("/") for d in proc.stdout.decode("utf-8", "surrogateescape").splitlines() if d.strip("/")]
+
+        def inside(path: str) -> bool:
+            parent = path.rpartition("/")[0]
+            return not parent or any(path.startswith(d + "/") or d.startswith(parent + "/") or d == parent for d in dirs)
+
+        return out | {p for p in paths if not inside(p)}
+
+    def mark_skip_worktree(self, paths: list[str]) -> None:
+        """Set the skip-worktree bit of these index entries (git update-index --skip-worktree)."""
+        import subprocess
+
+        if not paths:
+            return
+        env = {**os.environ, "GIT_DIR": self.repo.path, "GIT_WORK_TREE": str(self.root)}
+        env.pop("GIT_INDEX_FILE", None)
+        proc = subprocess.run(
+            ["git", "update-index", "-z", "--skip-worktree", "--stdin"], cwd=self.root, capture_output=True, env=env, check=False,
+            input=b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths),
+        )
+        if proc.returncode != 0:
+            raise StorageError(f"git update-index --skip-worktree failed: {proc.stderr.decode(errors='replace').strip()}")
 
     def ignored_by(self, gitignores: dict[str, str], paths: list[str]) -> set[str]:
         """Those of paths that these .gitignore blobs (path -> blob id), in place of the workspace's, would ignore."""
@@ -414,13 +516,17 @@ class Store:
         except pygit2.GitError:
             return True
 
-    def move_head(self, commit: str | None, branch: str | None, index_tree: str | None, worktree: str) -> str:
+    def move_head(
+        self, commit: str | None, branch: str | None, index_tree: str | None, worktree: str, rewritten: Collection[str] = ()
+    ) -> str:
         """Point HEAD at branch (if it is at commit) or detach it at commit; set the index to index_tree.
 
         worktree is the tree the work tree now holds: an index entry whose blob differs from it gets no
         stat data, as git gives an entry it cannot vouch for, so that git hashes the file again. (The
         stat data kept from the old index for the same blob would match a file rewritten in place within
-        the same second, and git would show it unchanged.)
+        the same second, and git would show it unchanged.) So does each path of rewritten (files the
+        checkout wrote): git trusts a recorded size, and the same blob may be written with other line
+        endings than the file it was hashed from.
         Returns a description of where HEAD is now. Only `gitexp checkout` calls this.
         """
         repo = self.repo
@@ -441,14 +547,24 @@ class Store:
             if staged is not None:
                 tree = repo[staged].peel(pygit2.Tree)
                 index.read_tree(tree)
-                for delta in tree.diff_to_tree(repo[worktree].peel(pygit2.Tree)).deltas:
-                    entry = index[delta.old_file.path] if delta.old_file.path in index else None
-                    if entry is not None:
-                        index.add(pygit2.IndexEntry(entry.path, entry.id, entry.mode))  # no stat data
+                paths = [d.old_file.path for d in tree.diff_to_tree(repo[worktree].peel(pygit2.Tree)).deltas]
+                _forget_stat(index, [*paths, *rewritten])
             index.write()
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise StorageError(f"cannot update HEAD or the index: {exc}") from exc
         return where
+
+    def forget_stat(self, paths: Collection[str]) -> None:
+        """Drop the stat data of these index entries (files rewritten behind the index's back), so that
+        git hashes them again instead of trusting a recorded size; nothing else of the index changes."""
+        if not paths:
+            return
+        try:
+            index = self.repo.index
+            _forget_stat(index, paths)
+            index.write()
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise StorageError(f"cannot update the index: {exc}") from exc
 
     def switch_branch(self, name: str) -> None:
         """Attach HEAD to refs/heads/<name> and set the index to its tree (used after a checkout)."""
@@ -832,6 +948,13 @@ def _with_note(repo: pygit2.Repository, tree: pygit2.Tree | None, path: list[str
 
 
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+def _forget_stat(index: pygit2.Index, paths: Collection[str]) -> None:
+    for path in paths:
+        entry = index[path] if path in index else None
+        if entry is not None:
+            index.add(pygit2.IndexEntry(entry.path, entry.id, entry.mode))  # no stat data
 
 
 def _entry_id(tree: pygit2.Tree | None, path: str) -> str | None:
