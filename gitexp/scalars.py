@@ -332,6 +332,7 @@ _CURSOR_UP = re.compile(rb"\x1b\[(\d*)A")
 _COUNTER = re.compile(rb"(\d+)/(?:\d+|\?)")
 HOLD_SECONDS = 1.0  # how long a line drawn with escape codes may still be redrawn (cursor up) before it counts
 HOLD_LINES = 8
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def final_states(raw: bytes) -> tuple[list[bytes], bytes]:
@@ -403,7 +404,7 @@ class ScalarCapture:
             if values and (step, values) != self._previous:  # a display drawn twice the same counts once
                 self._previous = (step, values)
                 clean = {self._name(k): _strict(v) for k, v in values.items()}
-                out.append(json.dumps({"step": step, "time": round(when, 3), "values": clean}, separators=(",", ":")))
+                out.append(_ENCODE({"step": step, "time": round(when, 3), "values": clean}))
 
     def _name(self, name: str) -> str:
         return self._spelling.setdefault(name.lower(), name)
