@@ -330,7 +330,7 @@ class Recognisers:
 
 _CURSOR_UP = re.compile(rb"\x1b\[(\d*)A")
 _COUNTER = re.compile(rb"(\d+)/(?:\d+|\?)")
-HOLD_SECONDS = 1.0  # how long a line drawn with escape codes may still be redrawn (cursor up) before it counts
+HOLD_SECONDS = 2.0  # how long a line drawn with escape codes may still be redrawn (cursor up) before it counts
 HOLD_LINES = 8
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -345,12 +345,13 @@ def final_states(raw: bytes) -> tuple[list[bytes], bytes]:
     last = states.pop()
     if not states or b"/" not in raw:
         return [], last
-    finished = []
-    counts = [_COUNTER.findall(state)[-1:] for state in [*states, last]]  # the last counter: rich's bar follows "Epoch 0/1"
-    for state, here, after in zip(states, counts, counts[1:]):
-        if here and after and int(after[0]) < int(here[0]):
-            finished.append(state)
-    return finished, last
+    return [state for state, after in zip(states, [*states[1:], last]) if _restarts(state, after)], last
+
+
+def _restarts(state: bytes, after: bytes) -> bool:
+    """Whether a redraw shows a new progress bar: its counter is lower (the last counter: rich's follows "Epoch 0/1")."""
+    here, then = _COUNTER.findall(state)[-1:], _COUNTER.findall(after)[-1:]
+    return bool(here and then and int(then[0]) < int(here[0]))
 
 
 class ScalarCapture:
@@ -381,7 +382,8 @@ class ScalarCapture:
             if b"\x1b" in last:
                 up = sum(int(n or 1) for n in _CURSOR_UP.findall(last))
                 for index in range(max(0, len(held) - up), len(held)):
-                    held[index] = (held[index][0], held[index][1], b"")  # redrawn: its state then never counted
+                    if not _restarts(held[index][2], last):
+                        held[index] = (held[index][0], held[index][1], b"")  # redrawn: its state never counted
             if held or b"\x1b" in last:
                 held.append((when, finished, last))
             else:

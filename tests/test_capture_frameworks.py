@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Workspace
+from conftest import Workspace, run_in_pty
 
 PY = sys.executable
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1"}
@@ -26,16 +26,23 @@ def need(module: str) -> None:
     pytest.importorskip(module, reason=f"{module} is not installed (pip install -e '.[integrations]')")
 
 
-def captured(ws: Workspace, tmp_path: Path, script: str, name: str) -> tuple[list[tuple[int | None, dict[str, Any]]], Any]:
-    """(points recorded by `gitexp run --scalars -- python script`, what the script wrote as its truth)."""
+def captured(
+    ws: Workspace, tmp_path: Path, script: str, name: str, pty: bool = False
+) -> tuple[list[tuple[int | None, dict[str, Any]]], Any]:
+    """(points recorded by `gitexp run --scalars -- python script`, what the script wrote as its truth).
+
+    pty: gitexp runs on a terminal, so the script does too (colours, redrawn progress bars).
+    """
     ws.write(f"run_{name}.py", script)  # not tqdm.py: it would shadow the module it imports
     truth = tmp_path / f"{name}.truth.json"
     env = {**os.environ, **OFFLINE, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
-        [PY, "-m", "gitexp", "run", "-n", name, "--scalars", "--sample-interval", "0", "--", PY, f"run_{name}.py", str(truth)],
-        check=False, cwd=ws.root, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    args = [PY, "-m", "gitexp", "run", "-n", name, "--scalars", "--sample-interval", "0", "--", PY, f"run_{name}.py", str(truth)]
+    if pty:
+        code, output = run_in_pty(args, ws.root, env)
+        assert code == 0, output[-3000:]
+    else:
+        proc = subprocess.run(args, check=False, cwd=ws.root, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
     lines = ws.git("show", f"refs/experiments/{name}:.gitexp/steps.jsonl").splitlines()
     points = [(p["step"], p["values"]) for p in map(json.loads, lines)]
     return points, json.loads(truth.read_text())
@@ -222,14 +229,20 @@ def test_lightning_progress_bar_gives_each_epochs_final_values_at_the_global_ste
     assert "v_num" not in got and not {"it/s", "using"} & set(got)
 
 
-def test_lightning_rich_progress_bar_and_table(ws: Workspace, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pty", [False, True], ids=["pipe", "terminal"])
+def test_lightning_rich_progress_bar_and_table(ws: Workspace, tmp_path: Path, pty: bool) -> None:
     need("pytorch_lightning")
     need("rich")
-    points, truth = captured(ws, tmp_path, LIGHTNING, "lightning_rich")
+    points, truth = captured(ws, tmp_path, LIGHTNING, "lightning_rich", pty)  # on a terminal: redrawn by cursor moves
     got = series(points)
-    last = truth["epochs"][-1]
-    assert got["train_loss"][-1] == (1, round(last["train_loss"], 3))  # rich shows "Epoch 1/1": the epoch is the step
-    assert got["val_loss"][-1] == (1, round(last["val_loss"], 3))
+    first, last = truth["epochs"]
+    # rich shows "Epoch 1/1 ━━ 8/8 ...": the epoch is the step; without a terminal it prints only its last state
+    if pty:  # each epoch's last state (a bar redrawn for the next epoch is a new bar); per step the last value
+        assert dict(got["train_loss"]) == {0: round(first["train_loss"], 3), 1: round(last["train_loss"], 3)}
+        assert dict(got["val_loss"]) == {1: round(last["val_loss"], 3)}
+    else:
+        assert got["train_loss"] == [(1, round(last["train_loss"], 3))]
+        assert got["val_loss"] == [(1, round(last["val_loss"], 3))]
     assert got["test_loss"][-1][1] == truth["test"][0]["test_loss"]
     assert set(got) == {"train_loss", "val_loss", "test_loss"}
 
@@ -297,10 +310,14 @@ json.dump(history.history, open(sys.argv[1], "w"))
 '''
 
 
-def test_keras_fit_lines_give_the_history_at_each_epoch(ws: Workspace, tmp_path: Path) -> None:
-    need("keras")
+@pytest.mark.parametrize("pty", [False, True], ids=["pipe", "terminal"])
+def test_keras_fit_lines_give_the_history_at_each_epoch(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pty: bool
+) -> None:
     need("torch")
-    points, history = captured(ws, tmp_path, KERAS, "keras")
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # else importing keras looks for tensorflow
+    need("keras")
+    points, history = captured(ws, tmp_path, KERAS, "keras", pty)  # on a terminal: \r, \b and colours
     got = series(points)
     assert set(got) == set(history)
     for name, values in history.items():

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import Workspace
+
 from gitexp.scalars import BadScalarPattern, ScalarCapture, compile_pattern, parse_line
 
 DEFAULT = compile_pattern("default")
