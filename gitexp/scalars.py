@@ -77,6 +77,7 @@ _METRIC_WORD = re.compile(
 )
 _BOX = "│┃|"
 
+BLOCK_LINES = 200  # a metric table or a multi-line repr that does not end within this many lines has ended
 Parsed = tuple[int | None, dict[str, float]]
 
 
@@ -149,9 +150,9 @@ class Recognisers:
     def __init__(self) -> None:
         self.step: int | None = None  # of the latest line that gave one
         self._epoch0: int | None = None  # the first epoch printed beside a progress counter
-        self._table = False  # inside a printed metric table (Lightning)
+        self._table = 0  # inside a printed metric table (Lightning): how many more lines it may have
         self._rows = False  # and it had a row of values
-        self._repr = False  # inside a multi-line repr (a torch optimizer's `Adam (`)
+        self._repr = 0  # inside a multi-line repr (a torch optimizer's `Adam (`): how many more lines it may have
         self._best = False  # the line after LightGBM's "Best iteration is:" repeats an earlier one
 
     def parse(self, line: str) -> Parsed:
@@ -169,10 +170,10 @@ class Recognisers:
         if self._table or ("metric" in s and "DataLoader" in s):
             return self._table_line(s)
         if self._repr:
-            self._repr = not s.startswith(")")
+            self._repr = 0 if s.startswith(")") else self._repr - 1
             return None, {}
         if _OPEN_REPR.match(s):
-            self._repr = True
+            self._repr = BLOCK_LINES
             return None, {}
         best, self._best = self._best, "Best iteration is" in s
         if best or not _DIGIT.search(s):
@@ -207,17 +208,19 @@ class Recognisers:
 
     def _table_line(self, s: str) -> Parsed:
         if not self._table:
-            self._table = True
+            self._table = BLOCK_LINES
             return None, {}
+        self._table -= 1
         row = s.strip(_BOX + " ")
         if not _DIGIT.search(row):  # a rule; the rule or border after the rows ends the table
             if s[0] in "└+" or self._rows:
-                self._table = self._rows = False
+                self._table, self._rows = 0, False
             return None, {}
         cells = [c.strip() for c in re.split("[│┃|]", row)] if any(c in row for c in _BOX) else [row]
         hit = _TABLE_ROW.match(" ".join(c for c in cells if c))
-        if not hit:
-            return None, {}
+        if not hit:  # not a table after all
+            self._table, self._rows = 0, False
+            return self._recognise(s)
         self._rows = True
         return None, {hit.group(1): float(hit.group(2))}
 
@@ -322,8 +325,8 @@ class Recognisers:
             else:
                 values[name] = value
         if step is None:
-            found = _STEP.search(s)
-            if found and (values or found.start() == 0):
+            found = _STEP.search(s) if values else _STEP.match(s)  # a line with only an epoch: "Epoch 3/10"
+            if found:
                 step = int(found.group(1) or found.group(2))
         return step, values
 

@@ -98,3 +98,15 @@ def test_scalars_printed_on_stderr_are_captured_by_a_run(ws: Workspace) -> None:
     points = [json.loads(line) for line in ws.git("show", "refs/experiments/err:.gitexp/steps.jsonl").splitlines()]
     got = {json.dumps(p["values"]): p["step"] for p in points}
     assert set(got) == {'{"loss": 0.5}', '{"acc": 0.9}'} and got['{"loss": 0.5}'] == 1
+
+
+def test_a_table_header_or_a_repr_that_never_ends_does_not_swallow_later_lines() -> None:
+    from gitexp.scalars import BLOCK_LINES, Recognisers
+
+    parser = Recognisers()
+    assert parser.parse("Test metric    DataLoader 0") == (None, {})
+    assert parser.parse("epoch 3 loss=0.41") == (3, {"loss": 0.41})  # not a row: the table was not one
+    parser = Recognisers()
+    parser.parse("Model (")
+    assert [parser.parse(f"    layer{i}: {i}") for i in range(BLOCK_LINES)] == [(None, {})] * BLOCK_LINES
+    assert parser.parse("loss: 0.5") == (None, {"loss": 0.5})
