@@ -187,6 +187,8 @@ class Recognisers:
             boost = _BOOST.match(s)
             if boost:
                 return self._boost(boost)
+            if s.startswith("[LightGBM] "):
+                return None, {}  # its log: dataset sizes, bins, warnings
         if first == "*" or "\t" in s or first in "E[":
             meters = self._meters(s)
             if meters is not None:

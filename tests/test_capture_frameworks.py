@@ -420,6 +420,10 @@ NOT_METRICS = [
     "Linear(in_features=8, out_features=2, bias=True)",
     "Total params: 1,234",
     "memory: 12 GB",
+    "[LightGBM] [Info] Number of data points in the train set: 150, number of used features: 3",
+    "[LightGBM] [Info] Start training from score 3.020000",
+    "Some weights of BertForSequenceClassification were not initialized from the model checkpoint: ['classifier.bias']",
+    "Epoch 00003: reducing learning rate of group 0 to 1.0000e-04.",
 ]
 
 
