@@ -34,9 +34,9 @@ ESCALATION = (  # after an interrupt: (seconds since it, signal sent to the comm
 
 
 class OutputSink(Protocol):
-    """Also fed the command's stdout as it arrives (scalar capture)."""
+    """Also fed the command's stdout and stderr as they arrive (scalar capture); stream says which."""
 
-    def feed(self, data: bytes, when: float) -> None: ...
+    def feed(self, data: bytes, when: float, stream: str) -> None: ...
 
     def close(self, when: float) -> None: ...
 
@@ -57,7 +57,7 @@ def execute(
     stderr_log: Path,
     times_log: Path | None = None,
     on_start: Callable[[int], None] | None = None,
-    stdout_sink: OutputSink | None = None,
+    output_sink: OutputSink | None = None,
 ) -> Outcome:
     """Run argv to completion; return its exit code (128+N when killed by signal N).
 
@@ -83,7 +83,7 @@ def execute(
     pump = _Pump(
         [(out_r, _fileno(sys.stdout), stdout_log, "stdout"), (err_r, _fileno(sys.stderr), stderr_log, "stderr")],
         times_log,
-        {out_r: stdout_sink} if stdout_sink is not None else {},
+        {out_r: output_sink, err_r: output_sink} if output_sink is not None else {},
     )
     pump.start()
     guard = _SignalGuard(proc)
@@ -216,9 +216,9 @@ class _Pump:
                     sink = self._sinks.get(fd)
                     if sink is not None:
                         try:
-                            sink.feed(data, now)
+                            sink.feed(data, now, labels[fd])
                         except (OSError, ValueError) as exc:
-                            del self._sinks[fd]  # capture is a bonus: it never stops the logs
+                            self._sinks.clear()  # capture is a bonus: it never stops the logs
                             self.lost.setdefault("scalars", f"{_why(exc)}; later scalars were not captured")
                     dst = dests[fd]
                     if dst is not None and not _write_all(dst, data):
@@ -227,7 +227,7 @@ class _Pump:
             for fd, log in logs.items():
                 _close_file(log)
                 _close(fd)
-            for sink in self._sinks.values():
+            for sink in {id(sink): sink for sink in self._sinks.values()}.values():
                 with contextlib.suppress(OSError, ValueError):
                     sink.close(time.time())
             _close_file(times)
