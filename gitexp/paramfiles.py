@@ -91,7 +91,10 @@ def load_files(
         else:
             trust.check(rel, "params file")
             if full.exists() and not full.is_file():
-                raise InvalidParamsFile(rel, "it is not a regular file (a directory?)")
+                raise InvalidParamsFile(
+                    rel, "it is not a regular file (a directory? for a Hydra config directory, name its primary "
+                    "config: params: [conf/config.yaml])"
+                )
             raw = full.read_bytes() if full.is_file() else None
         if raw is None:
             if required:

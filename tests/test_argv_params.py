@@ -144,3 +144,19 @@ def test_reproduce_gives_the_same_call_and_capture_settings_back(ws: Workspace) 
     assert meta["data"] == ["data"] and meta["outputs"] == ["out.txt"]  # type: ignore[index]
     assert ws.record("orig-repro-1", "metrics.json") == {"loss": 0.5}
     assert "inputs" in ws.record("orig-repro-1", "data.json")  # type: ignore[operator]
+
+
+def test_log_params_takes_a_resolved_omegaconf_dictconfig(ws: Workspace) -> None:
+    import pytest
+
+    pytest.importorskip("omegaconf", reason="omegaconf (Hydra's config) is not installed")
+    ws.write("conf/config.yaml", "lr: 0.1\nmodel: {depth: 2, width: '${model.depth}'}\n")
+    ws.write(".gitexp.yaml", "params: [conf/config.yaml]\n")
+    ws.write("train.py", (
+        "import gitexp\nfrom omegaconf import OmegaConf\n"
+        "cfg = OmegaConf.load('conf/config.yaml')\n"
+        "gitexp.log_params(cfg)\n"
+    ))
+    ws.commit_all()
+    ws.run("-n", "hydra", "-S", "model.depth=5", "--", PY, "train.py")
+    assert ws.record("hydra", "params.json") == {"lr": 0.1, "model": {"depth": 5, "width": 5}}
