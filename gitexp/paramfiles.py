@@ -220,9 +220,18 @@ def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
 _FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.-]*)\}")
 
 
+def _templated(arg: str) -> bool:
+    """An argument with whitespace in it is code (`python -c '...'`, `sh -c '...'`): never a template."""
+    return not any(c.isspace() for c in arg)
+
+
 def placeholders(argv: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """The `{name}` placeholders of a command template, in order, once each (`{{` and `}}` are escapes)."""
-    found = [m.group(1) for arg in argv for m in _FIELD.finditer(arg) if m.group(1)]
+    """The `{name}` placeholders of a command template, in order, once each (`{{` and `}}` are escapes).
+
+    Only arguments without whitespace are templates: the braces of a script given as one argument
+    (f-strings, dict literals) stay as they are.
+    """
+    found = [m.group(1) for arg in argv if _templated(arg) for m in _FIELD.finditer(arg) if m.group(1)]
     return tuple(dict.fromkeys(found))
 
 
@@ -241,7 +250,7 @@ def substitute(argv: list[str] | tuple[str, ...], flat: dict[str, Any]) -> list[
         v = flat[m.group(1)]
         return v if isinstance(v, str) else json.dumps(v)
 
-    return [_FIELD.sub(value, arg) for arg in argv]
+    return [_FIELD.sub(value, arg) if _templated(arg) else arg for arg in argv]
 
 
 def split_plus(text: str) -> tuple[bool, str]:

@@ -42,6 +42,13 @@ def test_a_command_without_placeholders_runs_verbatim_braces_and_all(ws: Workspa
     assert _argv(ws) == ["{}", "}}"] and "argv" not in ws.record("v", "run.json")  # type: ignore[operator]
 
 
+def test_an_argument_with_whitespace_is_code_and_never_a_template(ws: Workspace) -> None:
+    _project(ws)
+    code = "import json, sys; d = {'a': {'b': 1}}; open('argv.json', 'w').write(json.dumps([f'{d}'] + sys.argv[1:]))"
+    ws.run("-n", "code", "-S", "lr=0.5", "--", PY, "-c", code, "{lr}", "{{x}}")
+    assert _argv(ws) == ["{'a': {'b': 1}}", "0.5", "{x}"]
+
+
 def test_a_placeholder_without_a_value_is_refused_before_the_command_starts(ws: Workspace) -> None:
     _project(ws)
     ws.freeze()
@@ -62,11 +69,21 @@ def test_a_sweep_and_seed_repeats_fill_the_placeholders_of_each_run(ws: Workspac
     assert (ws.root / "params.yaml").read_text() == "epochs: 3\n"
 
 
+def test_random_draws_fill_the_placeholders(ws: Workspace) -> None:
+    _project(ws)
+    ws.run("--random", "2", "--random-seed", "7", "-S", "lr=loguniform(1e-4,1e-1)", "-S", "bs=randint(1,8)",
+           "--", PY, "main.py", "--lr", "{lr}", "--bs", "{bs}")
+    for run in json.loads(ws.gitexp("list", "--json").out):
+        lr, bs = run["params"]["lr"], run["params"]["bs"]
+        assert 1e-4 <= lr <= 1e-1 and 1 <= bs <= 8
+        assert ws.record(run["name"], "run.json")["argv"][-4:] == ["--lr", json.dumps(lr), "--bs", str(bs)]  # type: ignore[index]
+
+
 def test_parallel_runs_get_their_values_and_their_share_of_the_cores(ws: Workspace) -> None:
     _project(ws)
     script = ("import json, os, sys; names = ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', "
               "'NUMEXPR_NUM_THREADS', 'VECLIB_MAXIMUM_THREADS', 'CUDA_VISIBLE_DEVICES']; "
-              "print(json.dumps({'argv': sys.argv[1:], **{n: os.environ.get(n) for n in names} }))")  # (`}}` would be a brace)
+              "print(json.dumps({'argv': sys.argv[1:], **{n: os.environ.get(n) for n in names}}))")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                                "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
     env["MKL_NUM_THREADS"] = "7"  # the user's own setting is kept

@@ -29,7 +29,8 @@ start). Exit code: 0 if every run completed, else 1 (130 if interrupted).
 
 \b
 Params on the command line: `{name}` in COMMAND is replaced by the param's
-value, from -S or a params file (`{{` and `}}` are literal braces), and the
+value, from -S or a params file (`{{` and `}}` are literal braces; an
+argument with a space in it, such as `python -c` code, is left as it is), and the
 values are recorded as the run's params: `gitexp run -S lr=0.1,0.01 --
 python main.py --lr {lr}`. -S of a key that no params file defines and no
 `{key}` names is refused (a typo?); `-S +key=value` adds it to the params file.
