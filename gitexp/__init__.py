@@ -1,7 +1,7 @@
 """gitexp: Git-native experiment versioning for machine learning.
 
 In a training script: `import gitexp`, then `gitexp.params()`, `gitexp.log({...}, step=...)`,
-`gitexp.log_artifact(path)`, `gitexp.summary({...})`, or `with gitexp.start(...):` outside
+`gitexp.log_artifact(path)`, `gitexp.log_params(args)`, `gitexp.summary({...})`, or `with gitexp.start(...):` outside
 `gitexp run`. They are loaded on first use, so `import gitexp` costs next to nothing.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["log", "log_artifact", "params", "start", "summary"]
+__all__ = ["log", "log_artifact", "log_params", "params", "start", "summary"]
 
 
 def __getattr__(name: str) -> Any:

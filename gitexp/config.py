@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,7 +18,13 @@ KNOWN_KEYS = (
     "sample_interval", "exclude",
 )
 DEFAULT_SAMPLE_INTERVAL = 2.0
-LOWER_IS_BETTER_WORDS = ("loss", "error", "err", "rmse", "mae", "mse", "perplexity", "wer", "cer")
+# A metric is lower-is-better when one of its name's parts is one of these words (see name_parts).
+LOWER_IS_BETTER_WORDS = frozenset({
+    "loss", "losses", "error", "errors", "err", "mse", "mae", "rmse", "mape", "nll", "bpc", "bpd", "ppl",
+    "perplexity", "wer", "cer", "fid", "logloss", "mlogloss", "time", "runtime", "latency", "duration", "seconds",
+    "sec", "ms", "regret",
+})
+_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")  # words: runs of letters, camelCase split too
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
@@ -158,12 +165,22 @@ def add_remote(root: Path, name: str, url: str) -> None:
 
 
 def higher_is_better(config: Config, metric: str) -> bool:
-    """Whether a larger value of metric is an improvement (configured, else guessed from its name)."""
+    """Whether a larger value of metric is an improvement: as `direction:` says, else guessed from its name.
+
+    The one rule behind diff, compare, diff -g (and anything else that says better or worse).
+    """
     for name, way in config.direction:
         if name == metric:
             return way == "higher"
-    last = metric.rsplit(".", 1)[-1].lower()
-    return not any(word in last for word in LOWER_IS_BETTER_WORDS)
+    parts = name_parts(metric)
+    # a word after "per" is a rate's unit: samples_per_sec is higher-is-better
+    return not any(p in LOWER_IS_BETTER_WORDS and (i == 0 or parts[i - 1] != "per") for i, p in enumerate(parts))
+
+
+def name_parts(metric: str) -> list[str]:
+    """A metric name's words, lower-cased: split at anything not a letter (`_ . - / : @`, digits) and at
+    camelCase, so `val/loss_2` -> val, loss and `answer_f1` -> answer, f (never a `wer` inside a word)."""
+    return [part.lower() for part in _PART.findall(metric)]
 
 
 def _size(value: Any) -> int | None:

@@ -6,11 +6,12 @@ import copy
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitexp.errors import InvalidOverride, InvalidParamsFile
+from gitexp.errors import GitexpError, InvalidOverride, InvalidParamsFile
 
 if TYPE_CHECKING:
     from gitexp.trust import Trust
@@ -19,8 +20,8 @@ Override = tuple[tuple[str, ...], Any]
 
 
 def parse_override(text: str) -> Override:
-    """'model.depth=4' -> (('model', 'depth'), 4); the value is parsed as a YAML scalar."""
-    key, sep, raw = text.partition("=")
+    """'model.depth=4' -> (('model', 'depth'), 4); the value is parsed as a YAML scalar. A leading '+' is dropped."""
+    key, sep, raw = split_plus(text)[1].partition("=")
     key = key.strip()
     if not sep:
         raise InvalidOverride(text, "it has no '='")
@@ -90,7 +91,10 @@ def load_files(
         else:
             trust.check(rel, "params file")
             if full.exists() and not full.is_file():
-                raise InvalidParamsFile(rel, "it is not a regular file (a directory?)")
+                raise InvalidParamsFile(
+                    rel, "it is not a regular file (a directory? for a Hydra config directory, name its primary "
+                    "config: params: [conf/config.yaml])"
+                )
             raw = full.read_bytes() if full.is_file() else None
         if raw is None:
             if required:
@@ -209,3 +213,89 @@ def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
             _deep_merge(into[key], value)
         else:
             into[key] = value
+
+
+# -- params on the command line: `python main.py --lr {lr}` ------------------------------------------------
+
+_FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.-]*)\}")
+
+
+def _templated(arg: str) -> bool:
+    """An argument with whitespace in it is code (`python -c '...'`, `sh -c '...'`): never a template."""
+    return not any(c.isspace() for c in arg)
+
+
+def placeholders(argv: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The `{name}` placeholders of a command template, in order, once each (`{{` and `}}` are escapes).
+
+    Only arguments without whitespace are templates: the braces of a script given as one argument
+    (f-strings, dict literals) stay as they are.
+    """
+    found = [m.group(1) for arg in argv if _templated(arg) for m in _FIELD.finditer(arg) if m.group(1)]
+    return tuple(dict.fromkeys(found))
+
+
+def substitute(argv: list[str] | tuple[str, ...], flat: dict[str, Any]) -> list[str]:
+    """The command with each `{name}` replaced by the param's value (as YAML writes a scalar, a string as it
+    is) and `{{`/`}}` by a brace. A command without placeholders is returned as it is, braces and all."""
+    if not placeholders(argv):
+        return list(argv)
+    missing = [name for name in placeholders(argv) if name not in flat]
+    if missing:
+        raise MissingPlaceholder(missing[0], sorted(flat))
+
+    def value(m: re.Match[str]) -> str:
+        if not m.group(1):
+            return m.group(0)[0]
+        v = flat[m.group(1)]
+        return v if isinstance(v, str) else json.dumps(v)
+
+    return [_FIELD.sub(value, arg) if _templated(arg) else arg for arg in argv]
+
+
+def split_plus(text: str) -> tuple[bool, str]:
+    """'+key=value' (Hydra's way of adding a key no params file defines) -> (True, 'key=value')."""
+    stripped = text.lstrip()
+    return (True, stripped[1:]) if stripped.startswith("+") else (False, text)
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{'a.b': 1} -> {'a': {'b': 1}}."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def closest(key: str, known: list[str]) -> str | None:
+    """The known key most like key (a typo's intended key), if one is close."""
+    import difflib
+
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not near:  # a nested key typed without its parent: 'lr' for 'optim.lr'
+        near = [k for k in known if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]][:1]
+    return near[0] if near else None
+
+
+class UnknownParam(GitexpError):
+    def __init__(self, key: str, known: list[str]) -> None:
+        near = closest(key, known)
+        hint = f"; did you mean {near}?" if near else ""
+        super().__init__(
+            f"-S {key}: no params file defines {key}{hint} (-S +{key}=VALUE adds it; a {{{key}}} in the command "
+            "takes it as a command-line value)"
+        )
+
+
+class MissingPlaceholder(GitexpError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        near = closest(name, known)
+        hint = f" (did you mean {near}?)" if near else ""
+        super().__init__(
+            f"the command has {{{name}}} but no value for it: give one with -S {name}=VALUE or in a params file"
+            f"{hint}; write {{{{ and }}}} for a literal brace"
+        )

@@ -143,6 +143,7 @@ def _execute_in(store: Store, run: RunSummary, workdir: Path, notify: Notify) ->
         note=run.note,
         overrides=tuple(meta.get("overrides") or ()),
         apply_overrides=False,
+        template="argv" in meta,  # a command with {name} placeholders: the overrides give their values
         tags=run.tags,
         scalars=meta.get("scalars"),
         sample_interval=meta.get("sample_interval"),
@@ -199,15 +200,51 @@ def remove_stale_worktrees() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def share(slot: int, jobs: int, gpus: list[str], gpus_per_run: int | None = None) -> dict[str, str]:
+    """The environment of the worker in slot (of jobs at a time): its share of the machine.
+
+    With jobs > 1, each thread-pool variable the user has not set becomes max(1, cores // jobs); when GPUs are visible,
+    CUDA_VISIBLE_DEVICES becomes the slot's own gpus_per_run of them (default 1; round the list again
+    when jobs x gpus_per_run exceeds them). A run records them in env.json.
+    """
+    env = dict(os.environ)
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    for name in THREAD_VARIABLES if jobs > 1 else ():
+        env.setdefault(name, threads)
+    per_run = gpus_per_run if gpus_per_run is not None else 1
+    if gpus and per_run > 0 and (jobs > 1 or gpus_per_run is not None):
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[(slot * per_run + i) % len(gpus)] for i in range(per_run))
+    return env
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs a run may use: CUDA_VISIBLE_DEVICES when set (empty or -1: none), else `nvidia-smi -L`'s."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        ids = [g.strip() for g in given.split(",") if g.strip()]
+        return [] if not ids or ids[0].startswith("-") else ids
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+
+
 class _Worker:
     """A `gitexp queue serve` process: given run names on its stdin, it answers on a pipe of its own."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, slot: int = 0, env: dict[str, str] | None = None) -> None:
         read_end, write_end = os.pipe()
+        self.slot = slot
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gitexp", "queue", "serve", "--events-fd", str(write_end)],
             cwd=store.root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(write_end,),
+            pass_fds=(write_end,), env=env,
         )
         os.close(write_end)
         self.events = os.fdopen(read_end, "rb")
@@ -240,6 +277,7 @@ def work(
     jobs: int,
     fail_fast: bool,
     notify: Notify,
+    gpus_per_run: int | None = None,
 ) -> list[Outcome]:
     """Work off queued runs with `jobs` worker processes: these names, or the whole queue.
 
@@ -248,6 +286,7 @@ def work(
     cancels a sweep's runs not started (the queue's stay queued) and raises Stopped with the outcomes.
     """
     remove_stale_worktrees()
+    gpus = visible_gpus()
     restore_signals = _terminate_on_signals()
     tried: set[str] = set()
     workers: list[_Worker] = []
@@ -262,7 +301,8 @@ def work(
                     break
                 tried.add(name)
                 if not idle:
-                    workers.append(_Worker(store))
+                    slot = min(set(range(jobs + len(workers))) - {w.slot for w in workers})
+                    workers.append(_Worker(store, slot, share(slot, jobs, gpus, gpus_per_run)))
                     idle.append(workers[-1])
                 worker = idle.pop()
                 worker.give(name)

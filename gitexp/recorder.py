@@ -92,6 +92,7 @@ class RunRequest:
     sweep: dict[str, Any] | None = None  # the sweep this run belongs to (gitexp.sweep.Plan.record)
     claim: RunSummary | None = None  # a queued run to execute: its name, parent, code (in `code`) and inputs
     apply_overrides: bool = True  # False: the code already has them (a queued run); they are only recorded
+    template: bool = True  # the command's {name} are placeholders for params (False: a record from before them)
     # For `gitexp reproduce`: run in a copy of a run's workspace instead of the repository's.
     repository: Path | None = None  # the repository to record into (default: the one around cwd)
     workdir: Path | None = None  # the copy's root: params, metrics and data paths are read there
@@ -113,6 +114,7 @@ API_STEPS = "steps.jsonl"
 API_SUMMARY = "summary.jsonl"
 API_ARTIFACTS = "artifacts.jsonl"
 API_PARAMS = "params.json"
+API_LOGGED_PARAMS = "logged_params.jsonl"
 CAPTURED_STEPS = "scalars.jsonl"
 
 
@@ -180,7 +182,7 @@ class Recording:
             if self.data is not None:
                 record.update(self.data.record_files())
             commit, name = _write(
-                self.store, summary, self.snap, self.parent, record, request.command, started, started, notify
+                self.store, summary, self.snap, self.parent, record, self.argv, started, started, notify
             )
             self.finished = True
             return replace(summary, name=name, commit=commit)
@@ -225,23 +227,19 @@ class Recording:
         self.name = claim.name if claim else _choose_name(store, request.name)
         for tag in request.tags:
             names.validate_tag(tag)
-        if not request.in_process:
-            process.check_command(request.command[0], request.cwd, dict(os.environ))
         scalars = request.scalars if request.scalars is not None else config.scalars
+        self.scalars_setting = scalars  # recorded, so that `reproduce` captures the same way
         self.scalars = compile_pattern(scalars) if scalars else None
         self.sample_interval = request.sample_interval if request.sample_interval is not None else config.sample_interval
-        overrides = [params_mod.parse_override(text) for text in request.overrides] if request.apply_overrides else []
         rewrite = self.guard.rewritten() if in_place else None
         held = rewrite.originals if rewrite and queued else {}  # a queued run is snapshotted with the user's bytes
         trust = Trust.load(store.git_common_dir(), root)  # consent to read outside the work tree
         files = params_mod.load_files(root, config.params, required=config.params_explicit, instead=held, trust=trust)
         if rewrite and not queued and (busy := sorted(rewrite.originals.keys() & {f.target for f in files})):
             raise ParamsInUse(rewrite.pid, rewrite.run, tuple(busy))  # the command would read the other run's -S values
-        self.params = params_mod.effective(files, overrides)
-        self.param_originals = {f.target: f.original for f in files if f.target}
-        self.effective_params = _merged(self.params.params, request.extra_params or {})
-        for key in self.params.new_keys:
-            notify(f"-S {key}: no params file defines {key}; it is added for this run (a typo?)")
+        self._params(files)
+        if not request.in_process:
+            process.check_command(self.argv[0], request.cwd, dict(os.environ))
         self.parent = _claimed_parent(store, claim) if claim else _choose_parent(store, request, notify)
         self.inputs, self.outputs = _data_paths(config, request, root)
         for path in self.inputs + self.outputs + config.metrics:  # before the command, not after hours of it
@@ -267,6 +265,34 @@ class Recording:
                 notify(f"{path} is large and untracked: recorded as a data pointer, not a git blob")
             self.data.add("large_files", self.snap.large, True, "caching large files")
 
+    def _params(self, files: list[params_mod.ParamsFile]) -> None:
+        """The effective params and the command to run: -S values go to the params files that define their
+        keys, or, for a key none defines, to the command's `{key}` (or, written -S +key=..., to a file)."""
+        request = self.request
+        fields = params_mod.placeholders(request.command) if request.template and not request.in_process else ()
+        defined = params_mod.flatten(params_mod.effective(files, []).params)
+        argv_values: dict[str, Any] = {}
+        to_files, adding = [], set()
+        for text in request.overrides:
+            plus, _ = params_mod.split_plus(text)
+            keys, value = params_mod.parse_override(text)
+            key = ".".join(keys)
+            if key in fields and key not in defined:
+                argv_values[key] = value
+            elif request.apply_overrides:
+                to_files.append((keys, value))
+                adding |= {key} if plus else set()
+        self.params = params_mod.effective(files, to_files)
+        # a typo is refused; with no params file at all, -S creates the first one (nothing to mistype)
+        unknown = [k for k in self.params.new_keys if k not in adding] if any(f.original is not None for f in files) else []
+        if unknown:
+            raise params_mod.UnknownParam(unknown[0], sorted(defined))
+        self.param_originals = {f.target: f.original for f in files if f.target}
+        self.effective_params = _merged(
+            _merged(self.params.params, params_mod.nest(argv_values)), request.extra_params or {}
+        )
+        self.argv = params_mod.substitute(request.command, params_mod.flatten(self.effective_params)) if fields else list(request.command)
+
     def _start(self) -> None:
         """The scratch dir, the environment capture, and the `running` commit."""
         if self.params.contents:
@@ -284,7 +310,7 @@ class Recording:
 
     def _capture_env(self) -> None:
         """The environment, into the record and, for a crash to leave it behind, into the scratch dir."""
-        self.env_record.update(environment.capture(self.request.command, self.env))
+        self.env_record.update(environment.capture(self.argv, self.env))
         if self.scratch is not None:
             with contextlib.suppress(OSError):
                 (self.scratch / fmt.ENV_FILE).write_text(fmt.to_json(self.env_record), encoding="utf-8")
@@ -320,7 +346,7 @@ class Recording:
             record.update(self.data.record_files())  # the inputs, hashed already: a crash keeps them too
         claim = self.request.claim
         commit, self.name = _write(
-            self.store, self.summary, self.snap, self.parent, record, self.request.command, self.started,
+            self.store, self.summary, self.snap, self.parent, record, self.argv, self.started,
             self.started, self.notify, replacing=claim.commit if claim else None, rename=claim is None,
         )
         self.running_commit = commit
@@ -355,11 +381,11 @@ class Recording:
         request = self.request
         self.guard.apply(self.params.contents, self.param_originals, self.name)
         try:
-            self.notify(f"run {self.name}: {shlex.join(request.command)}")
+            self.notify(f"run {self.name}: {shlex.join(self.argv)}")
             self.t0 = time.monotonic()
             capture = ScalarCapture(self.scalars, self.scratch / CAPTURED_STEPS) if self.scalars else None
             return process.execute(
-                request.command, request.cwd, self.env, self.scratch / fmt.STDOUT_FILE, self.scratch / fmt.STDERR_FILE,
+                self.argv, request.cwd, self.env, self.scratch / fmt.STDOUT_FILE, self.scratch / fmt.STDERR_FILE,
                 self.scratch / fmt.LOG_TIMES_FILE, self.start_sampler, capture,
             )
         finally:
@@ -437,9 +463,10 @@ class Recording:
             self._env_thread.join()
         self.env_record["git"] = environment.git_record(self.store, self.snap, self.request.code is None)
         status = "interrupted" if interrupted else ("completed" if exit_code == 0 else "failed")
+        self._merge_logged_params()
         summary = replace(
             self.summary, status=status, exit_code=exit_code, duration=round(duration, 3), metrics=metrics,
-            resources=resources, recorder="",
+            resources=resources, recorder="", params=params_mod.flatten(self.effective_params),
         )
         code = self._with_metrics_files(metrics_files)
 
@@ -457,7 +484,7 @@ class Recording:
             if self.data is not None:
                 record.update(self.data.record_files())
             return _write(
-                self.store, run, code, self.parent, record, self.request.command, self.started, ended, notify,
+                self.store, run, code, self.parent, record, self.argv, self.started, ended, notify,
                 replacing=self.running_commit,
             )
 
@@ -478,6 +505,22 @@ class Recording:
         except (GitexpError, OSError) as exc:
             notify(f"run {name} is recorded, but {_reason(exc)}")
         return RunResult(replace(summary, name=name, commit=commit), exit_code, self.parent.name if self.parent else None)
+
+    def _merge_logged_params(self) -> None:
+        """gitexp.log_params() values join the run's params, over the files and -S: they are what the script used."""
+        assert self.scratch is not None
+        logged = _summary_values(self.scratch / API_LOGGED_PARAMS)
+        if not logged:
+            return
+        flat, given = params_mod.flatten(logged), params_mod.flatten(self.effective_params)
+        for text in self.request.overrides:
+            key = ".".join(params_mod.parse_override(text)[0])
+            if key in flat and key in given and flat[key] != given[key]:
+                self.notify(
+                    f"-S {key}={given[key]} but the script logged {key}={flat[key]}: the script's value is recorded "
+                    f"(-S reaches a script through its params files, a {{{key}}} in the command or gitexp.params())"
+                )
+        self.effective_params = _merged(self.effective_params, logged)
 
     def _store_outputs(self, outputs: tuple[str, ...], lacking: Callable[[str, str, str], None]) -> None:
         """Hash and cache the outputs; one that does not fit (a full disk) is left out, the others kept."""
@@ -544,9 +587,10 @@ class Recording:
     def _record_files(
         self, run: RunSummary, ended: datetime | None, incomplete: list[dict[str, str]] | None = None
     ) -> dict[str, bytes | Path]:
+        shaped = replace(self.request, scalars=self.scalars_setting, sample_interval=self.sample_interval)
         record = _record_files(
-            self.request, run, ended, self.effective_params, self.env_record, self.parent, self.config, self.root,
-            self.outputs, incomplete,
+            shaped, run, ended, self.effective_params, self.env_record, self.parent, self.config, self.root,
+            self.outputs, incomplete, self.argv, self.inputs,
         )
         if ended is None:
             del record[fmt.ENV_FILE]  # not known yet: the running commit has what is
@@ -715,12 +759,14 @@ def _record_files(
     root: Path,
     outputs: tuple[str, ...] = (),
     incomplete: list[dict[str, str]] | None = None,
+    argv: list[str] | None = None,
+    inputs: tuple[str, ...] = (),
 ) -> dict[str, bytes | Path]:
     cwd = os.path.relpath(request.cwd.resolve(), root.resolve())
     meta = {
         "format": fmt.FORMAT_VERSION,
         "name": run.name,
-        "command": list(request.command),
+        "command": list(request.command),  # the template, when it has {name} placeholders (then argv: what ran)
         "cwd": "" if cwd == "." else cwd.replace(os.sep, "/"),
         "status": run.status,
         "exit_code": run.exit_code,
@@ -739,10 +785,14 @@ def _record_files(
         "overrides": list(request.overrides),
         "metrics_files": list(config.metrics),
     }
+    if argv is not None and argv != list(request.command):
+        meta["argv"] = argv
     if run.sweep:
         meta["sweep"] = run.sweep
     if request.outputs:  # a queued run gets them back from here when it is executed
         meta["outputs"] = [p for p in outputs if p not in config.outputs]
+    if request.data:  # -d paths, root-relative: reproduce declares them again
+        meta["data"] = [p for p in inputs if p not in config.data]
     if request.scalars:
         meta["scalars"] = request.scalars
     if request.sample_interval is not None:

@@ -57,15 +57,21 @@ class Reproduction:
 class Recipe:
     """What reproducing a run would execute, read from its record and validated."""
 
-    command: tuple[str, ...]
+    command: tuple[str, ...]  # as recorded: a template when argv is set
     cwd: str  # relative to the copy's root, '' for the root
     stranger: str | None  # who recorded the run, when that is not the user (git identity emails)
+    argv: tuple[str, ...] = ()  # what the template gave (the -S values in its {name}s): what will run
+    overrides: tuple[str, ...] = ()  # the -S the run was given (the copy's params files have them already)
+    scalars: str | None = None  # what shaped the record: stdout capture, sampling, -d/-o (root-relative)
+    sample_interval: float | None = None
+    data: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
     def shown(self) -> str:
         """The command as a shell would take it, with every control character escaped: safe to print."""
         import shlex
 
-        return printable(shlex.join(self.command)) + (f"  (in {printable(self.cwd)}/)" if self.cwd else "")
+        return printable(shlex.join(self.argv or self.command)) + (f"  (in {printable(self.cwd)}/)" if self.cwd else "")
 
 
 def printable(text: str) -> str:
@@ -95,7 +101,36 @@ def recipe(store: Store, run: RunSummary) -> Recipe:
         )
     mine = store.identity()[1].lower()
     others = sorted({e for e in store.recorded_by(run.commit) | {_email(run.user)} if e.lower() != mine})
-    return Recipe(tuple(command), cwd, ", ".join(others) or None)
+    return Recipe(
+        tuple(command), cwd, ", ".join(others) or None, _texts(run, meta, "argv"), _texts(run, meta, "overrides"),
+        _scalars(run, meta.get("scalars")), _interval(meta.get("sample_interval")), _paths(run, meta, "data"),
+        _paths(run, meta, "outputs"),
+    )
+
+
+def _texts(run: RunSummary, meta: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = meta.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(a, str) and a and "\0" not in a for a in value):
+        raise GitexpError(f"run {run.name!r} records a malformed {key} (not a list of texts); it cannot be reproduced")
+    return tuple(value)
+
+
+def _paths(run: RunSummary, meta: dict[str, Any], key: str) -> tuple[str, ...]:
+    paths = _texts(run, meta, key)
+    for path in paths:
+        if path.startswith("/") or {"..", ".git"} & set(path.split("/")):
+            raise GitexpError(f"run {run.name!r} records the {key} path {printable(repr(path))}, outside its copy; it cannot be reproduced")
+    return paths
+
+
+def _scalars(run: RunSummary, value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise GitexpError(f"run {run.name!r} records a malformed scalars setting; it cannot be reproduced")
+
+
+def _interval(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _email(user: str) -> str:
@@ -137,6 +172,13 @@ def reproduce(
         notify(f"reproducing {run.name} in {workdir}")
         request = RunRequest(
             command=list(todo.command),
+            template=bool(todo.argv),  # the same {name} values again: from the recorded -S
+            overrides=todo.overrides,
+            apply_overrides=False,
+            scalars=todo.scalars,
+            sample_interval=todo.sample_interval,
+            data=tuple(os.path.relpath(workdir / p, cwd) for p in todo.data),
+            outputs=tuple(os.path.relpath(workdir / p, cwd) for p in todo.outputs),
             cwd=cwd,
             name=_name(store, run.name),
             note=f"reproduction of {run.name}",

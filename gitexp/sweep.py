@@ -8,6 +8,8 @@ are sampled. `--repeat N` runs each config N times; with `--seed-param KEY`
 each repeat sets KEY to its own seed (the same seeds in every config, so
 configs are compared on equal terms): `--seeds 1,2,3`, or random ones.
 Every run records its overrides and the sweep's id, index and seed param.
+A key may be a `{key}` placeholder of the command instead of a params file's
+key (`-- python main.py --lr {lr}`): the recorder substitutes the values.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ def plan(
 ) -> Plan:
     """The runs one `gitexp run` makes; a plain run is a plan of one run with no sweep id."""
     axes = [parse_axis(text) for text in overrides]
-    keys = [a.key for a in axes]
+    keys = [a.key.lstrip("+") for a in axes]
     twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
     if twice is not None:
         raise BadSweep(f"-S {twice}=... is given twice (give all its values in one -S: {twice}=a,b,c)")
@@ -174,7 +176,7 @@ def plan(
         raise BadSweep(f"--seeds repeats {', '.join(map(str, again))}: each repeat needs a seed of its own")
     if seeds and not seed_param:
         raise BadSweep("--seeds needs --seed-param KEY: the param your script reads its seed from")
-    if seed_param and any(a.key == seed_param for a in axes):
+    if seed_param and seed_param in keys:
         raise BadSweep(f"-S {seed_param}=... and --seed-param {seed_param} both set the seed (drop one)")
     info: dict[str, Any] = {}
     if random_count is not None:
@@ -201,7 +203,7 @@ def plan(
     for config in configs:
         for r in range(repeat):
             seed = seeds[r] if seed_param else None
-            extra = (f"{seed_param}={seed}",) if seed_param else ()
+            extra = (f"+{seed_param}={seed}",) if seed_param else ()  # named by --seed-param: may be new
             runs.append(PlannedRun(config + extra, len(runs), seed))
     if total == 1 and random_count is None:
         return Plan(tuple(runs))

@@ -1,4 +1,4 @@
-"""Log from inside a training script: `gitexp.log`, `summary`, `log_artifact`, `params`, `start`.
+"""Log from inside a training script: `gitexp.log`, `summary`, `log_params`, `log_artifact`, `params`, `start`.
 
 Under `gitexp run` the calls write into the run's scratch directory, which the
 environment variable GITEXP_RUN_DIR names; `gitexp run` folds what they wrote
@@ -46,6 +46,7 @@ class _Writer:
         self._lock = threading.Lock()
         self._bad: set[str] = set()
         self._pid = os.getpid()
+        self.rank = process_rank()  # under torchrun & co: only rank 0 makes the series (see log)
         if not eager:  # points logged before a long pause (an epoch) must not wait in memory for the next call
             threading.Thread(target=self._flush_regularly, name="gitexp-flush", daemon=True).start()
 
@@ -54,7 +55,11 @@ class _Writer:
             time.sleep(FLUSH_SECONDS)
             self.flush()
 
-    def log(self, values: Mapping[str, Any], step: int | None) -> None:
+    def log(self, values: Mapping[str, Any], step: int | None, all_ranks: bool = False) -> None:
+        if self.rank:
+            if not all_ranks:
+                return
+            values = {f"{k}@rank{self.rank}": v for k, v in values.items()} if isinstance(values, Mapping) else values
         try:
             self._log(values, step)
         except Exception as exc:  # noqa: BLE001 - logging must never kill training
@@ -166,23 +171,82 @@ os.register_at_fork(after_in_child=_forget_writer)
 atexit.register(lambda: _writer.close() if _writer is not None else None)
 
 
-def log(values: Mapping[str, Any], step: int | None = None) -> None:
+def process_rank() -> int:
+    """This process's rank in a distributed job (torchrun, accelerate, Lightning DDP, ...), 0 when there is none.
+
+    RANK (torchrun, accelerate, deepspeed) is the global rank; without it, LOCAL_RANK on node NODE_RANK
+    (Lightning's own launcher sets only these): NODE_RANK x LOCAL_WORLD_SIZE (else WORLD_SIZE) + LOCAL_RANK.
+    """
+    env = os.environ
+
+    def number(name: str) -> int:
+        text = env.get(name, "").strip()
+        return int(text) if text.isdigit() else 0
+
+    if env.get("RANK", "").strip().isdigit():
+        return number("RANK")
+    local, node = number("LOCAL_RANK"), number("NODE_RANK")
+    return node * max(number("LOCAL_WORLD_SIZE") or number("WORLD_SIZE"), local + 1) + local if node else local
+
+
+def log(values: Mapping[str, Any], step: int | None = None, all_ranks: bool = False) -> None:
     """Record one point of each named series, e.g. log({"loss": 0.41, "acc": 0.88}, step=epoch).
 
     Values are anything float() takes (Python, NumPy or 0-d tensor numbers);
     NaN and infinities are kept. The last point of each series becomes the
     run's metric of that name, unless a metrics file or summary() says otherwise.
+    In a distributed job (RANK / LOCAL_RANK set) only rank 0's points are kept;
+    all_ranks=True keeps the other ranks' too, as `name@rank1`, `name@rank2`, ...
     """
     writer = _writer or _current()
     if writer is not None:
-        writer.log(values, step)
+        writer.log(values, step, all_ranks)
 
 
 def summary(values: Mapping[str, Any]) -> None:
-    """Set final metrics of the run (they win over the last logged points and the metrics files)."""
+    """Set final metrics of the run (they win over the last logged points and the metrics files).
+
+    In a distributed job only rank 0's call counts.
+    """
     writer = _writer or _current()
-    if writer is not None:
+    if writer is not None and not writer.rank:
         writer.append("summary.jsonl", {str(k): _plain(v) for k, v in values.items()})
+
+
+def log_params(values: Any) -> None:
+    """Record params the script uses (a mapping, an argparse.Namespace or an OmegaConf/Hydra DictConfig).
+
+    They are merged into the run's params when it ends, over the params files and -S: the script's
+    values are what ran (-S reaches a script only through its params files, a `{key}` of the command
+    or gitexp.params()). Nested mappings nest; values that are not JSON become their text. Rank 0 only.
+    """
+    writer = _writer or _current()
+    if writer is None or writer.rank:
+        return
+    try:
+        writer.append("logged_params.jsonl", _as_mapping(values))
+    except Exception as exc:  # noqa: BLE001 - recording params must never kill training
+        _warn(f"gitexp.log_params: {type(exc).__name__}: {exc}; not recorded")
+
+
+def _as_mapping(values: Any) -> dict[str, Any]:
+    if type(values).__module__.startswith("omegaconf"):  # DictConfig: resolved, without importing omegaconf
+        import importlib
+
+        values = importlib.import_module("omegaconf").OmegaConf.to_container(values, resolve=True)
+    elif not isinstance(values, Mapping) and hasattr(values, "__dict__"):  # argparse.Namespace & co
+        values = vars(values)
+    if not isinstance(values, Mapping):
+        raise TypeError(f"give a dict, an argparse.Namespace or a DictConfig, not {type(values).__name__}")
+    return {str(k): _as_mapping(v) if isinstance(v, Mapping) else _param(v) for k, v in values.items()}
+
+
+def _param(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_param(v) for v in value]
+    return str(value)  # a path, an enum, a dtype, ...
 
 
 def log_artifact(path: str | os.PathLike[str]) -> None:

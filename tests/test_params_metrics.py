@@ -24,19 +24,19 @@ def test_overrides_reach_the_command_and_the_record_and_the_params_file_is_resto
     ws.write("train.py", READ_PARAMS)
     ws.commit_all()
     ws.freeze("metrics.json")
-    ws.run("-n", "over", "-S", "lr=0.005", "-S", "model.depth=5", "-S", "model.act=relu", "--", sys.executable, "train.py")
+    ws.run("-n", "over", "-S", "lr=0.005", "-S", "model.depth=5", "-S", "+model.act=relu", "--", sys.executable, "train.py")
     assert (ws.root / "params.yaml").read_text() == PARAMS, "the user's params file, comments and all, is restored"
     assert ws.record("over", "params.json") == {"lr": 0.005, "model": {"depth": 5, "name": "resnet", "act": "relu"}}
     assert ws.record("over", "metrics.json") == {"seen_lr": 0.005, "seen_depth": 5}
     snapshot_params = ws.git("show", "refs/experiments/over:params.yaml")
     assert "0.005" in snapshot_params, "the run's tree holds the params file the command saw"
-    assert ws.record("over", "run.json")["overrides"] == ["lr=0.005", "model.depth=5", "model.act=relu"]
+    assert ws.record("over", "run.json")["overrides"] == ["lr=0.005", "model.depth=5", "+model.act=relu"]
 
 
 def test_override_values_are_parsed_as_yaml_scalars(ws: Workspace) -> None:
     ws.write("params.yaml", "a: 1\n")
     ws.freeze()
-    ws.run("-n", "types", "-S", "i=3", "-S", "f=1e-3", "-S", "b=true", "-S", "s=adam", "-S", "n=null", "-S", "q='007'", "--", "true")
+    ws.run("-n", "types", "-S", "+i=3", "-S", "+f=1e-3", "-S", "+b=true", "-S", "+s=adam", "-S", "+n=null", "-S", "+q='007'", "--", "true")
     params = ws.record("types", "params.json")
     assert params == {"a": 1, "i": 3, "f": 0.001, "b": True, "s": "adam", "n": None, "q": "007"}
 
@@ -245,11 +245,15 @@ def test_a_params_file_linking_outside_the_repo_is_not_rewritten(ws: Workspace, 
     assert outside.read_text() == "lr: 0.1\n" and not (ws.root / "ran").exists()
 
 
-def test_override_of_an_unknown_key_is_announced_and_of_a_mapping_refused(ws: Workspace) -> None:
+def test_override_of_an_unknown_key_is_refused_with_the_closest_key_and_of_a_mapping_refused(ws: Workspace) -> None:
     ws.write("params.yaml", "lr: 0.1\nmodel: {depth: 3}\n")
     ws.freeze()
-    typo = ws.run("-n", "typo", "-S", "lrr=0.2", "--", "true")
-    assert "-S lrr: no params file defines lrr" in typo.err
+    typo = ws.gitexp("run", "-n", "typo", "-S", "lrr=0.2", "--", "touch", "ran")
+    assert typo.code == 1 and "-S lrr: no params file defines lrr; did you mean lr?" in typo.err
+    assert not (ws.root / "ran").exists() and "typo" not in ws.runs()
+    ws.may_change.add("file:params.yaml")
+    added = ws.run("-n", "added", "-S", "+lrr=0.2", "--", "true")
+    assert "lrr" not in added.err and ws.record("added", "params.json") == {"lr": 0.1, "model": {"depth": 3}, "lrr": 0.2}
     whole = ws.gitexp("run", "-S", "model=3", "--", "true")
     assert whole.code == 1 and "model is a mapping" in whole.err
 

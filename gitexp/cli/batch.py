@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from gitexp.queue import Stopped
 
 
-def run_batch(request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool, fail_fast: bool) -> int:
+def run_batch(
+    request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool, fail_fast: bool, gpus_per_run: int | None = None
+) -> int:
     from gitexp import queue
     from gitexp.cli.progress import TerminalProgress
     from gitexp.recorder import record_run
@@ -44,7 +46,7 @@ def run_batch(request: RunRequest, sweep: Plan, jobs: int | None, to_queue: bool
     else:
         names = [r.name for r in queue.enqueue(requests, notify)]
         try:
-            outcomes = queue.work(Store.discover(request.cwd), names, jobs, fail_fast, warn)
+            outcomes = queue.work(Store.discover(request.cwd), names, jobs, fail_fast, warn, gpus_per_run)
         except queue.Stopped as stop:
             return stopped(stop, "the rest cancelled")
     click.echo(batch_summary(outcomes), err=True)

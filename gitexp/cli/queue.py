@@ -13,7 +13,8 @@ def command() -> None:
 @command.command("start")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N", help="Runs at a time.")
 @click.option("--fail-fast", is_flag=True, help="Start no more runs after one fails.")
-def start(jobs: int, fail_fast: bool) -> int:
+@click.option("--gpus-per-run", type=click.IntRange(min=0), metavar="K", help="With -j: GPUs each parallel run gets in CUDA_VISIBLE_DEVICES (default 1 when GPUs are visible; 0: leave it). Each also gets its share of the cores in OMP_NUM_THREADS & co unless set.")
+def start(jobs: int, fail_fast: bool, gpus_per_run: int | None) -> int:
     """Work off the queue, N runs at a time, each in a temporary copy of its code; until it is empty.
 
     Runs queued meanwhile are run too. Ctrl-C stops the runs in progress (recorded as
@@ -31,7 +32,7 @@ def start(jobs: int, fail_fast: bool) -> int:
         return 0
     warn(f"{len(waiting)} queued run(s), {jobs} at a time")
     try:
-        outcomes = queue.work(store, None, jobs, fail_fast, warn)
+        outcomes = queue.work(store, None, jobs, fail_fast, warn, gpus_per_run)
     except queue.Stopped as stop:
         from gitexp.cli.batch import stopped
 

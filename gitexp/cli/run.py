@@ -28,15 +28,24 @@ each in a temporary copy of the code; `--queue` only queues them (gitexp queue
 start). Exit code: 0 if every run completed, else 1 (130 if interrupted).
 
 \b
+Params on the command line: `{name}` in COMMAND is replaced by the param's
+value, from -S or a params file (`{{` and `}}` are literal braces; an
+argument with a space in it, such as `python -c` code, is left as it is), and the
+values are recorded as the run's params: `gitexp run -S lr=0.1,0.01 --
+python main.py --lr {lr}`. -S of a key that no params file defines and no
+`{key}` names is refused (a typo?); `-S +key=value` adds it to the params file.
+
+\b
 Examples:
   gitexp run -- python train.py
+  gitexp run -S lr=0.1,0.01 -- python main.py --lr {lr} --epochs {epochs}
   gitexp run -n lr-small -m "halve the lr" -S lr=0.005 -- python train.py
   gitexp run -j 2 -S lr=0.1,0.01 --repeat 3 --seed-param seed -- python train.py
 """,
 )
 @click.option("-n", "--name", help="Name of the run (default: an automatic unique name).")
 @click.option("-m", "--message", "note", default="", help="A note saying what this run tries.")
-@click.option("-S", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a param (dotted keys nest; value parsed as YAML). Repeatable.")
+@click.option("-S", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a param (dotted keys nest; value parsed as YAML), or give a {KEY} of COMMAND its value; +KEY=VALUE adds a key no params file defines. Repeatable.")
 @click.option("-t", "--tag", "tags", multiple=True, help="Tag the run. Repeatable.")
 @click.option("--parent", metavar="RUN", help="The run this one improves upon (default: the workspace's current run).")
 @click.option("--no-parent", is_flag=True, help="Start a new root: no parent run.")
@@ -51,6 +60,7 @@ Examples:
 @click.option("--random", "random_count", type=click.IntRange(min=1), metavar="N", help="Draw N configs from the -S lists and ranges instead of the grid.")
 @click.option("--random-seed", type=int, metavar="N", help="Seed of --random's draws (default: random, recorded).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N", help="Run N at a time, each in a temporary copy of the code and inputs.")
+@click.option("--gpus-per-run", type=click.IntRange(min=0), metavar="K", help="With -j: GPUs each parallel run gets in CUDA_VISIBLE_DEVICES (default 1 when GPUs are visible; 0: leave it). Each also gets its share of the cores in OMP_NUM_THREADS & co unless set.")
 @click.option("--queue", "to_queue", is_flag=True, help="Only queue the run(s); `gitexp queue start` runs them.")
 @click.option("--fail-fast", is_flag=True, help="Stop a sweep at its first failed run (default: run them all).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
@@ -72,6 +82,7 @@ def command(
     random_count: int | None,
     random_seed: int | None,
     jobs: int | None,
+    gpus_per_run: int | None,
     to_queue: bool,
     fail_fast: bool,
     command: tuple[str, ...],
@@ -106,7 +117,7 @@ def command(
     if to_queue or jobs is not None or sweep.id is not None:
         from gitexp.cli.batch import run_batch
 
-        return run_batch(request, sweep, jobs, to_queue, fail_fast)
+        return run_batch(request, sweep, jobs, to_queue, fail_fast, gpus_per_run)
     request = replace(request, overrides=sweep.runs[0].overrides)  # with the seed of --seed-param
     result = record_run(request, notify=warn, progress=TerminalProgress())
     run = result.run
