@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from gitexp.data.cache import Cache, CorruptObject, MissingObject
-from gitexp.data.hashing import hash_file
+from gitexp.data.hashing import digest_bytes, hash_file
 from gitexp.data.pointers import safe_relative
 from gitexp.data.session import cache_root
 from gitexp.errors import GitexpError
@@ -98,6 +98,28 @@ def get(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return Got(str(dest), len(entries), size)
+
+
+def read(store: Store, run: RunSummary, path: str) -> bytes:
+    """The bytes of one file of the run: code from its tree, data from the cache or first fetched from a
+    data remote, checked against its digest (CorruptObject if it does not match)."""
+    path = check_path(path)
+    single, entries = entries_under(store, run, path)
+    if not single or entries[0].kind == "link":
+        raise GitexpError(f"{path!r} of run {run.name!r} is a {'directory' if not single else 'symlink'}: "
+                          "read one file (a directory: checkout(into=...), or gitexp get)")
+    entry = entries[0]
+    cache = Cache(cache_root(store.git_common_dir()))
+    _fetch_missing(store, run, cache, entries)
+    if entry.kind == "blob":
+        return store.blob(entry.source)
+    try:
+        data = cache.path(entry.source).read_bytes()
+    except FileNotFoundError:
+        raise MissingObject(entry.source, entry.path) from None
+    if digest_bytes(data) != entry.source:  # read once, checked in memory: what is returned is what was hashed
+        raise CorruptObject(entry.source, cache.path(entry.source))
+    return data
 
 
 def _replace(src: Path, dest: Path, force: bool) -> None:

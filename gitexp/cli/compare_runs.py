@@ -18,7 +18,7 @@ def command(runs: tuple[str, ...], only_changed: bool, as_json: bool, groups: bo
 
     store = Store.discover(bare_ok=True)
     if groups:
-        from gitexp.groups import selected, tests
+        from gitexp.grouping import selected, tests
 
         if len(runs) < 2:
             raise click.UsageError("give two groups or more (each a --where expression)")

@@ -23,7 +23,7 @@ def command(run_a: str, run_b: str, code: bool, as_json: bool, groups: bool, col
 
     store = Store.discover(bare_ok=True)
     if groups:
-        from gitexp.groups import overlap, selected, tests
+        from gitexp.grouping import overlap, selected, tests
 
         group_a, group_b = selected(store, (run_a, run_b))
         shared = overlap([group_a, group_b])

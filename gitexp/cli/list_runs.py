@@ -16,33 +16,29 @@ from gitexp.render import FORMATS
 @click.option("-g", "--group-by", "group_by", metavar="KEY[,...]", help="One row per group of runs sharing these fields (e.g. config, params.lr, sweep): n and each metric's mean ± SEM and min..max (as CSV: a column per metric and statistic).")
 def command(where: str | None, sort: str | None, limit: int | None, columns_given: tuple[str, ...], only_changed: bool, output: str, as_json: bool, group_by: str | None) -> None:
     """List runs, newest first."""
-    from gitexp import query, render
+    from gitexp import api, render
     from gitexp.cli import warn
-    from gitexp.store import Store
 
     columns = ",".join(columns_given)
-
-    problems: list[str] = []
     if group_by:
-        from gitexp.groups import group_runs, sort_groups
-
         if columns or only_changed:
             raise click.UsageError("--columns and --only-changed do not apply to --group-by (it shows every metric)")
-        keys = query.parse_columns(group_by)
-        groups = group_runs(query.select(Store.discover(bare_ok=True), where, None, None, problems), keys)
-        for problem in problems:
+        groups = api.groups(group_by, where, sort, limit)
+        for problem in groups.problems:
             warn(problem)
-        groups = sort_groups(groups, query.parse_columns(sort)) if sort else groups
-        click.echo(render.groups_text(groups[:limit] if limit else groups, keys, "json" if as_json else output))
+        click.echo(render.groups_text(groups.cores(), list(groups.by), "json" if as_json else output))
         return
-    runs = query.select(Store.discover(bare_ok=True), where, sort, limit, problems)
-    for problem in problems:
+    found = api.runs(where, sort, limit)
+    for problem in found.problems:
         warn(problem)
     if (as_json or output == "json") and not columns:
-        click.echo(render.json_lines([r.to_dict() for r in runs]))
+        click.echo(render.json_lines(found.to_dicts()))
         return
+    runs = found.summaries()
     if not runs and where and output == "table" and not as_json:
         click.echo(f"no runs match: {where}")
         return
+    from gitexp import query
+
     chosen = query.parse_columns(columns) if columns else render.default_columns(runs, only_changed)
     click.echo(render.runs_output(runs, chosen, "json" if as_json else output))
