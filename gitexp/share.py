@@ -234,10 +234,15 @@ def _lfs_transfer(store: Store, remote: str, runs: list[str], report: ShareRepor
     wanted: dict[str, str] = {}  # oid -> run
     for name in runs:
         commit = store.run_commit(name)
-        found = store.lfs_pointers(commit) if commit else None
-        if not commit or not found or (not sending and not found[1]):
+        try:  # a run may come from anyone: one whose tree cannot be walked is skipped, with a warning
+            found = store.lfs_pointers(commit) if commit else None
+            if not commit or not found or (not sending and not found[1]):
+                continue
+            oids = store.lfs_oids(commit)
+        except (GitexpError, RecursionError, KeyError, ValueError) as exc:
+            report.warnings.append(f"run {name}: its Git LFS files were not looked at ({exc})"[:300])
             continue
-        for oid in store.lfs_oids(commit):
+        for oid in oids:
             wanted.setdefault(oid, name)
     if not wanted:
         return
