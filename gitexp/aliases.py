@@ -10,7 +10,6 @@ travels with the notes: with `gitexp push`/`pull` and after `gitexp init`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,9 +109,11 @@ def _update(store: Store, change: Any) -> None:
 def _parse(raw: bytes | None) -> dict[str, Alias]:
     if raw is None:
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    from gitexp.safeload import UnreadableRecord, json_loads
+
+    try:  # the alias ref may come from anyone: bounded like every record
+        data = json_loads(raw, f"{ALIASES_REF}:{ALIASES_FILE}")
+    except UnreadableRecord:
         return {}
     if not isinstance(data, dict):
         return {}

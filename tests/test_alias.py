@@ -84,3 +84,27 @@ def test_a_renamed_run_keeps_its_alias(ws: Workspace) -> None:
     assert ws.gitexp("rename", "r1", "r1-final").code == 0
     shown = ws.gitexp("show", "best", "--json")
     assert shown.code == 0 and shown.json()["name"] == "r1-final"  # type: ignore[index]
+
+
+def _forge_aliases(ws: Workspace, content: str) -> None:
+    """refs/notes/gitexp-aliases as someone else may have pushed it: one commit holding aliases.json."""
+    import subprocess
+
+    def plumb(*args: str, data: str | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=ws.root, input=data, capture_output=True, text=True, check=True).stdout.strip()
+
+    blob = plumb("hash-object", "-w", "--stdin", data=content)
+    tree = plumb("mktree", data=f"100644 blob {blob}\taliases.json\n")
+    plumb("update-ref", REF, plumb("commit-tree", tree, "-m", "forged"))
+
+
+def test_a_hostile_alias_ref_is_shown_inert_and_a_deep_one_is_ignored(ws: Workspace) -> None:
+    _runs(ws)
+    commit = ws.runs()["r1"]
+    _forge_aliases(ws, '{"prod\\u001b]0;pwned\\u0007": {"run": "r1\\u001b[2J", "commit": "%s"}}' % commit)
+    listed = ws.gitexp("alias")
+    assert listed.code == 0 and "\x1b" not in listed.out and "prod\\x1b]0;pwned\\x07" in listed.out, listed.out
+    _forge_aliases(ws, "[" * 100_000 + "]" * 100_000)
+    for args in (("alias",), ("show", "r1"), ("list",)):
+        result = ws.gitexp(*args)
+        assert result.code == 0 and "Traceback" not in result.err, (args, result.err)

@@ -23,11 +23,14 @@ def command(run: str | None, name: str | None, delete: str | None) -> None:
         click.echo(f"removed alias {delete} (was {gone.run} {gone.commit[:10]})")
         return
     if run is None:
+        from gitexp.render import inert
+
         store = Store.discover(bare_ok=True)
         rows = []
         for alias in sorted(aliases.read(store).values(), key=lambda a: a.name):
             now = aliases.find(store, alias.name)
-            rows.append([alias.name, now[0] if now else f"{alias.run} (deleted)", (now[1] if now else alias.commit)[:10]])
+            row = [alias.name, now[0] if now else f"{alias.run} (deleted)", (now[1] if now else alias.commit)[:10]]
+            rows.append([inert(cell) for cell in row])  # the alias ref may come from anyone
         if rows:
             from tabulate import tabulate
 

@@ -50,6 +50,7 @@ def trust_(name: str) -> None:
 def list_() -> None:
     """List the data remotes (untrusted: named in .gitexp.yaml, not yet allowed by this clone)."""
     from gitexp import trust
+    from gitexp.render import inert
     from gitexp.share import data_remotes
     from gitexp.store import Store
 
@@ -58,4 +59,5 @@ def list_() -> None:
     allowed = trust.trusted(store.git_common_dir())["remotes"]
     for name, url in data_remotes(store).items():
         ok = name in local or trust.destination(url, store.root) in allowed
-        click.echo(f"{name}\t{url}" + ("" if ok else "\t(untrusted: gitexp remote trust " + name + ")"))
+        shown = inert(name)  # .gitexp.yaml may come from a checked-out run
+        click.echo(f"{shown}\t{inert(url)}" + ("" if ok else f"\t(untrusted: gitexp remote trust {shown})"))
