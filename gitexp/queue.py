@@ -120,7 +120,7 @@ def cancel(store: Store, names: list[str]) -> list[str]:
     return done
 
 
-def _queued_run(store: Store, name: str) -> RunSummary:
+def queued_run(store: Store, name: str) -> RunSummary:
     from gitexp.query import resolve
 
     run = resolve(store, name)
@@ -174,7 +174,7 @@ def serve(store: Store, names: TextIO, events: BinaryIO, notify: Notify) -> None
             name = line.strip()
             error, interrupted = "", False
             try:
-                run = _queued_run(store, name)
+                run = queued_run(store, name)
                 known = sync(store, run, workdir, known, ("inputs", "large_files"))
                 interrupted = _execute_in(store, run, workdir, notify).run.status == "interrupted"
             except ClaimLost:
@@ -278,8 +278,12 @@ def work(
     fail_fast: bool,
     notify: Notify,
     gpus_per_run: int | None = None,
+    keep_rest: bool = False,
 ) -> list[Outcome]:
     """Work off queued runs with `jobs` worker processes: these names, or the whole queue.
+
+    The names of a sweep not started when it stops are cancelled, unless keep_rest (queued runs the user
+    named: they stay queued).
 
     The queue is looked at anew whenever a worker is free, so runs queued meanwhile are run too.
     Ctrl-C reaches the workers (same process group): they record their runs as interrupted; this waits,
@@ -296,7 +300,7 @@ def work(
         while True:
             idle = [w for w in workers if w.current is None]
             while not stopping and (idle or len(workers) < jobs):
-                name = _next(store, names, tried)
+                name = _next(store, names, tried, notify)
                 if name is None:
                     break
                 tried.add(name)
@@ -329,7 +333,7 @@ def work(
                 stop_now = outcome.status == "interrupted" or (fail_fast and outcome.status != "completed")
                 if stop_now and not stopping:
                     stopping = True
-                    left = _cancel_rest(store, names, tried)
+                    left = _cancel_rest(store, None if keep_rest else names, tried)
                     if left:
                         outcomes += left
                         notify(f"{outcome.name} {outcome.status}: {len(left)} queued run(s) of the sweep cancelled")
@@ -337,7 +341,7 @@ def work(
         busy_names = [w.current for w in workers if w.current is not None]
         _stop(workers)
         outcomes += [_finished(store, n, "") for n in busy_names]
-        outcomes += _cancel_rest(store, names, tried)
+        outcomes += _cancel_rest(store, None if keep_rest else names, tried)
         raise Stopped(stop.signum if isinstance(stop, Stopped) else signal.SIGINT, outcomes) from None
     finally:
         for worker in workers:
@@ -382,7 +386,7 @@ def _is_queued(store: Store, name: str) -> bool:
     return commit is not None and store.summary(name, commit).status == "queued"
 
 
-def _next(store: Store, names: list[str] | None, tried: set[str]) -> str | None:
+def _next(store: Store, names: list[str] | None, tried: set[str], notify: Notify) -> str | None:
     if names is not None:  # a sweep's own runs: look at those alone, not at every run of the repository
         for name in names:
             if name not in tried:
@@ -390,7 +394,17 @@ def _next(store: Store, names: list[str] | None, tried: set[str]) -> str | None:
                     return name
                 tried.add(name)  # cancelled or taken meanwhile
         return None
-    return next((r.name for r in queued(store) if r.name not in tried), None)
+    from gitexp.reproduce import recorded_by_others
+
+    for run in queued(store):
+        if run.name in tried:
+            continue
+        others = recorded_by_others(store, run)
+        if others is None:
+            return run.name
+        tried.add(run.name)  # a fetched run's command is not run unasked: naming it is the consent
+        notify(f"queued run {run.name} was recorded by {others}, not you: not run; 'gitexp queue start {run.name}' runs it")
+    return None
 
 
 def _cancel_rest(store: Store, names: list[str] | None, tried: set[str]) -> list[Outcome]:

@@ -99,10 +99,8 @@ def recipe(store: Store, run: RunSummary) -> Recipe:
             f"run {run.name!r} records the working directory {printable(repr(cwd))}, which is not inside its "
             "repository; reproduce runs a command only inside its copy of the run, so it refuses"
         )
-    mine = store.identity()[1].lower()
-    others = sorted({e for e in store.recorded_by(run.commit) | {_email(run.user)} if e.lower() != mine})
     return Recipe(
-        tuple(command), cwd, ", ".join(others) or None, _texts(run, meta, "argv"), _texts(run, meta, "overrides"),
+        tuple(command), cwd, recorded_by_others(store, run), _texts(run, meta, "argv"), _texts(run, meta, "overrides"),
         _scalars(run, meta.get("scalars")), _interval(meta.get("sample_interval")), _paths(run, meta, "data"),
         _paths(run, meta, "outputs"),
     )
@@ -131,6 +129,13 @@ def _scalars(run: RunSummary, value: Any) -> str | None:
 
 def _interval(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+
+
+def recorded_by_others(store: Store, run: RunSummary) -> str | None:
+    """Who else recorded run (the emails of its author, committer and Gitexp-User that are not the user's), or None."""
+    mine = store.identity()[1].lower()
+    others = sorted({e for e in store.recorded_by(run.commit) | {_email(run.user)} if e and e.lower() != mine})
+    return ", ".join(others) or None
 
 
 def _email(user: str) -> str:

@@ -252,8 +252,9 @@ def test_ctrl_c_on_queue_start_interrupts_the_runs_in_progress_and_leaves_the_re
     ws.run("--queue", "-n", "q", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py")
     proc = subprocess.Popen([PY, "-m", "gitexp", "queue", "start", "-j", "2"], cwd=ws.root, env={**os.environ, "SLEEP": "60"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 30
-    while time.time() < deadline and sum(r["status"] == "running" for r in runs_json(ws)) < 2:
+    deadline = time.time() + 120
+    while len(list(Path(os.environ["TMPDIR"]).glob("gitexp-wt-*/workspace/mark-*"))) < 2:  # both commands started
+        assert time.time() < deadline, "the two runs never started"
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C
     _, err = proc.communicate(timeout=60)
@@ -283,8 +284,9 @@ def test_sigterm_to_a_parallel_sweep_stops_it_like_ctrl_c(project: Workspace) ->
     proc = subprocess.Popen([PY, "-m", "gitexp", "run", "-j", "2", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py"],
                             cwd=ws.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    deadline = time.time() + 30
-    while time.time() < deadline and sum(r["status"] == "running" for r in runs_json(ws)) < 2:
+    deadline = time.time() + 120
+    while len(list(Path(os.environ["TMPDIR"]).glob("gitexp-wt-*/workspace/mark-*"))) < 2:  # both commands started
+        assert time.time() < deadline, "the two runs never started"
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)  # to gitexp alone, as a scheduler or `kill` does: the workers never see it
     _, err = proc.communicate(timeout=90)
@@ -299,7 +301,7 @@ def test_ctrl_c_during_a_parallel_sweep_records_interrupted_runs_and_leaves_no_w
     proc = subprocess.Popen([PY, "-m", "gitexp", "run", "-j", "2", "-S", "lr=0.1,0.2,0.3", "--", PY, "train.py"],
                             cwd=ws.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while len(list(Path(os.environ["TMPDIR"]).glob("gitexp-wt-*/workspace/mark-*"))) < 2:  # both commands started
         assert time.time() < deadline, "the two runs never started"
         time.sleep(0.1)
@@ -330,3 +332,18 @@ def test_outputs_given_with_dash_o_come_back_from_parallel_and_queued_runs(proje
         assert [o["path"] for o in outputs] == ["model.txt"]  # type: ignore[index]
         assert outputs[0]["fresh"] is True  # type: ignore[index]
     assert not (ws.root / "model.txt").exists(), "the user's workspace is left alone"
+
+
+def test_queue_start_runs_a_queued_run_someone_else_recorded_only_when_named(project: Workspace) -> None:
+    ws = project
+    ws.git("config", "user.email", "bob@example.org")  # a teammate's queued run, as a fetch brings it
+    ws.run("--queue", "-n", "bobs", "--", PY, "train.py")
+    ws.git("config", "user.email", "test@example.com")
+    ws.run("--queue", "-n", "mine", "--", PY, "train.py")
+    worked = ws.gitexp("queue", "start")
+    assert worked.code == 0, worked.err
+    assert "queued run bobs was recorded by bob@example.org, not you: not run" in worked.err
+    assert {r["name"]: r["status"] for r in runs_json(ws)} == {"bobs": "queued", "mine": "completed"}
+    named = ws.gitexp("queue", "start", "bobs")
+    assert named.code == 0, named.err
+    assert {r["name"]: r["status"] for r in runs_json(ws)} == {"bobs": "completed", "mine": "completed"}

@@ -14,11 +14,13 @@ def command() -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N", help="Runs at a time.")
 @click.option("--fail-fast", is_flag=True, help="Start no more runs after one fails.")
 @click.option("--gpus-per-run", type=click.IntRange(min=0), metavar="K", help="With -j: GPUs each parallel run gets in CUDA_VISIBLE_DEVICES (default 1 when GPUs are visible; 0: leave it). Each also gets its share of the cores in OMP_NUM_THREADS & co unless set.")
-def start(jobs: int, fail_fast: bool, gpus_per_run: int | None) -> int:
-    """Work off the queue, N runs at a time, each in a temporary copy of its code; until it is empty.
+@click.argument("runs", nargs=-1)
+def start(jobs: int, fail_fast: bool, gpus_per_run: int | None, runs: tuple[str, ...]) -> int:
+    """Work off the queue (or only RUNS), N runs at a time, each in a temporary copy of its code; until it is empty.
 
     Runs queued meanwhile are run too. Ctrl-C stops the runs in progress (recorded as
-    interrupted); the runs not started stay queued.
+    interrupted); the runs not started stay queued. A queued run someone else recorded (a
+    fetched one) is run only when named: its command is theirs.
     """
     from gitexp import queue
     from gitexp.render import batch_summary
@@ -26,13 +28,13 @@ def start(jobs: int, fail_fast: bool, gpus_per_run: int | None) -> int:
 
     store = Store.discover()
     queue.remove_stale_worktrees()
-    waiting = queue.queued(store)
+    waiting = [queue.queued_run(store, spec) for spec in runs] if runs else queue.queued(store)
     if not waiting:
         warn("the queue is empty (queue runs with: gitexp run --queue ...)")
         return 0
     warn(f"{len(waiting)} queued run(s), {jobs} at a time")
     try:
-        outcomes = queue.work(store, None, jobs, fail_fast, warn, gpus_per_run)
+        outcomes = queue.work(store, [r.name for r in waiting] if runs else None, jobs, fail_fast, warn, gpus_per_run, keep_rest=True)
     except queue.Stopped as stop:
         from gitexp.cli.batch import stopped
 
