@@ -97,7 +97,7 @@ def test_a_child_too_short_to_sample_still_reports_its_peak_memory(tmp_path: Pat
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     summary = json.loads(result.stdout)
-    assert summary["peak_rss_mb"] >= 200
+    assert summary.get("peak_rss_mb", 0) >= 200, summary  # (seen once without the key, under xdist and load)
     assert summary["cpu_seconds"] > 0
 
 
