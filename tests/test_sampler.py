@@ -74,6 +74,13 @@ def test_samples_the_memory_of_a_running_child_as_steps_lines(tmp_path: Path) ->
     assert out.read_text().startswith('{"step":null,"time":')
 
 
+# A process's ru_maxrss starts at its parent's size when forked and survives exec, so a sampler
+# started straight from a big test runner (a pytest-xdist worker holds hundreds of MB) inherits a
+# peak that hides its child's. Started from a small sh instead (which does not exec it), it starts
+# as small as `gitexp run` does.
+SMALL_PARENT = ["/bin/sh", "-c", '"$0" "$@"; status=$?; exit $status']
+
+
 def test_a_child_too_short_to_sample_still_reports_its_peak_memory(tmp_path: Path) -> None:
     # In a fresh process, as under `gitexp run`: ru_maxrss of reaped children is a lifetime
     # maximum, which a bigger child reaped earlier by the test process would hide.
@@ -88,7 +95,7 @@ def test_a_child_too_short_to_sample_still_reports_its_peak_memory(tmp_path: Pat
         "print(json.dumps(s.stop()))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "hw.jsonl")],
+        [*SMALL_PARENT, sys.executable, "-c", code, str(tmp_path / "hw.jsonl")],
         check=False,
         cwd=REPO,
         capture_output=True,
@@ -116,7 +123,7 @@ def test_the_callers_wait4_rusage_gives_the_exact_peak(tmp_path: Path) -> None:
         "proc.returncode = os.waitstatus_to_exitcode(status)\n"
         "print(json.dumps([s.stop(usage), round(usage.ru_utime + usage.ru_stime, 2), s._spawn_rss_mb, usage.ru_maxrss]))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "hw.jsonl")], cwd=REPO, capture_output=True,
+    result = subprocess.run([*SMALL_PARENT, sys.executable, "-c", code, str(tmp_path / "hw.jsonl")], cwd=REPO, capture_output=True,
                             text=True, timeout=60, check=True)
     summary, cpu, spawn, child = json.loads(result.stdout)
     child_mb = child * 1024 / 10**6
