@@ -359,6 +359,12 @@ def _restarts(state: bytes, after: bytes) -> bool:
     return bool(here and then and int(then[0]) < int(here[0]))
 
 
+# The prefix distributed launchers put before each rank's lines (torchrun --tee: "[default0]:", or
+# "[rank0]:" with its log-line prefix template). Lines without one are read once each (identical points
+# in a row count once).
+_RANK_PREFIX = re.compile(r"\[(?:rank|default)(\d+)\]:")
+
+
 class ScalarCapture:
     """Fed the command's stdout and stderr as they arrive; appends one steps line per line that holds scalars.
 
@@ -404,6 +410,11 @@ class ScalarCapture:
             if not raw or len(raw) > MAX_LINE:
                 continue
             text = raw.decode("utf-8", "replace")
+            ranked = _RANK_PREFIX.match(text)
+            if ranked:  # torchrun --tee / a log-line prefix: rank 0's lines make the series
+                if int(ranked.group(1)) != 0:
+                    continue
+                text = text[ranked.end():]
             if self._default:
                 step, values = self._recognisers.parse(text)
             else:

@@ -74,3 +74,39 @@ def test_the_rank_comes_from_rank_else_local_rank_on_node_0(env: dict[str, str],
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert process_rank() == rank
+
+
+PRINTING = """\
+import os, torch.distributed as dist
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+for step in range(3):
+    print(f"step {step} loss={step + 10 * rank}", flush=True)
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.skipif(TORCHRUN is None, reason="torch (torchrun) is not installed: pip install torch==2.13.0")
+def test_printed_scalars_of_prefixed_ranks_are_taken_from_rank_0(ws: Workspace) -> None:
+    ws.write("ddp.py", PRINTING)
+    ws.commit_all()
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
+    result = ws.gitexp(
+        "run", "-n", "printed", "--scalars", "--sample-interval", "0", "--", str(TORCHRUN), "--nproc_per_node", "2",
+        "--standalone", "--tee", "3", "ddp.py", env={**env, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )
+    assert result.code == 0, result.err
+    steps = [json.loads(line) for line in ws.git("show", "refs/experiments/printed:.gitexp/steps.jsonl").splitlines()]
+    assert [(p["step"], p["values"]) for p in steps] == [(0, {"loss": 0.0}), (1, {"loss": 1.0}), (2, {"loss": 2.0})]
+
+
+def test_rank_prefixes_keep_rank_0s_lines_only(tmp_path: Path) -> None:
+    from gitexp.scalars import DEFAULT, ScalarCapture, compile_pattern
+
+    out = tmp_path / "steps.jsonl"
+    capture = ScalarCapture(compile_pattern(DEFAULT), out)
+    capture.feed(b"[default1]:step 1 loss=9\n[default0]:step 1 loss=0.5\n[rank1]:step 2 loss=8\n[rank0]:step 2 loss=0.25\n", 1.0)
+    capture.close(2.0)
+    points = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(p["step"], p["values"]) for p in points] == [(1, {"loss": 0.5}), (2, {"loss": 0.25})]
