@@ -345,3 +345,39 @@ def test_optuna_under_gitexp_run_logs_each_trials_value_and_keeps_the_best(ws: W
     best = min(done, key=lambda t: t["value"])
     assert run.metrics["best.loss"] == pytest.approx(best["value"]) and run.metrics["best.x"] == pytest.approx(best["params"]["x"])
     assert run.metrics["best.trial"] == best["number"]
+
+
+def test_optuna_track_records_the_finished_trials_of_a_study_already_optimized(ws: Workspace) -> None:
+    need("optuna")
+    prepare(ws, OPTUNA.replace("callbacks=[GitexpCallback(metric_name=\"loss\")], ", "").replace(
+        "json.dump(", "from gitexp.integrations.optuna import track\ntrack(study, metric_name='loss')\njson.dump(", 1))
+    standalone(ws)
+    trials, runs = reported(ws), gitexp.runs(repo=ws.root)
+    assert sorted(r.sweep["index"] for r in runs) == [t["number"] for t in trials]
+    assert {r.sweep["size"] for r in runs} == {5} and len({r.sweep["id"] for r in runs}) == 1
+    best = min((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["value"])
+    top = gitexp.runs(where="status = completed", sort="metrics.loss", limit=1, repo=ws.root)[0]
+    assert top.params == best["params"] and top.metrics["loss"] == pytest.approx(best["value"])
+
+
+def test_lightning_logger_outside_gitexp_run_ends_its_run_failed_when_training_raises(ws: Workspace) -> None:
+    need("torch")
+    if importlib.util.find_spec("lightning") is None:
+        need("pytorch_lightning")
+    script = LIGHTNING.replace("        return loss\n", "        if self.global_step == 2:\n            raise RuntimeError('diverged')\n        return loss\n", 1)
+    prepare(ws, script.replace("trainer.fit(", "try:\n    trainer.fit(").replace(
+        "DataLoader(data, batch_size=8))\n", "DataLoader(data, batch_size=8))\nexcept RuntimeError:\n    pass\n").split("json.dump(")[0])
+    standalone(ws)
+    (run,) = gitexp.runs(repo=ws.root)
+    assert run.status == "failed"
+    assert run.series("train_loss").steps == [0, 1]  # what was logged before the failure is kept
+
+
+def test_importing_gitexp_and_its_integrations_package_imports_no_framework() -> None:
+    code = (
+        "import sys, gitexp, gitexp.integrations\n"
+        "heavy = {'torch', 'lightning', 'pytorch_lightning', 'transformers', 'keras', 'xgboost', 'lightgbm', 'optuna', 'pandas'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
