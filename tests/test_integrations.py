@@ -381,3 +381,15 @@ def test_importing_gitexp_and_its_integrations_package_imports_no_framework() ->
     )
     proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_lightning_default_checkpoint_directory_is_named_after_the_run(ws: Workspace) -> None:
+    need("torch")
+    if importlib.util.find_spec("lightning") is None:
+        need("pytorch_lightning")
+    prepare(ws, LIGHTNING.replace('ModelCheckpoint(dirpath="ckpt")', "ModelCheckpoint()"))
+    standalone(ws)
+    (run,) = gitexp.runs(repo=ws.root)
+    path = reported(ws)["checkpoint"]
+    assert path == f"gitexp/{run.name}/checkpoints/epoch=1-step=8.ckpt"
+    assert run.status == "completed" and run.read_bytes(path)[:2] == b"PK"

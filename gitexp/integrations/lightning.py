@@ -44,7 +44,9 @@ class GitexpLogger(Logger):  # type: ignore[misc]
 
     @property
     def version(self) -> str:
-        run = self._scope.run
+        """The run's name (ModelCheckpoint's default directory is <root>/gitexp/<version>/checkpoints)."""
+        self._scope.open()
+        run = self._scope.run or tracking._active
         return run.name if run is not None else os.environ.get("GITEXP_RUN_NAME", "")
 
     @property
