@@ -391,6 +391,7 @@ def start(
     params: Mapping[str, Any] | None = None,
     note: str = "",
     tags: tuple[str, ...] | list[str] = (),
+    sweep: Mapping[str, Any] | None = None,
 ) -> ActiveRun:
     """Record a run from this Python process (a script or a notebook), in the repository around the cwd.
 
@@ -399,6 +400,9 @@ def start(
     process's hardware use is sampled; the run ends with the block (failed if
     it raised), or at exit. Under `gitexp run` there is a run already: this
     raises, as does any problem found before the run starts (not a repo, ...).
+    `sweep` makes the run one of a sweep (recorded as run.json `sweep` and the
+    Gitexp-Sweep trailer: `id` shared by the sweep's runs, `index`, ...), as the
+    Optuna integration does for a study's trials.
     """
     global _active, _writer
     from gitexp.errors import GitexpError
@@ -411,7 +415,7 @@ def start(
     argv = [sys.executable, *sys.argv] if sys.argv and sys.argv[0] else [sys.executable]
     request = RunRequest(
         command=argv, cwd=Path.cwd(), name=name, note=note, tags=tuple(tags), extra_params=dict(params or {}),
-        in_process=True,
+        in_process=True, sweep=dict(sweep) if sweep else None,
     )
     recording = Recording.begin(request, notify=lambda msg: _warn(f"gitexp: {msg}"))
     assert recording.scratch is not None
