@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -17,6 +16,7 @@ from gitexp.compare import changes, number
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary, Snapshot
 from gitexp.recorder import Notify, RunRequest, RunResult, record_run
+from gitexp.render import inert
 from gitexp.restore import materialize
 from gitexp.store import Store
 
@@ -71,23 +71,18 @@ class Recipe:
         """The command as a shell would take it, with every control character escaped: safe to print."""
         import shlex
 
-        return printable(shlex.join(self.argv or self.command)) + (f"  (in {printable(self.cwd)}/)" if self.cwd else "")
-
-
-def printable(text: str) -> str:
-    """text with every character a terminal could act on (controls, bidi overrides, ...) as an escape."""
-    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
+        return inert(shlex.join(self.argv or self.command)) + (f"  (in {inert(self.cwd)}/)" if self.cwd else "")
 
 
 def recipe(store: Store, run: RunSummary) -> Recipe:
     """The command and working directory the run recorded, refusing what cannot run inside its copy."""
+    from gitexp.safeload import UnreadableRecord, json_object
+
     raw = store.read_record(run.commit, fmt.RUN_FILE)
-    try:
-        meta = json.loads(raw) if raw else {}
-    except ValueError:
+    try:  # bounded: a run.json nested 100,000 deep is someone else's, and must not end in exit 3
+        meta = json_object(raw, f"{fmt.RUN_FILE} of run {run.name!r}") if raw else {}
+    except UnreadableRecord:
         raise GitexpError(f"run {run.name!r} has an unreadable {fmt.RUN_FILE}: nothing to reproduce") from None
-    if not isinstance(meta, dict):
-        raise GitexpError(f"run {run.name!r} has an unreadable {fmt.RUN_FILE}: nothing to reproduce")
     command = meta.get("command") or []
     if not command:
         raise GitexpError(f"run {run.name!r} has no command to reproduce (it is a saved workspace)")
@@ -96,7 +91,7 @@ def recipe(store: Store, run: RunSummary) -> Recipe:
     cwd = meta.get("cwd") or ""
     if not isinstance(cwd, str) or cwd and (cwd.startswith("/") or "\0" in cwd or {"..", ""} & set(cwd.split("/"))):
         raise GitexpError(
-            f"run {run.name!r} records the working directory {printable(repr(cwd))}, which is not inside its "
+            f"run {run.name!r} records the working directory {inert(repr(cwd))}, which is not inside its "
             "repository; reproduce runs a command only inside its copy of the run, so it refuses"
         )
     return Recipe(
@@ -117,7 +112,7 @@ def _paths(run: RunSummary, meta: dict[str, Any], key: str) -> tuple[str, ...]:
     paths = _texts(run, meta, key)
     for path in paths:
         if path.startswith("/") or {"..", ".git"} & set(path.split("/")):
-            raise GitexpError(f"run {run.name!r} records the {key} path {printable(repr(path))}, outside its copy; it cannot be reproduced")
+            raise GitexpError(f"run {run.name!r} records the {key} path {inert(repr(path))}, outside its copy; it cannot be reproduced")
     return paths
 
 
@@ -171,7 +166,7 @@ def reproduce(
         cwd = workdir / todo.cwd
         if not cwd.resolve().is_relative_to(workdir.resolve()) or not cwd.is_dir():
             raise GitexpError(
-                f"run {run.name!r} records the working directory {printable(repr(todo.cwd))}, which is not a "
+                f"run {run.name!r} records the working directory {inert(repr(todo.cwd))}, which is not a "
                 "directory inside its copy (a symlink leading out, or missing); reproduce refuses to run it"
             )
         notify(f"reproducing {run.name} in {workdir}")
@@ -212,9 +207,20 @@ def _name(store: Store, original: str) -> str:
     raise GitexpError(f"too many reproductions of {original!r}")
 
 
+def _env(store: Store, commit: str) -> dict[str, Any]:
+    """A run's env.json, or {} when it is missing or unreadable (bounded: it may be someone else's)."""
+    from gitexp.safeload import UnreadableRecord, json_object
+
+    try:
+        raw = store.read_record(commit, fmt.ENV_FILE)
+        return json_object(raw, f"{fmt.ENV_FILE} of {commit[:12]}") if raw else {}
+    except UnreadableRecord:
+        return {}
+
+
 def _dirty(store: Store, run: RunSummary) -> bool:
-    raw = store.read_record(run.commit, fmt.ENV_FILE)
-    return bool(raw and json.loads(raw).get("git", {}).get("dirty"))
+    git = _env(store, run.commit).get("git")
+    return bool(isinstance(git, dict) and git.get("dirty"))
 
 
 def _close(a: Any, b: Any, rtol: float) -> bool:
@@ -228,10 +234,10 @@ def _close(a: Any, b: Any, rtol: float) -> bool:
 
 def _env_changes(store: Store, a: str, b: str) -> list[str]:
     def packages(commit: str) -> dict[str, Any]:
-        raw = store.read_record(commit, fmt.ENV_FILE)
-        env = json.loads(raw) if raw else {}
-        py = env.get("python") or {}
-        return {"python": py.get("version"), **{f"package {k}": v for k, v in (py.get("packages") or {}).items()}}
+        py = _env(store, commit).get("python")
+        py = py if isinstance(py, dict) else {}
+        packages = py.get("packages")
+        return {"python": py.get("version"), **{f"package {k}": v for k, v in (packages if isinstance(packages, dict) else {}).items()}}
 
     return [
         f"{c.key}: {c.old or '(none)'} -> {c.new or '(none)'}" for c in changes(packages(a), packages(b))

@@ -433,3 +433,12 @@ def test_a_lineage_thousands_of_runs_deep_renders_as_text_and_json() -> None:
     while node["children"]:
         node, seen = node["children"][0], seen + 1
     assert seen == depth and node["name"] == f"r{depth - 1}"
+
+
+def test_reproduce_of_a_run_with_deep_run_json_or_env_json_is_refused_in_one_line(victim: Workspace) -> None:
+    ws = victim
+    forge(ws.root, "good1", "evil-run-json", files={".gitexp/run.json": ("[" * DEEP + "]" * DEEP).encode()})
+    one_line_error(clean(ws.gitexp("reproduce", "--yes", "evil-run-json"), "reproduce"), "evil-run-json")
+    forge(ws.root, "good1", "evil-env-json", files={".gitexp/env.json": ("{\"a\":" * DEEP + "1" + "}" * DEEP).encode()})
+    result = clean(ws.gitexp("reproduce", "--yes", "evil-env-json"), "reproduce")
+    assert result.code in (0, 1) and "Traceback" not in result.err, result.err  # env.json is only informative

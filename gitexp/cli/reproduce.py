@@ -26,7 +26,8 @@ def command(run: str, rtol: float, yes: bool, as_json: bool, color: str) -> int:
     from gitexp.cli import warn
     from gitexp.cli.progress import TerminalProgress
     from gitexp.errors import GitexpError
-    from gitexp.reproduce import Recipe, printable, reproduce
+    from gitexp.reproduce import Recipe, reproduce
+    from gitexp.render import inert
     from gitexp.store import Store
 
     store = Store.discover()
@@ -35,7 +36,7 @@ def command(run: str, rtol: float, yes: bool, as_json: bool, color: str) -> int:
     def approve(recipe: Recipe) -> None:
         if recipe.stranger is None or yes:
             return
-        what = f"run {printable(found.name)} was recorded by {printable(recipe.stranger)}; reproducing it runs: {recipe.shown()}"
+        what = f"run {inert(found.name)} was recorded by {inert(recipe.stranger)}; reproducing it runs: {recipe.shown()}"
         if not sys.stdin.isatty():
             raise GitexpError(f"{what} -- stdin is not a terminal to confirm it: pass --yes to run it; nothing was run")
         warn(what)
