@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gitexp import format as fmt
 from gitexp.errors import GitexpError, InvalidOverride
 from gitexp.recorder import Recording, RunRequest
 from gitexp.sweep import BadSweep, parse_axis
@@ -300,7 +301,11 @@ def resume(optuna: Any, study: Any, store: Any, spec: Spec, notify: Callable[[st
             state, values = State.PRUNED, None
         else:
             state, values = State.FAIL, None
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=values, state=state))
+        try:
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=values, state=state))
+        except ValueError:  # a value optuna refuses (a hostile or hand-made record)
+            skipped.append(run.name)
+            continue
         added += 1
     if skipped:
         notify(f"sweep {spec.sweep_id}: {len(skipped)} run(s) outside this search space left out ({', '.join(skipped[:5])})")
@@ -337,6 +342,19 @@ class _Tail:
                 if step not in self.reported and math.isfinite(point.value):
                     self.reported.add(step)
                     out.append((step, point.value))
+        return out
+
+
+    def recorded(self, steps: bytes) -> list[tuple[int, float]]:
+        """The points of the run's final record not reported yet."""
+        from gitexp.series import parse
+
+        out = []
+        for i, point in enumerate(parse(steps).get(self.metric, [])):
+            step = point.step if point.step is not None else i
+            if step not in self.reported and math.isfinite(point.value):
+                self.reported.add(step)
+                out.append((step, point.value))
         return out
 
 
@@ -380,8 +398,8 @@ def search(base: RunRequest, spec: Spec, notify: Callable[[str], None]) -> Resul
     asked = 0
     stopping = False
     what = f"{spec.jobs} at a time" if spec.jobs > 1 else "one after another"
-    notify(f"sweep {sweep_id}: {spec.trials} {spec.sampler} trials for {'max' if direction == 'maximize' else 'min'}imal "
-           f"{spec.metric}, {what} (find them with: gitexp list --where 'sweep = {sweep_id}')")
+    announce = (f"sweep {sweep_id}: {spec.trials} {spec.sampler} trials for {'max' if direction == 'maximize' else 'min'}"
+                f"imal {spec.metric}, {what} (find them with: gitexp list --where 'sweep = {sweep_id}')")
     restore_signals = queue._terminate_on_signals()
     try:
         while True:
@@ -398,6 +416,8 @@ def search(base: RunRequest, spec: Spec, notify: Callable[[str], None]) -> Resul
                 except BaseException:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     raise
+                if asked == 1:  # said once the first run is queued: a refused one says only why
+                    notify(announce)
                 slot = next((s for s in slots if s.trial is None), None)
                 if slot is None:
                     used = {s.worker.slot for s in slots}
@@ -515,11 +535,15 @@ def _settle(slot: _Slot, store: Any, study: Any, optuna: Any, spec: Spec, result
     record.status = outcome.status if outcome is not None else "error"
     record.error = outcome.error if outcome is not None else ""
     value = None
+    try:
+        run = query.resolve(store, record.name)
+    except GitexpError:
+        run = None
+    if run is not None and slot.tail is not None:  # the points logged since the last look (a short run: all of them)
+        for step, point in slot.tail.recorded(query.read_log(store, run, fmt.STEPS_FILE)):
+            trial.report(point, step)
     if record.status == "completed":
-        try:
-            value = _number(query.resolve(store, record.name).metrics.get(spec.metric))
-        except GitexpError:
-            value = None
+        value = _number(run.metrics.get(spec.metric)) if run is not None else None
         if value is None:
             record.error = f"it recorded no number for {spec.metric}"
     if value is not None:
