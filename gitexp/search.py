@@ -517,8 +517,9 @@ def _finish(slot: _Slot, slots: list[_Slot], store: Any, study: Any, optuna: Any
         notify(f"{trial.name}: pruned (recorded as interrupted, tagged {PRUNED_TAG})")
     else:
         notify(f"{trial.name}: {trial.status}" + (f": {trial.error}" if trial.error else ""))
-    slot.trial, slot.record, slot.tail = None, None, None
-    if answer is None or outcome.status == "interrupted":  # that worker has ended (or ends now)
+    pruned, slot.trial, slot.record, slot.tail = slot.pruned, None, None, None
+    # A worker ends after an interrupted run; one sent SIGTERM just as its run ended is retired too.
+    if answer is None or outcome.status == "interrupted" or pruned:
         slot.worker.close()
         slot.worker.proc.wait()
         slot.worker.events.close()
