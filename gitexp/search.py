@@ -45,6 +45,7 @@ PRUNERS = ("median", "hyperband", "none")
 PRUNED_TAG = "pruned"
 POLL_SECONDS = 0.2  # how often the step series of the live runs are read
 MAX_TRIALS = 10_000
+MAX_INDEX = 1_000_000  # a recorded index beyond it (a hostile record) does not push the numbering
 _KEY = re.compile(r"^\+?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _SWEEP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -284,7 +285,7 @@ def resume(optuna: Any, study: Any, store: Any, spec: Spec, notify: Callable[[st
         theirs = ", ".join(sorted(str(m) for m in metrics))
         raise BadSearch(f"sweep {spec.sweep_id} optimized {theirs}, not {spec.metric} (give --metric {theirs})")
     dists = distributions(optuna, spec.space)
-    indexes = [i for r in runs if isinstance(i := r.sweep.get("index"), int) and not isinstance(i, bool)]
+    indexes = [i for r in runs if isinstance(i := r.sweep.get("index"), int) and not isinstance(i, bool) and 0 <= i < MAX_INDEX]
     added, skipped = 0, []
     for run in sorted(runs, key=lambda r: (r.started_at, r.name)):
         if run.status in ("queued", "running"):

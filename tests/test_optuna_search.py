@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -88,6 +89,11 @@ def sweep_runs(ws: Workspace, sweep_id: str) -> list[gitexp.Run]:
     return sorted(runs, key=lambda r: r.sweep["index"])
 
 
+def sweep_runs_any(ws: Workspace, sweep_id: str) -> list[gitexp.Run]:
+    runs = [r for r in gitexp.runs(repo=ws.root) if r.sweep.get("id") == sweep_id]
+    return sorted(runs, key=lambda r: (r.started, r.name))
+
+
 def sweep_of(err: str) -> str:
     for word in err.split():
         if word.startswith("sw-"):
@@ -128,7 +134,7 @@ def test_search_runs_n_trials_of_one_sweep_with_params_drawn_inside_the_space(re
 def test_search_optimizes_the_metric_in_its_configured_direction(repo: Workspace) -> None:
     repo.write(".gitexp.yaml", "direction:\n  acc: lower\n")  # acc is guessed higher: the config says otherwise
     repo.commit_all("acc: lower is better")
-    code, err = search(repo, "--optuna", "2", "--metric", "acc", "--sampler", "qmc", "-S", "x=uniform(0,1)")
+    code, err = search(repo, "--optuna", "2", "--metric", "acc", "--sampler", "qmc", "--pruner", "hyperband", "-S", "x=uniform(0,1)")
     assert code == 0, err
     runs = sweep_runs(repo, sweep_of(err))
     lowest = min(runs, key=lambda r: r.metrics["acc"])
@@ -137,7 +143,7 @@ def test_search_optimizes_the_metric_in_its_configured_direction(repo: Workspace
 
     repo.write(".gitexp.yaml", "direction:\n  loss: higher\n")  # loss is guessed lower
     repo.commit_all("loss: higher is better")
-    code, err = search(repo, "--optuna", "2", "--metric", "loss", "--sampler", "random", "-S", "x=uniform(0,1)")
+    code, err = search(repo, "--optuna", "2", "--metric", "loss", "--sampler", "random", "--pruner", "none", "-S", "x=uniform(0,1)")
     assert code == 0, err
     runs = sweep_runs(repo, sweep_of(err))
     highest = max(runs, key=lambda r: r.metrics["loss"])
@@ -177,7 +183,8 @@ def test_a_failing_trial_is_a_failed_run_and_the_search_goes_on(repo: Workspace)
     assert "1 completed, 0 pruned, 1 failed" in err
 
 
-def test_sigterm_stops_the_search_and_records_the_run_in_progress(repo: Workspace, marks: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm-to-the-search", "ctrl-c-to-the-group"])
+def test_a_signal_stops_the_search_and_records_the_run_in_progress(repo: Workspace, marks: Path, signum: int) -> None:
     proc = subprocess.Popen(
         [*GITEXP, "run", "--optuna", "3", "--metric", "acc", "-S", "x=uniform(0,1)", "--", "python", "train.py", "hang", "{x}"],
         cwd=repo.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -187,14 +194,17 @@ def test_sigterm_stops_the_search_and_records_the_run_in_progress(repo: Workspac
         while not list(marks.glob("pid-*")):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        if signum == signal.SIGINT:  # a terminal's Ctrl-C reaches the whole foreground group
+            os.killpg(proc.pid, signal.SIGINT)
+        else:  # a scheduler's SIGTERM reaches the search alone
+            proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=WAIT)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "stopped by SIGTERM" in err
+    assert proc.returncode == 128 + signum, err
+    assert ("stopped by SIGTERM" if signum == signal.SIGTERM else "stopped by Ctrl-C") in err
     (only,) = [r for r in gitexp.runs(repo=repo.root)]
     assert only.status == "interrupted"
     (script,) = marks.glob("pid-*")
@@ -207,15 +217,23 @@ def test_sweep_id_continues_a_search_in_the_same_sweep(repo: Workspace) -> None:
     code, err = search(repo, "--optuna", "1", "--metric", "acc", "-S", "x=uniform(0,1)", mode="fail-first")
     assert code == 1 and "gitexp: no trial recorded a number for acc" in err, err  # its one trial failed
     sweep_id = sweep_of(err)
+    # Runs of the sweep as a fetched record may have them: overrides outside the space, not texts, a bad index.
+    hostile = [
+        {"id": sweep_id, "index": "1; rm -rf /", "overrides": ["x=2.5"], "metric": "acc"},
+        {"id": sweep_id, "index": 10**30, "overrides": [{"x": 0.5}, "x=nan"], "metric": "acc"},
+    ]
+    script = "import json, sys, gitexp\nfor sweep in json.loads(sys.argv[1]):\n    gitexp.start(params={'x': 0.5}, sweep=sweep).end()\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITEXP_")}
+    subprocess.run([sys.executable, "-c", script, json.dumps(hostile)], cwd=repo.root, env=env, check=True, timeout=WAIT)
     code, err = search(
         repo, "--optuna", "1", "--metric", "acc", "-S", "x=uniform(0,1)", "--sweep", sweep_id, mode="fail-first"
     )
     assert code == 0, err
-    assert "(after 1 earlier)" in err
-    runs = sweep_runs(repo, sweep_id)
+    assert "(after 1 earlier)" in err and "2 run(s) outside this search space left out" in err
+    runs = [r for r in sweep_runs_any(repo, sweep_id) if r.sweep.get("method") == "optuna"]
     assert [r.sweep["index"] for r in runs] == [0, 1]
     assert [r.status for r in runs] == ["failed", "completed"] and runs[1].sweep["size"] == 2
-    assert len(gitexp.runs(repo=repo.root)) == 2
+    assert len(gitexp.runs(repo=repo.root)) == 4
 
     code, err = search(repo, "--optuna", "1", "--metric", "loss", "-S", "x=uniform(0,1)", "--sweep", sweep_id)
     assert code == 1 and err.strip() == f"gitexp: error: sweep {sweep_id} optimized acc, not loss (give --metric acc)"
