@@ -24,6 +24,7 @@ stopped alone. Each run's `Gitexp-Sweep` carries `method: optuna`, `metric`, `di
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -441,8 +442,11 @@ def search(base: RunRequest, spec: Spec, notify: Callable[[str], None]) -> Resul
                     _watch(slot, common, notify)
     except (KeyboardInterrupt, queue.Stopped, GitexpError) as exc:
         _stop_all(slots, exc, queue)
-        for slot in [s for s in slots if s.trial is not None]:
-            _settle(slot, store, study, optuna, spec, result, queue._finished(store, slot.record.name, "") if slot.record else None)
+        for slot in slots:
+            if slot.trial is None or slot.record is None:
+                continue
+            with contextlib.suppress(Exception):  # (a trial told already, when the signal came as it was told)
+                _settle(slot, store, study, optuna, spec, result, queue._finished(store, slot.record.name, ""))
         if isinstance(exc, GitexpError):
             raise
         signum = exc.signum if isinstance(exc, queue.Stopped) else signal.SIGINT
@@ -570,10 +574,10 @@ def _stop_all(slots: list[_Slot], exc: BaseException, queue: Any) -> None:
     if isinstance(exc, KeyboardInterrupt):
         queue._stop(workers)
         return
-    for worker in workers:
-        worker.close()
-        if worker.proc.poll() is None:
-            worker.proc.send_signal(signal.SIGTERM)
+    for slot in slots:
+        slot.worker.close()  # an idle worker ends by itself
+        if slot.trial is not None and slot.worker.proc.poll() is None:
+            slot.worker.proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + queue.STOP_GRACE_SECONDS
     while any(w.proc.poll() is None for w in workers) and time.monotonic() < deadline:
         time.sleep(queue.POLL_SECONDS)
