@@ -398,14 +398,15 @@ def search(base: RunRequest, spec: Spec, notify: Callable[[str], None]) -> Resul
     queue.remove_stale_worktrees()
     slots: list[_Slot] = []
     asked = 0
-    stopping = False
+    pending: str | None = None  # queued, not yet given to a worker
+    quiet = _once(notify)  # a warning every run would repeat (uncommitted changes, ...) is said once
     what = f"{spec.jobs} at a time" if spec.jobs > 1 else "one after another"
     announce = (f"sweep {sweep_id}: {spec.trials} {spec.sampler} trials for {'max' if direction == 'maximize' else 'min'}"
                 f"imal {spec.metric}, {what} (find them with: gitexp list --where 'sweep = {sweep_id}')")
     restore_signals = queue._terminate_on_signals()
     try:
         while True:
-            while not stopping and asked < spec.trials and sum(s.trial is not None for s in slots) < spec.jobs:
+            while asked < spec.trials and sum(s.trial is not None for s in slots) < spec.jobs:
                 trial = study.ask()
                 overrides = overrides_of(_suggest(trial, spec.space), spec.space)
                 index = next_index + asked
@@ -414,10 +415,11 @@ def search(base: RunRequest, spec: Spec, notify: Callable[[str], None]) -> Resul
                 record = {"id": sweep_id, "index": index, "size": size, "overrides": list(overrides), **info}
                 request = replace(base, name=name, overrides=overrides, sweep=record, update_pointer=False)
                 try:
-                    queued = Recording.enqueue(request, _once(notify))
+                    queued = Recording.enqueue(request, quiet)
                 except BaseException:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     raise
+                pending = queued.name
                 if asked == 1:  # said once the first run is queued: a refused one says only why
                     notify(announce)
                 slot = next((s for s in slots if s.trial is None), None)
@@ -430,6 +432,7 @@ def search(base: RunRequest, spec: Spec, notify: Callable[[str], None]) -> Resul
                 slot.record = Trial(trial.number, index, queued.name, overrides)
                 result.trials.append(slot.record)
                 slot.worker.give(queued.name)
+                pending = None
                 notify(f"started {queued.name} ({', '.join(overrides)})")
             busy = [s for s in slots if s.trial is not None]
             if not busy:
@@ -442,6 +445,9 @@ def search(base: RunRequest, spec: Spec, notify: Callable[[str], None]) -> Resul
                     _watch(slot, common, notify)
     except (KeyboardInterrupt, queue.Stopped, GitexpError) as exc:
         _stop_all(slots, exc, queue)
+        if pending is not None:
+            with contextlib.suppress(GitexpError):
+                queue.cancel(store, [pending])
         for slot in slots:
             if slot.trial is None or slot.record is None:
                 continue
