@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +12,7 @@ from gitexp.sweep import Plan
 
 if TYPE_CHECKING:
     from gitexp.queue import Stopped
+    from gitexp.search import Spec
 
 
 def run_batch(
@@ -82,3 +83,35 @@ def _list_params_swept(request: RunRequest, sweep: Plan) -> list[str]:
     except GitexpError:
         return []  # reported properly when the runs start
     return sorted(k for k in swept if isinstance(params.get(k), (list, dict)))
+
+
+def run_search(request: RunRequest, spec: Spec) -> int:
+    """`gitexp run --optuna N`: the search, then each trial's run and the best one."""
+    from gitexp import queue, search
+    from gitexp.render import aligned, inert, value
+
+    try:
+        result = search.search(request, spec, warn)
+    except queue.Stopped as stop:
+        return stopped(stop, "no further trials were started")
+    rows = [[t.name, _state(t), value(t.value), " ".join(t.overrides)] for t in result.trials]
+    counts = {s: sum(t.state == s for t in result.trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    head = (f"{len(result.trials)} trial(s) of sweep {result.sweep_id}: {counts['COMPLETE']} completed, "
+            f"{counts['PRUNED']} pruned, {counts['FAIL']} failed")
+    if result.resumed:
+        head += f" (after {result.resumed} earlier)"
+    click.echo(head + "\n" + aligned(["name", "state", spec.metric, "overrides"], rows), err=True)
+    best = result.best
+    if best is not None:
+        warn(f"best: {best.name} with {inert(spec.metric)} = {best.value:g} ({', '.join(best.overrides)})")
+    else:
+        warn(f"no trial recorded a number for {inert(spec.metric)}")
+    return search.exit_code(result)
+
+
+def _state(trial: Any) -> str:
+    if trial.state == "COMPLETE":
+        return "completed"
+    if trial.state == "PRUNED":
+        return "pruned"
+    return "no value" if trial.status == "completed" else trial.status

@@ -28,6 +28,15 @@ each in a temporary copy of the code; `--queue` only queues them (gitexp queue
 start). Exit code: 0 if every run completed, else 1 (130 if interrupted).
 
 \b
+`--optuna N --metric NAME` lets Optuna's sampler choose N configs from the -S
+space (uniform(a,b), loguniform(a,b), randint(a,b), lists; a single value is
+fixed), one after another or `-j J` at a time, each a run of one sweep in a
+temporary copy of the code, optimizing NAME in its configured direction.
+Runs whose step series of NAME fall behind are pruned: recorded interrupted,
+tagged `pruned`. `--sweep ID` continues a search. Exit code: 0 if a trial
+completed with a value, else 1 (128+N when stopped by signal N).
+
+\b
 Params on the command line: `{name}` in COMMAND is replaced by the param's
 value, from -S or a params file (`{{` and `}}` are literal braces; an
 argument with a space in it, such as `python -c` code, is left as it is), and the
@@ -41,6 +50,7 @@ Examples:
   gitexp run -S lr=0.1,0.01 -- python main.py --lr {lr} --epochs {epochs}
   gitexp run -n lr-small -m "halve the lr" -S lr=0.005 -- python train.py
   gitexp run -j 2 -S lr=0.1,0.01 --repeat 3 --seed-param seed -- python train.py
+  gitexp run --optuna 20 -S lr='loguniform(1e-4,1e-1)' -S batch=32,64 --metric acc -- python train.py
 """,
 )
 @click.option("-n", "--name", help="Name of the run (default: an automatic unique name).")
@@ -58,11 +68,17 @@ Examples:
 @click.option("--seed-param", metavar="KEY", help="The param holding the seed: each repeat sets it to its own seed.")
 @click.option("--seeds", metavar="S1,S2,...", help="The repeats' seeds (default: random ones, recorded).")
 @click.option("--random", "random_count", type=click.IntRange(min=1), metavar="N", help="Draw N configs from the -S lists and ranges instead of the grid.")
-@click.option("--random-seed", type=int, metavar="N", help="Seed of --random's draws (default: random, recorded).")
+@click.option("--random-seed", type=int, metavar="N", help="Seed of --random's draws (default: random, recorded), or of --optuna's sampler.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N", help="Run N at a time, each in a temporary copy of the code and inputs.")
 @click.option("--gpus-per-run", type=click.IntRange(min=0), metavar="K", help="With -j: GPUs each parallel run gets in CUDA_VISIBLE_DEVICES (default 1 when GPUs are visible; 0: leave it). Each also gets its share of the cores in OMP_NUM_THREADS & co unless set.")
 @click.option("--queue", "to_queue", is_flag=True, help="Only queue the run(s); `gitexp queue start` runs them.")
 @click.option("--fail-fast", is_flag=True, help="Stop a sweep at its first failed run (default: run them all).")
+@click.option("--optuna", "optuna_trials", type=click.IntRange(min=1), metavar="N", help="Let Optuna choose N configs from the -S space, optimizing --metric (needs gitexp[optuna]).")
+@click.option("--metric", metavar="NAME", help="With --optuna: the metric to optimize, in its configured direction ('direction:' of .gitexp.yaml, else guessed from its name).")
+@click.option("--sampler", metavar="NAME", help="With --optuna: tpe (default), random, cmaes, qmc or gp.")
+@click.option("--pruner", metavar="NAME", help="With --optuna: stop runs whose step series of --metric fall behind: median (default), hyperband or none.")
+@click.option("--prune-after", type=click.IntRange(min=0), metavar="K", help="With --optuna --pruner median: trials to complete before any is pruned (default 5).")
+@click.option("--sweep", "sweep_id", metavar="ID", help="With --optuna: continue this sweep's search (its runs so far teach the sampler; new runs join it).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def command(
     name: str | None,
@@ -85,6 +101,12 @@ def command(
     gpus_per_run: int | None,
     to_queue: bool,
     fail_fast: bool,
+    optuna_trials: int | None,
+    metric: str | None,
+    sampler: str | None,
+    pruner: str | None,
+    prune_after: int | None,
+    sweep_id: str | None,
     command: tuple[str, ...],
 ) -> int:
     from gitexp.cli.progress import TerminalProgress
@@ -95,11 +117,25 @@ def command(
         raise click.UsageError("--parent and --no-parent cannot be used together")
     if to_queue and jobs is not None:
         raise click.UsageError("--queue and -j cannot be used together (queue, then: gitexp queue start -j N)")
+    from gitexp.search import BadSearch
+
+    search_options = {"--metric": metric, "--sampler": sampler, "--pruner": pruner, "--prune-after": prune_after, "--sweep": sweep_id}
+    if optuna_trials is None:
+        given = [option for option, v in search_options.items() if v is not None]
+        if given:
+            raise BadSearch(f"{given[0]} goes with --optuna N (a search); without it there is nothing to optimize")
+    else:
+        clash = {"--random": random_count is not None, "--repeat": repeat != 1, "--seed-param": seed_param is not None,
+                 "--seeds": seeds is not None, "--queue": to_queue, "--fail-fast": fail_fast}
+        for option, used in clash.items():
+            if used:
+                raise BadSearch(f"--optuna and {option} cannot be used together")
+        if metric is None:
+            raise BadSearch("--optuna needs --metric NAME: the metric to optimize (e.g. --metric acc)")
     try:
         seed_list = tuple(int(s) for s in seeds.split(",")) if seeds else ()
     except ValueError as exc:
         raise click.BadParameter("give integers, e.g. --seeds 1,2,3", param_hint="--seeds") from exc
-    sweep = plan(overrides, repeat, seed_param, seed_list, random_count, random_seed)
     request = RunRequest(
         command=list(command),
         cwd=Path.cwd(),
@@ -114,6 +150,17 @@ def command(
         scalars=scalars_regex or ("default" if scalars_default else None),
         sample_interval=sample_interval,
     )
+    if optuna_trials is not None:
+        assert metric is not None
+        from gitexp.cli.batch import run_search
+        from gitexp.search import Spec, parse_space
+
+        spec = Spec(
+            optuna_trials, metric, parse_space(overrides), sampler or "tpe", pruner or "median",
+            5 if prune_after is None else prune_after, jobs or 1, random_seed, sweep_id, gpus_per_run,
+        )
+        return run_search(request, spec)
+    sweep = plan(overrides, repeat, seed_param, seed_list, random_count, random_seed)
     if to_queue or jobs is not None or sweep.id is not None:
         from gitexp.cli.batch import run_batch
 
