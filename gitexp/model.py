@@ -35,9 +35,13 @@ class RunSummary:
     @property
     def config(self) -> str:
         """The params without the seed (the sweep's seed param, else `seed`), as one text: repeats share it."""
+        return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.config_params.items())) or "(no params)"
+
+    @property
+    def config_params(self) -> dict[str, Any]:
+        """The params without the seed (the sweep's seed param, else `seed`)."""
         seed = self.sweep.get("seed_param") or "seed"
-        kept = {k: v for k, v in self.params.items() if k != seed}
-        return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(kept.items())) or "(no params)"
+        return {k: v for k, v in self.params.items() if k != seed}
 
     @property
     def started_at(self) -> datetime:

@@ -93,19 +93,6 @@ def value(v: Any) -> str:
 
 
 FORMATS = ("table", "csv", "json", "markdown")
-FIXED_COLUMNS = ("name", "created", "status", "duration")
-
-
-def default_columns(runs: list[RunSummary], only_changed: bool) -> list[str]:
-    """name, created, status, duration, then every param and metric (only those that vary, with only_changed)."""
-    columns = list(FIXED_COLUMNS)
-    for section in ("params", "metrics"):
-        maps: list[dict[str, Any]] = [getattr(r, section) for r in runs]
-        for key in sorted({k for m in maps for k in m}):
-            if only_changed and len({json.dumps(m.get(key), sort_keys=True, default=str) for m in maps}) <= 1:
-                continue
-            columns.append(f"{section}.{key}")
-    return columns
 
 
 def column_reader(column: str) -> Callable[[RunSummary], Any]:
@@ -141,8 +128,11 @@ def column_formatter(column: str) -> Callable[[Any], str]:
     return value
 
 
-def runs_output(runs: list[RunSummary], columns: list[str], output: str) -> str:
-    """Runs as a table, CSV, JSON or Markdown. Each column's reader is built once: 10,000 runs must be fast."""
+def runs_output(runs: list[RunSummary], columns: list[str], output: str, width: int | None = None) -> str:
+    """Runs as a table, CSV, JSON or Markdown. Each column's reader is built once: 10,000 runs must be fast.
+
+    width: the table's columns that do not fit in this many characters are left out, from the right
+    (columns.fitting), and a line under it says how many."""
     readers = [column_reader(c) for c in columns]
     raw = [[read(r) for read in readers] for r in runs]
     if output == "json":
@@ -165,11 +155,16 @@ def runs_output(runs: list[RunSummary], columns: list[str], output: str) -> str:
         from tabulate import tabulate
 
         return tabulate(cells, headers=[inert(c) for c in columns], tablefmt="github", disable_numparse=True)
-    return aligned(columns, cells)
+    return aligned(columns, cells, width)
 
 
-def aligned(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain table: headers, a rule of dashes, columns two spaces apart (tabulate's 'simple' look, 20x faster)."""
+def aligned(headers: list[str], rows: list[list[str]], width: int | None = None) -> str:
+    """A plain table: headers, a rule of dashes, columns two spaces apart (tabulate's 'simple' look, 20x faster).
+
+    width: only the leading columns that fit in lines of this many characters (at least the first),
+    then a line saying how many were left out. Widths are measured on the text as shown (inert)."""
+    from gitexp.columns import GAP, dropped_note, fitting
+
     headers = [inert(h) for h in headers]
     rows = [[inert(c) for c in row] for row in rows]
     widths = [_width(h) for h in headers]
@@ -177,10 +172,17 @@ def aligned(headers: list[str], rows: list[list[str]]) -> str:
         for i, text in enumerate(row):
             w = len(text) if text.isascii() else _width(text)
             widths[i] = max(widths[i], w)
-    def line(cells: list[str]) -> str:
-        return "  ".join(c + " " * (w - (len(c) if c.isascii() else _width(c))) for c, w in zip(cells, widths)).rstrip()
+    kept = fitting(widths, width)
+    widths = widths[:kept]
+    gap = " " * GAP
 
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+    def line(cells: list[str]) -> str:
+        return gap.join(c + " " * (w - (len(c) if c.isascii() else _width(c))) for c, w in zip(cells, widths)).rstrip()
+
+    table = [line(headers), gap.join("-" * w for w in widths), *(line(r) for r in rows)]
+    if kept < len(headers):
+        table.append(dropped_note(len(headers) - kept))
+    return "\n".join(table)
 
 
 def _width(text: str) -> int:
@@ -210,7 +212,9 @@ def json_lines(items: list[Any], ascii: bool = False) -> str:
 def runs_table(runs: list[RunSummary]) -> str:
     if not runs:
         return "no runs yet (record one with: gitexp run -- COMMAND)"
-    return runs_output(runs, default_columns(runs, False), "table")
+    from gitexp.columns import run_columns
+
+    return runs_output(runs, run_columns(runs, wide=True), "table")
 
 
 def _csv(raw: Any) -> str:
@@ -474,10 +478,12 @@ def age(iso: str, now: datetime | None = None) -> str:
 # -- diff and compare ----------------------------------------------------------------
 
 
-def groups_text(groups: list[Any], keys: list[str], output: str) -> str:
+def groups_text(groups: list[Any], keys: list[str], output: str, width: int | None = None, wide: bool = False) -> str:
     """`list --group-by`: one row per group: its key values, n, and each metric's mean ± SEM and min..max.
 
-    CSV has numbers instead: a column per metric and statistic (mean, sem, n, min, max)."""
+    CSV has numbers instead: a column per metric and statistic (mean, sem, n, min, max). The table
+    and Markdown show `config` as a column per param that differs between the groups (every param:
+    wide); the table leaves out the columns that do not fit in width (see aligned)."""
     if output == "json":
         return to_json([g.to_dict() for g in groups])
     metrics = sorted({m for g in groups for m in g.stats})
@@ -499,9 +505,18 @@ def groups_text(groups: list[Any], keys: list[str], output: str) -> str:
               for g in groups),
         ])
         return buf.getvalue().rstrip("\n")
-    headers += [f"metrics.{m}" for m in metrics]
-    rows = [[*lead(g, value), *(_mean_sem_range(g.stats[m], len(g.runs)) if m in g.stats else "-" for m in metrics)]
-            for g in groups]
+    shown: list[tuple[str, Callable[[Any], str]]] = []  # (header, cell of a group)
+    for k in keys:
+        params = _config_params(groups, wide) if k == "config" else []
+        shown += [(f"params.{p}", _config_cell(p)) for p in params]
+        if not params:
+            shown.append((k, _key_cell(k)))
+    headers = [*(h for h, _ in shown), *headers[len(keys):], *(f"metrics.{m}" for m in metrics)]
+    rows = [
+        [*(cell(g) for _, cell in shown), *lead(g, value)[len(keys):],
+         *(_mean_sem_range(g.stats[m], len(g.runs)) if m in g.stats else "-" for m in metrics)]
+        for g in groups
+    ]
     if output == "markdown":
         from tabulate import tabulate
 
@@ -509,7 +524,28 @@ def groups_text(groups: list[Any], keys: list[str], output: str) -> str:
     if not groups:
         return "no runs match"
     note = "mean ± standard error of the mean, then min..max, over the completed runs; (n=k): only k of them have that metric"
-    return aligned(headers, rows) + f"\n({note})"
+    return aligned(headers, rows, None if wide else width) + f"\n({note})"
+
+
+def _config_cell(param: str) -> Callable[[Any], str]:
+    return lambda g: value(_config_of(g).get(param))
+
+
+def _key_cell(key: str) -> Callable[[Any], str]:
+    return lambda g: value(g.key[key])
+
+
+def _config_of(group: Any) -> dict[str, Any]:
+    """The params (without the seed) the runs of a group share."""
+    members = group.runs or group.left_out
+    return members[0].config_params if members else {}
+
+
+def _config_params(groups: list[Any], wide: bool) -> list[str]:
+    """The params a table grouped by config shows: those that differ between the groups (columns.shown)."""
+    from gitexp.columns import shown
+
+    return shown([_config_of(g) for g in groups], wide)
 
 
 def _mean_sem_range(s: Summary, runs: int) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import contextlib
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -43,6 +44,8 @@ def isolate(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GIT_CONFIG_GLOBAL", "GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
+    for name in ("COLUMNS", "LINES"):  # `gitexp list` fits COLUMNS: no test depends on the terminal it ran in
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)
@@ -127,11 +130,21 @@ def gitexp(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: fl
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def run_in_pty(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """Run a command with a pseudo-terminal as stdin, stdout and stderr; return (exit code, output)."""
+def run_in_pty(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, columns: int | None = None
+) -> tuple[int, bytes]:
+    """Run a command with a pseudo-terminal as stdin, stdout and stderr; return (exit code, output).
+
+    columns: the terminal's width, as a terminal window tells it (TIOCSWINSZ); default: unset (0)."""
     import pty
 
     master, slave = pty.openpty()
+    if columns is not None:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     proc = subprocess.Popen(args, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env={**os.environ, **(env or {})})
     os.close(slave)
     output = b""
@@ -245,6 +258,25 @@ def _digest(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:
         return "missing"
+
+
+@contextlib.contextmanager
+def template_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """An empty repository with a home of its own, for a module-scoped fixture to record runs in once;
+    each test then works on a copy_of it."""
+    ws = Workspace(tmp_path_factory.mktemp("template") / "repo")
+    ws.root.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        isolate(tmp_path_factory.mktemp("template-home"), mp)
+        git(ws.root, "init", "-q", "-b", "main")
+        yield ws
+
+
+def copy_of(template: Path, tmp_path: Path) -> Workspace:
+    """A private copy of a template repository."""
+    root = tmp_path / "runs"
+    shutil.copytree(template, root, symlinks=True)
+    return Workspace(root)
 
 
 @pytest.fixture

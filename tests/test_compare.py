@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import Workspace, git, gitexp, isolate, run_in_pty
+from conftest import Workspace, copy_of, git, gitexp, run_in_pty, template_workspace
 
 WRITE_METRICS = "import json, sys\njson.dump(json.loads(sys.argv[1]), open('metrics.json', 'w'))\n"
 
@@ -24,11 +23,7 @@ def record(ws: Workspace, name: str, metrics: dict[str, object], *args: str) -> 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four runs, recorded once per module: a baseline, two descendants, and another root."""
-    ws = Workspace(tmp_path_factory.mktemp("template") / "repo")
-    ws.root.mkdir()
-    with pytest.MonkeyPatch.context() as mp:
-        isolate(tmp_path_factory.mktemp("template-home"), mp)
-        git(ws.root, "init", "-q", "-b", "main")
+    with template_workspace(tmp_path_factory) as ws:
         ws.write("params.yaml", "lr: 0.1\nbatch: 32\nopt: sgd\n")
         ws.write("metrics.py", WRITE_METRICS)
         ws.write(".gitignore", "metrics.json\n")
@@ -43,9 +38,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def runs(template: Path, tmp_path: Path) -> Workspace:
     """A private copy of the template repository."""
-    root = tmp_path / "runs"
-    shutil.copytree(template, root, symlinks=True)
-    return Workspace(root)
+    return copy_of(template, tmp_path)
 
 
 def names(result: object) -> list[str]:
@@ -116,7 +109,7 @@ def test_only_changed_hides_constant_columns(runs: Workspace) -> None:
     header = runs.gitexp("list", "--only-changed").out.splitlines()[0].split()
     assert "params.batch" not in header
     assert {"params.lr", "params.opt", "metrics.acc", "metrics.loss"} <= set(header)
-    assert "params.batch" in runs.gitexp("list").out.splitlines()[0]
+    assert "params.batch" in runs.gitexp("list", "--wide").out.splitlines()[0]
 
 
 def test_diff_shows_params_metrics_with_deltas_and_direction(runs: Workspace) -> None:

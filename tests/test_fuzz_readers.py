@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from gitexp import format as fmt
 from gitexp import logs, render, series
+from gitexp.columns import run_columns
 from gitexp.data.inventory import parse_pointers
 from gitexp.data.pointers import Manifest
 from gitexp.errors import GitexpError
@@ -87,8 +88,9 @@ def test_messages_give_a_summary_or_a_gitexp_error_and_print_inert(data: st.Data
         json.dumps(run.to_dict(), default=str)
         run.started_at, run.config  # noqa: B018 - read for their exceptions
     for output in ("table", "csv", "markdown"):
-        _inert(render.runs_output(runs, render.default_columns(runs, False), output))
-    render.runs_output(runs, render.default_columns(runs, False), "json")
+        _inert(render.runs_output(runs, run_columns(runs), output, 40))
+        _inert(render.runs_output(runs, run_columns(runs, only_changed=True), output))
+    render.runs_output(runs, run_columns(runs, wide=True), "json")
     _inert(render.tree_text(build(runs), "acc", True, False))
 
 

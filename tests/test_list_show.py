@@ -19,7 +19,7 @@ def make_runs(ws: Workspace) -> None:
 
 def test_list_shows_a_table_newest_first_with_params_and_metrics(ws: Workspace) -> None:
     make_runs(ws)
-    out = ws.gitexp("list").out.splitlines()
+    out = ws.gitexp("list", "--wide").out.splitlines()
     header = out[0].split()
     assert header[:4] == ["name", "created", "status", "duration"]
     assert {"params.lr", "params.batch", "metrics.acc", "metrics.loss"} <= set(header)

@@ -110,6 +110,21 @@ def use_color(choice: str) -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
+def output_width() -> int | None:
+    """How wide a table on stdout may be: COLUMNS when set (a positive number), else the terminal's
+    width when stdout is one, else None: no limit (a pipe or a file gets every column)."""
+    given = os.environ.get("COLUMNS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        if not sys.stdout.isatty():
+            return None
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return None
+    return columns if columns > 0 else None  # (a terminal that does not say its size: no limit)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `gitexp` and `git-exp`: turns gitexp's errors into one line and an exit code."""
     try:
