@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import xxhash
-from common import ENV, ensure_bytecode, gitexp_cmd, timed  # bench/ is the script's own directory
+from common import ENV, ensure_bytecode, gitexp_cmd, scratch_dir, timed  # bench/ is the script's own directory
 
 TARGET = 1.3
 CHUNK = 4 << 20
@@ -95,8 +93,7 @@ def main() -> int:
     args = parser.parse_args()
     ensure_bytecode()
     cmd = gitexp_cmd()
-    scratch = Path(tempfile.mkdtemp(prefix="gitexp-bench-get-"))
-    try:
+    with scratch_dir("gitexp-bench-get-", args.keep) as scratch:
         s = setup(scratch, args.size_mb, cmd)
         step_gitexp(s, cmd)  # warm-up, not counted: page cache and bytecode as in the rounds
         step_floor(s)
@@ -127,11 +124,6 @@ def main() -> int:
             for p in problems:
                 print(f"FAIL: {p}")
             print(f"ratio: {ratio:.2f}x (target <= {TARGET}x): {'PASS' if result['pass'] else 'FAIL'}")
-    finally:
-        if args.keep:
-            print(f"kept {scratch}")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -335,6 +334,8 @@ class Cache:
             self.pin([known])
             if self.has(known) and (not verify_existing or self.verify(known)):
                 return known
+        import tempfile
+
         with owned_tmp(self._tmp_root) as tmp_dir:
             fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="obj-")
             tmp = Path(tmp_name)
