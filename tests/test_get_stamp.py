@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import GITEXP, Workspace
+from conftest import GITEXP, Workspace, git, gitexp
 
 SIZE = 256 * 1024
 
@@ -178,3 +178,34 @@ def test_an_output_is_stamped_as_it_is_stored(stored: tuple[Workspace, str], tmp
         pytest.skip("this file system clones outputs into the cache: their bytes are hashed apart from the clone, "
                     "so the first verified get stamps them")
     assert stamp_file(ws, digest).read_text() == stamp_text(cache_object(ws, digest))
+
+
+def test_data_fetched_from_a_data_remote_is_hashed_as_it_arrives_and_stamped_then(ws: Workspace, tmp_path: Path) -> None:
+    ws.write(".gitexp.yaml", f"outputs: [model.bin]\nremotes:\n  shared: {tmp_path / 'datastore'}\n")
+    ws.write(".gitignore", "model.bin\n")
+    ws.write("train.py", "open('model.bin', 'w').write('weights from afar')\n")
+    ws.commit_all("base")
+    assert ws.gitexp("remote", "trust", "shared").code == 0
+    ws.run("-n", "r1", "--", sys.executable, "train.py")
+    digest = ws.gitexp("which", "model.bin", "--json").json()["digest"]  # type: ignore[index]
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    ws.git("remote", "add", "origin", str(bare))
+    ws.git("push", "-q", "origin", "main")
+    assert ws.gitexp("push", "origin").code == 0
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(bare), str(clone))
+    git(clone, "fetch", "-q", "origin", "refs/experiments/*:refs/experiments/*")
+    [remote_obj] = [p for p in (tmp_path / "datastore").rglob(digest[2:]) if p.is_file()]
+    remote_obj.chmod(0o644)
+    good = remote_obj.read_bytes()
+    remote_obj.write_bytes(b"weights from evil")  # same size: only the hash tells
+    refused = gitexp(clone, "get", "r1", "model.bin", "-o", str(tmp_path / "bad.bin"))
+    assert refused.code == 1 and digest in refused.err, refused.err  # the damaged copy was rejected, never cached
+    assert not (tmp_path / "bad.bin").exists() and not (clone / ".git/gitexp/cache/verified").exists()
+    remote_obj.write_bytes(good)
+    got = gitexp(clone, "get", "r1", "model.bin", "-o", str(tmp_path / "m.bin"))
+    assert got.code == 0, got.err
+    assert (tmp_path / "m.bin").read_text() == "weights from afar"
+    local = clone / ".git/gitexp/cache/objects" / digest[:2] / digest[2:]
+    assert (clone / ".git/gitexp/cache/verified" / digest[:2] / digest[2:]).read_text() == stamp_text(local)
