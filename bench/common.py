@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 IDENTITY = {
@@ -49,3 +52,16 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
     return elapsed, proc.stdout.strip()
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A throw-away directory under /tmp for one benchmark, removed at the end unless keep (then its path is printed)."""
+    scratch = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield scratch
+    finally:
+        if keep:
+            print(f"kept {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -169,7 +169,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_main() -> None:
-    sys.exit(main())
+    code = main()
+    # What is left is freed by the exit itself. Without this, the interpreter's last collection walks every
+    # object start-up made (pygit2's enums, click's types): measured, 15% of the CPU time of `gitexp get`.
+    import gc
+
+    gc.freeze()
+    sys.exit(code)
 
 
 def _say(text: str) -> None:

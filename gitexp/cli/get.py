@@ -15,7 +15,9 @@ def command(run: str, path: str, dest: str | None, force: bool) -> None:
     """Write a file or directory of RUN (code, input, output, large file, artifact) to DEST.
 
     The workspace, HEAD and index are not touched; works in a bare repository. Data comes from the
-    cache, or from the data remote when the cache lacks it, and is verified by its digest.
+    cache, or from the data remote when the cache lacks it, and is verified by its digest: hashed as it
+    is copied, or, when the cache stamped the object as hashed in full and its file has not changed
+    since (same inode, size, mtime and ctime), copied without hashing it again. 'gitexp fsck' always hashes.
     """
     import sys
 

@@ -11,6 +11,13 @@ A process pins a digest (cache/pins/<owner>.<n>) before it stores the object
 or relies on the object being there; `gitexp gc` re-reads the pins and deletes
 under an exclusive lock (cache/gc.lock) that pinning takes shared, so an object
 is either deleted before the pin (and then stored again) or kept.
+
+Once the cache has hashed an object in full (as it stored it, or on a verified
+read), it may stamp it: cache/verified/<first 2 hex>/<other 30 hex> holds the
+object file's stat data (device, inode, size, mtime, ctime). A read whose open
+object still has exactly that stat data may skip hashing it again (`gitexp
+get`); `gitexp fsck` always hashes. Stamps are derived data: a missing,
+unreadable or malformed one only costs a re-hash.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import mmap
 import os
 import re
 import shutil
-import tempfile
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -31,7 +38,16 @@ from typing import BinaryIO
 
 import xxhash
 
-from gitexp.data.hashing import CHUNK, ProgressFn, StatCache, copy_hashing, digest_bytes, hash_file, is_digest
+from gitexp.data.hashing import (
+    CHUNK,
+    RACY_SECONDS,
+    ProgressFn,
+    StatCache,
+    copy_hashing,
+    digest_bytes,
+    hash_file,
+    is_digest,
+)
 from gitexp.environment import hostname
 from gitexp.errors import GitexpError
 from gitexp.workspace import pid_alive
@@ -61,6 +77,40 @@ def _hash_mapped(src: BinaryIO, out: BinaryIO | None = None) -> str:
             del chunk
             view.release()
     return h.hexdigest()
+
+
+# -- stamps: an object hashed in full, as its stat data then was ----------------------
+
+STAMP_VERSION = "gitexp-verified 1"
+_STAMP = re.compile(rf"{STAMP_VERSION} ([0-9]{{1,20}}) ([0-9]{{1,20}}) ([0-9]{{1,20}}) (-?[0-9]{{1,20}}) (-?[0-9]{{1,20}})\n")
+_STAMP_MAX = 160  # bytes read of a stamp file at most: a longer one is not a stamp
+
+
+def stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What a stamp records of an object file: (device, inode, size, mtime_ns, ctime_ns).
+
+    The ctime cannot be set back (utime sets mtime and atime only): any write, chmod
+    or rename of the object moves it, so a changed object no longer matches its stamp.
+    """
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_stamp(path: Path) -> tuple[int, ...] | None:
+    """The stat data a stamp file records, or None: absent, not a regular file, too long, malformed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, _STAMP_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    m = _STAMP.fullmatch(data.decode("ascii", "replace")) if len(data) <= _STAMP_MAX else None
+    return tuple(int(g) for g in m.groups()) if m else None
 
 
 # -- which process a temporary file or pin belongs to ---------------------------------
@@ -284,12 +334,15 @@ class Cache:
             self.pin([known])
             if self.has(known) and (not verify_existing or self.verify(known)):
                 return known
+        import tempfile
+
         with owned_tmp(self._tmp_root) as tmp_dir:
             fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="obj-")
             tmp = Path(tmp_name)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    if self._try_reflink(src, out.fileno()):
+                    reflinked = self._try_reflink(src, out.fileno())
+                    if reflinked:
                         digest = stats.digest(src, st, progress=progress)
                     else:
                         digest = stats.digest(src, st, copy_to=out, progress=progress)
@@ -302,6 +355,8 @@ class Cache:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)  # new, or a repair of a damaged object with the same name
+                if not reflinked:  # its bytes are those just hashed (a clone is of src, hashed apart from it)
+                    self._stamp_stored(digest, final)
                 self.stored_bytes += st.st_size
                 self.stored_files += 1
                 return digest
@@ -312,6 +367,7 @@ class Cache:
         """Move a damaged object out of the way (kept in cache/corrupt/ for inspection); it is then missing."""
         dest = self.root / "corrupt" / digest
         dest.parent.mkdir(parents=True, exist_ok=True)
+        self.unstamp(digest)
         os.replace(self.path(digest), dest)
         return dest
 
@@ -334,7 +390,7 @@ class Cache:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
-                return final.stat().st_size
+                return self._stamp_stored(digest, final).st_size
             finally:
                 tmp.unlink(missing_ok=True)
 
@@ -369,15 +425,75 @@ class Cache:
         return True
 
     def check(self, digest: str, what: str) -> None:
-        """Raise MissingObject or CorruptObject unless the object is here and hashes to its name."""
+        """Raise MissingObject or CorruptObject unless the object is here and hashes to its name (always read)."""
         src = self.path(digest)
         try:
             with open(src, "rb") as f:
-                got = _hash_mapped(f)
+                ok = self.hashes_to(f, digest)
         except FileNotFoundError:
             raise MissingObject(digest, what) from None
-        if got != digest:
+        if not ok:
             raise CorruptObject(digest, src)
+
+    def hashes_to(self, f: BinaryIO, digest: str) -> bool:
+        """Whether the open object f hashes to digest, read in full (through a memory map, whatever f's position).
+
+        A match stamps the object, unless it changed while it was read or so shortly
+        before that a change could have left its stat data as it was (see stamp);
+        a mismatch removes its stamp.
+        """
+        before = os.fstat(f.fileno())
+        began = time.time_ns()
+        if _hash_mapped(f) != digest:
+            self.unstamp(digest)
+            return False
+        after = os.fstat(f.fileno())
+        if stat_key(after) == stat_key(before) and after.st_ctime_ns < began - RACY_SECONDS * 1e9:
+            self.stamp(digest, after)
+        return True
+
+    # -- stamps (see the module's docstring) --
+
+    def stamp_path(self, digest: str) -> Path:
+        return self.root / "verified" / digest[:2] / digest[2:]
+
+    def stamped(self, digest: str, st: os.stat_result) -> bool:
+        """Whether the object whose file has stat data st (fstat of the open file) matches its stamp.
+
+        Only the stat data is compared: a stamp file that is missing, malformed or not
+        a regular file is no stamp, and a stamp says nothing about any other file.
+        """
+        return _read_stamp(self.stamp_path(digest)) == stat_key(st)
+
+    def stamp(self, digest: str, st: os.stat_result) -> None:
+        """Record that the object whose file has stat data st hashes to digest: the stamp file is
+        written under cache/tmp/<owner>/ and renamed into place (whole or not at all).
+
+        Best effort: where the cache cannot be written (a read-only server) nothing is
+        stamped and reads keep hashing.
+        """
+        final = self.stamp_path(digest)
+        key = stat_key(st)
+        if _read_stamp(final) == key:
+            return
+        with contextlib.suppress(OSError), owned_tmp(self._tmp_root) as tmp_dir:
+            tmp = tmp_dir / f"stamp-{os.urandom(4).hex()}"
+            try:
+                tmp.write_text(f"{STAMP_VERSION} {' '.join(map(str, key))}\n", encoding="ascii")
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+    def unstamp(self, digest: str) -> None:
+        with contextlib.suppress(OSError):
+            self.stamp_path(digest).unlink(missing_ok=True)
+
+    def _stamp_stored(self, digest: str, final: Path) -> os.stat_result:
+        """Stamp an object just renamed into place whose bytes were hashed as they were written; its stat data."""
+        st = os.stat(final)
+        self.stamp(digest, st)
+        return st
 
     def copy_out(self, digest: str, dest: Path, what: str) -> None:
         """Copy an object to dest (a new file), then verify what was written; never use a corrupt object.
@@ -409,6 +525,7 @@ class Cache:
 
     def delete(self, digest: str) -> None:
         # The <2 hex> directory stays: a process storing another object may have just made sure it exists.
+        self.unstamp(digest)
         self.path(digest).unlink(missing_ok=True)
 
     def clear_tmp(self) -> None:

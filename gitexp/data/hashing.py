@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import xxhash
+
+if TYPE_CHECKING:
+    import sqlite3  # imported when the stat cache is first used: reading a run (get, list, show) never is
 
 CHUNK = 4 << 20
 ProgressFn = Callable[[int], None]  # called with the number of bytes just read
@@ -58,6 +60,8 @@ class StatCache:
         self.hashed_files = 0
 
     def _conn(self) -> sqlite3.Connection:
+        import sqlite3
+
         if self._db is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -68,6 +72,8 @@ class StatCache:
         return self._db
 
     def _open(self) -> sqlite3.Connection:
+        import sqlite3
+
         db = sqlite3.connect(self._path, timeout=30, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -109,6 +115,8 @@ class StatCache:
     def flush(self) -> None:
         if not self._pending:
             return
+        import sqlite3
+
         db = self._conn()
         try:
             db.execute("BEGIN")
