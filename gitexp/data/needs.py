@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,6 @@ from gitexp.errors import GitexpError
 from gitexp.store import Store
 
 MAGIC = "gitexp-needs 1"
-_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,22 @@ class Needs:
         self._used: set[str] = set()
         self._changed = False
         self._every: dict[str, Need] | None = None
+        self._parsed: dict[str, Need] = {}
         self._problems: list[str] = []
 
     def of(self, name: str, commit: str, problems: list[str] | None = None) -> Need:
         """The needs of run `name` at commit (digests None, and a line in problems, when its record cannot be read)."""
         self._used.add(commit)
-        need = self._known.get(commit)
-        if need is None:
-            need = self._derive(name, commit, problems)
-            if need.digests is not None and _storable(need.status):
-                self._known[commit] = need
-                self._changed = True
+        line = self._known.get(commit)
+        if line is not None:
+            need = self._parsed.get(line)
+            if need is None:  # many runs need the same (a sweep's inputs): parsed once
+                need = self._parsed[line] = _parse(line)
+            return need
+        need = self._derive(name, commit, problems)
+        if need.digests is not None and _storable(need.status):
+            self._known[commit] = _line(need)
+            self._changed = True
         return need
 
     def every(self, problems: list[str] | None = None) -> dict[str, Need]:
@@ -73,8 +78,7 @@ class Needs:
             return
         from gitexp.workspace import atomic_write
 
-        lines = [f"{c} {int(n.lfs)} {n.status} {','.join(sorted(n.digests or ())) or '-'}\n" for c, n in sorted(self._known.items())]
-        body = "".join(lines).encode()
+        body = "".join(f"{c} {rest}\n" for c, rest in sorted(self._known.items())).encode()
         try:
             atomic_write(self.path, f"{MAGIC} {hashlib.sha256(body).hexdigest()}\n".encode() + body, durable=False)
         except OSError:
@@ -106,35 +110,36 @@ class Needs:
         return Need(status, self.store.top_attributes_use_lfs(commit), digests)
 
 
+def _line(need: Need) -> str:
+    return f"{int(need.lfs)} {need.status} {','.join(sorted(need.digests or ())) or '-'}"
+
+
 def _storable(status: str) -> bool:
     return 0 < len(status) <= 64 and status.isascii() and status.isprintable() and " " not in status
 
 
-def _load(path: Path) -> dict[str, Need]:
-    """The needs the file holds; {} when it is missing or damaged in any way (it is then rebuilt)."""
+_BODY = re.compile(rb"(?:[0-9a-f]{40}(?:[0-9a-f]{24})? [01] [!-~]{1,64} (?:-|[0-9a-f]{32}(?:,[0-9a-f]{32})*)\n)*")
+
+
+def _load(path: Path) -> dict[str, str]:
+    """Commit id -> the rest of its line, as the file holds them; {} when it is missing or damaged in any
+    way (it is then rebuilt). One pass checks the whole file; a line is parsed only when its commit is asked."""
     try:
         raw = path.read_bytes()
     except OSError:
         return {}
     head, sep, body = raw.partition(b"\n")
-    try:
-        magic, _, checksum = head.decode("ascii").rpartition(" ")
-    except UnicodeDecodeError:
+    magic, _, checksum = head.rpartition(b" ")
+    if not sep or magic != MAGIC.encode() or hashlib.sha256(body).hexdigest().encode() != checksum:
         return {}
-    if not sep or magic != MAGIC or hashlib.sha256(body).hexdigest() != checksum:
+    if _BODY.fullmatch(body) is None:
         return {}
-    out: dict[str, Need] = {}
-    try:
-        for line in body.decode("ascii").splitlines():
-            commit, lfs, status, digests = line.split(" ")
-            found = frozenset(digests.split(",")) if digests != "-" else frozenset()
-            if (len(commit) not in (40, 64) or not _HEX.issuperset(commit) or lfs not in ("0", "1")
-                    or not _storable(status) or not all(len(d) == 32 and _HEX.issuperset(d) for d in found)):
-                return {}
-            out[commit] = Need(status, lfs == "1", found)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return out
+    return dict(line.split(" ", 1) for line in body.decode("ascii").splitlines())  # type: ignore[misc]
+
+
+def _parse(rest: str) -> Need:
+    lfs, status, digests = rest.split(" ")
+    return Need(status, lfs == "1", frozenset(digests.split(",")) if digests != "-" else frozenset())
 
 
 def remove(common_dir: Path) -> None:
