@@ -151,3 +151,46 @@ def test_a_small_pull_leaves_its_refs_loose(ws: Workspace, tmp_path: Path) -> No
     git(tmp_path, "clone", "-q", str(ws.root), str(mate))
     assert gitexp(mate, "pull", "origin").code == 0
     assert len(list((mate / ".git" / "refs" / "experiments").iterdir())) == 20
+
+
+def test_restoring_a_small_change_touches_only_the_changed_files_and_is_exact(ws: Workspace) -> None:
+    for d in range(3):
+        for f in range(20):
+            ws.write(f"pkg{d}/m{f}.py", f"x = {d * 100 + f}\n")
+    ws.write("data/big.bin", "A" * 100_000)
+    ws.write("data/small.txt", "same\n")
+    ws.write(".gitexp.yaml", "data: [data/]\n")
+    ws.write(".gitignore", "data/\n")
+    ws.commit_all("C1")
+    ws.run("-n", "A", "--", "true")
+    ws.write("pkg1/m3.py", "x = 'changed'\n")
+    ws.write("pkg2/m7.py", "x = 'changed too'\n")
+    ws.commit_all("C2")
+    ws.write("data/big.bin", "B" * 100_000)
+    ws.run("-n", "B", "--", "true")
+
+    def files() -> dict[str, tuple[int, int, bytes]]:
+        out = {}
+        for path in ws.root.rglob("*"):
+            if path.is_file() and ".git" not in path.relative_to(ws.root).parts:
+                st = path.stat()
+                out[path.relative_to(ws.root).as_posix()] = (st.st_ino, st.st_mtime_ns, path.read_bytes())
+        return out
+
+    changed = {"pkg1/m3.py", "pkg2/m7.py", "data/big.bin"}
+    before = files()
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 0, result.err
+    after = files()
+    assert set(after) == set(before)
+    for path, (ino, mtime, content) in before.items():
+        if path not in changed:
+            assert after[path] == (ino, mtime, content), f"{path} was touched"
+    assert after["pkg1/m3.py"][2] == b"x = 103\n" and after["pkg2/m7.py"][2] == b"x = 207\n"
+    assert after["data/big.bin"][2] == b"A" * 100_000
+    assert ws.git("status", "--porcelain") == ""
+    assert ws.gitexp("checkout", "B").code == 0
+    back = files()
+    assert {p: c for p, (_, _, c) in back.items()} == {p: c for p, (_, _, c) in before.items()}
+    for path in set(before) - changed:
+        assert back[path][:2] == before[path][:2], f"{path} was touched on the way back"

@@ -356,12 +356,13 @@ class Store:
                     continue
                 if len(path) > 4096:
                     raise StorageError(f"the tree of {commit[:12]} holds a path longer than 4096 characters")
-                if entry.filemode == FileMode.TREE:
+                mode = int(entry.filemode)  # (each read of filemode builds an enum: once per entry)
+                if mode == FileMode.TREE:
                     if trees:
-                        out.append((path, int(entry.filemode), str(entry.id)))
+                        out.append((path, mode, str(entry.id)))
                     stack.append((iter(self.repo[entry.id].peel(pygit2.Tree)), path + "/"))
                 else:
-                    out.append((path, int(entry.filemode), str(entry.id)))
+                    out.append((path, mode, str(entry.id)))
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise StorageError(f"cannot read the tree of {commit[:12]}: {exc}") from exc
         return out
