@@ -58,7 +58,7 @@ def _valid(body: bytes) -> bytes:
     "damage",
     [
         "garbage", "empty", "truncated", "says-nothing-needed-with-a-stale-checksum", "checksummed-but-malformed",
-        "a-directory",
+        "checksummed-with-a-malformed-digest", "a-directory",
     ],
 )
 def test_a_damaged_needs_file_is_rebuilt_and_the_push_sends_the_same(team: tuple[Workspace, Path, Path], damage: str) -> None:
@@ -81,6 +81,10 @@ def test_a_damaged_needs_file_is_rebuilt_and_the_push_sends_the_same(team: tuple
         path.write_bytes(good.partition(b"\n")[0] + b"\n" + emptied)
     elif damage == "checksummed-but-malformed":
         path.write_bytes(_valid(body.replace(body[:40], b"../../../../etc/passwd-not-a-commit-id-x", 1)))
+    elif damage == "checksummed-with-a-malformed-digest":
+        lines = body.splitlines()
+        lines = [b" ".join(line.split(b" ")[:3] + [b"../../outside"]) for line in lines]
+        path.write_bytes(_valid(b"".join(line + b"\n" for line in lines)))
     else:
         path.unlink()
         path.mkdir()

@@ -54,10 +54,13 @@ class Needs:
         self._used.add(commit)
         line = self._known.get(commit)
         if line is not None:
-            need = self._parsed.get(line)
-            if need is None:  # many runs need the same (a sweep's inputs): parsed once
-                need = self._parsed[line] = _parse(line)
-            return need
+            known = self._parsed.get(line)
+            if known is None:  # many runs need the same (a sweep's inputs): parsed once
+                known = _parse(line)
+                if known is not None:
+                    self._parsed[line] = known
+            if known is not None:
+                return known
         need = self._derive(name, commit, problems)
         if need.digests is not None and _storable(need.status):
             self._known[commit] = _line(need)
@@ -118,7 +121,7 @@ def _storable(status: str) -> bool:
     return 0 < len(status) <= 64 and status.isascii() and status.isprintable() and " " not in status
 
 
-_BODY = re.compile(rb"(?:[0-9a-f]{40}(?:[0-9a-f]{24})? [01] [!-~]{1,64} (?:-|[0-9a-f]{32}(?:,[0-9a-f]{32})*)\n)*")
+_REST = re.compile(r"[01] [!-~]{1,64} (?:-|[0-9a-f]{32}(?:,[0-9a-f]{32})*)")
 
 
 def _load(path: Path) -> dict[str, str]:
@@ -132,12 +135,17 @@ def _load(path: Path) -> dict[str, str]:
     magic, _, checksum = head.rpartition(b" ")
     if not sep or magic != MAGIC.encode() or hashlib.sha256(body).hexdigest().encode() != checksum:
         return {}
-    if _BODY.fullmatch(body) is None:
+    try:
+        return dict(line.split(" ", 1) for line in body.decode("ascii").splitlines())  # type: ignore[misc]
+    except (UnicodeDecodeError, ValueError):
         return {}
-    return dict(line.split(" ", 1) for line in body.decode("ascii").splitlines())  # type: ignore[misc]
 
 
-def _parse(rest: str) -> Need:
+def _parse(rest: str) -> Need | None:
+    """The needs a line holds after its commit id; None when it is malformed (then derived again).
+    (A malformed commit id is harmless: no run's commit is looked up by it.)"""
+    if _REST.fullmatch(rest) is None:
+        return None
     lfs, status, digests = rest.split(" ")
     return Need(status, lfs == "1", frozenset(digests.split(",")) if digests != "-" else frozenset())
 
