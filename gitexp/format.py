@@ -11,7 +11,7 @@ from typing import Any
 
 from gitexp.errors import UnsupportedFormat
 from gitexp.model import RunSummary
-from gitexp.safeload import MAX_MESSAGE_BYTES, UnreadableRecord, json_loads
+from gitexp.safeload import MAX_BYTES, MAX_DEPTH, MAX_MESSAGE_BYTES, UnreadableRecord, json_loads
 
 FORMAT_VERSION = 1
 REF_PREFIX = "refs/experiments/"
@@ -205,6 +205,12 @@ def _json(value: str | None, default: Any, run: str, trailer: str) -> Any:
     """A JSON trailer: default when absent, malformed or of another type; UnreadableRecord when beyond the bounds."""
     if value is None:
         return default
+    if len(value) <= _FAST_JSON_CHARS and value.count("{") + value.count("[") <= MAX_DEPTH:
+        try:  # within the bounds by construction (every trailer of every run is read by `gitexp list`)
+            result = json.loads(value)
+        except (ValueError, RecursionError):
+            return default
+        return result if isinstance(result, type(default)) else default
     try:
         result = json_loads(value, f"the {trailer} trailer of run {run!r}")
     except UnreadableRecord as exc:
@@ -212,6 +218,9 @@ def _json(value: str | None, default: Any, run: str, trailer: str) -> Any:
             return default
         raise
     return result if isinstance(result, type(default)) else default
+
+
+_FAST_JSON_CHARS = MAX_BYTES // 4  # a text this long is at most MAX_BYTES once encoded as UTF-8
 
 
 def parse_annotation(text: str) -> dict[str, Any]:

@@ -757,11 +757,12 @@ def _not_ignored_by_run(store: Store, tgt: Target, code: dict[str, tuple[int, st
 
 def _gitignores(tgt: Target) -> dict[str, str]:
     """The run's .gitignore files: path -> blob id."""
-    return {p: e.source for p, e in tgt.entries.items() if e.kind == "blob" and PurePosixPath(p).name == ".gitignore"}
+    return {p: e.source for p, e in tgt.entries.items() if e.kind == "blob" and p.rpartition("/")[2] == ".gitignore"}
 
 
 def _gitignores_differ(tgt: Target, code: dict[str, tuple[int, str]]) -> bool:
-    return {p: oid for p, (_, oid) in code.items() if PurePosixPath(p).name == ".gitignore"} != _gitignores(tgt)
+    # (paths from trees and the index: no empty, '.' or trailing components, so the last one is the name)
+    return {p: oid for p, (_, oid) in code.items() if p.rpartition("/")[2] == ".gitignore"} != _gitignores(tgt)
 
 
 def _files_under(

@@ -11,7 +11,7 @@ from pathlib import Path
 from gitexp import config as config_mod
 from gitexp import format as fmt
 from gitexp.data.cache import Cache
-from gitexp.data.inventory import uses
+from gitexp.data.needs import Needs
 from gitexp.data.remote import DataRemote, TransferReport, open_remote
 from gitexp.data.session import cache_root
 from gitexp.errors import GitexpError, RunInProgress
@@ -85,7 +85,8 @@ def push(
     """
     refspecs = [f"{fmt.REF_PREFIX}{n}:{fmt.REF_PREFIX}{n}" for n in runs] or [RUNS_REFSPEC]
     report = ShareReport()
-    statuses = {r.name: r.status for r in store.summaries()}
+    needs = Needs(store)  # statuses and data of every run, derived once per commit id
+    statuses = {name: need.status for name, need in needs.every().items()}
     in_progress = {n for n, status in statuses.items() if status in ("queued", "running")}
     for name in runs:
         if name in in_progress:
@@ -106,12 +107,12 @@ def push(
     target = _data_remote(store, data_remote, remote, sending=True)  # refused before anything is sent
     _git_transfer(store.root, ["push", "--porcelain", remote, *refspecs], report)
     pushed = runs or [n for n in statuses if n not in left_out]
-    _lfs_transfer(store, remote, pushed, report, sending=True)
+    _lfs_transfer(store, needs, remote, pushed, report, sending=True)
     if target is None:
-        _no_data_remote(store, runs, report)
+        _no_data_remote(needs, runs, report)
     else:
         report.data_remote = target.url
-        digests = _wanted(store, runs, report, left_out)
+        digests = _wanted(needs, runs, report, left_out)
         cache = Cache(cache_root(store.git_common_dir()))
         cache.pin(digests)  # a concurrent rm and gc cannot take them from under the push
         try:
@@ -120,7 +121,14 @@ def push(
         finally:
             progress.done()
             cache.release()
+    _keep(needs)
     return report
+
+
+def _keep(needs: Needs) -> None:
+    """Save what was derived; every run was asked about, so commits no run points to any more are dropped."""
+    needs.forget_unused()
+    needs.save()
 
 
 def _some(names: set[str], shown: int = 5) -> str:
@@ -206,25 +214,29 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
     refspecs.append(NOTES_REFSPEC)
     report = ShareReport()
     _git_transfer(store.root, ["fetch", remote, *refspecs], report)
+    store.pack_refs_if_many()  # a large pull leaves one loose file per run
+    needs = Needs(store)
     if data:
         fetched = set(runs) | {r.removeprefix(fmt.REF_PREFIX) for r in report.refs if r.startswith(fmt.REF_PREFIX)}
-        _lfs_transfer(store, remote, sorted(fetched), report, sending=False)
+        _lfs_transfer(store, needs, remote, sorted(fetched), report, sending=False)
     target = _data_remote(store, data_remote, remote) if data else None
     if target is None and data:
-        _no_data_remote(store, runs, report)
+        _no_data_remote(needs, runs, report)
     if target is not None:
         report.data_remote = target.url
         cache = Cache(cache_root(store.git_common_dir()))
         progress.start("pulling data", 0)
         try:
-            report.data = target.pull(cache, _wanted(store, runs, report), progress.advance)
+            report.data = target.pull(cache, _wanted(needs, runs, report), progress.advance)
         finally:
             progress.done()
             cache.release()  # the pulled objects' pins: the fetched runs point at them
+    if data:
+        _keep(needs)
     return report
 
 
-def _lfs_transfer(store: Store, remote: str, runs: list[str], report: ShareReport, sending: bool) -> None:
+def _lfs_transfer(store: Store, needs: Needs, remote: str, runs: list[str], report: ShareReport, sending: bool) -> None:
     """The Git LFS objects the runs' code points to travel through the git remote's own LFS storage, with
     git-lfs (`git lfs push REMOTE --object-id`, `git lfs fetch REMOTE REF`), as a branch's would: a run
     with a modified LFS file needs its object wherever it is checked out. Failures are warnings (the runs
@@ -232,7 +244,11 @@ def _lfs_transfer(store: Store, remote: str, runs: list[str], report: ShareRepor
     import shutil
 
     wanted: dict[str, str] = {}  # oid -> run
+    every = {} if store.info_attributes_use_lfs() else needs.every()
     for name in runs:
+        need = every.get(name)
+        if need is not None and not need.lfs:
+            continue  # no filter=lfs in its .gitattributes (known per commit): nothing to look at
         commit = store.run_commit(name)
         try:  # a run may come from anyone: one whose tree cannot be walked is skipped, with a warning
             found = store.lfs_pointers(commit) if commit else None
@@ -265,23 +281,23 @@ def _lfs_transfer(store: Store, remote: str, runs: list[str], report: ShareRepor
             report.warnings.append(f"git {' '.join(args[:2])} of the runs' Git LFS objects failed: {reason}")
 
 
-def _no_data_remote(store: Store, runs: list[str], report: ShareReport) -> None:
-    if _wanted(store, runs, report):
+def _no_data_remote(needs: Needs, runs: list[str], report: ShareReport) -> None:
+    if _wanted(needs, runs, report):
         report.warnings.append(
             "these runs point to data, but no data remote is configured, so their data did not travel "
             "(gitexp remote add NAME DIR-OR-URL, and commit .gitexp.yaml)"
         )
 
 
-def _wanted(store: Store, runs: list[str], report: ShareReport, left_out: Collection[str] = ()) -> set[str]:
+def _wanted(needs: Needs, runs: list[str], report: ShareReport, left_out: Collection[str] = ()) -> set[str]:
     """Digests of the cached content the given runs (all but left_out when empty) point to; a run whose
     record cannot be read is left out, with a warning in report."""
     chosen = set(runs)
     problems: list[str] = []
-    found = {
-        u.digest for u in uses(store, problems=problems)
-        if u.cached and (u.run in chosen if chosen else u.run not in left_out)
-    }
+    found: set[str] = set()
+    for name, need in needs.every(problems).items():
+        if need.digests and (name in chosen if chosen else name not in left_out):
+            found |= need.digests
     report.warnings += [p for p in problems if p not in report.warnings]
     return found
 

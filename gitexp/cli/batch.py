@@ -40,6 +40,7 @@ def run_batch(
         warn(f"sweep {sweep.id}: {len(requests)} runs, {how} (find them with: gitexp list --where 'sweep = {sweep.id}')")
     if to_queue:
         names = [r.name for r in queue.enqueue(requests, notify)]
+        Store.discover(request.cwd).pack_refs_if_many()  # a large sweep leaves one loose file per run
         warn(f"queued {', '.join(names)}; start them with: gitexp queue start -j N")
         return 0
     if jobs is None:
@@ -50,6 +51,7 @@ def run_batch(
             outcomes = queue.work(Store.discover(request.cwd), names, jobs, fail_fast, warn, gpus_per_run)
         except queue.Stopped as stop:
             return stopped(stop, "the rest cancelled")
+    Store.discover(request.cwd).pack_refs_if_many()
     click.echo(batch_summary(outcomes), err=True)
     return queue.exit_code(outcomes)
 

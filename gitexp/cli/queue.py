@@ -39,6 +39,7 @@ def start(jobs: int, fail_fast: bool, gpus_per_run: int | None, runs: tuple[str,
         from gitexp.cli.batch import stopped
 
         return stopped(stop, f"{len(queue.queued(store))} run(s) stay queued (start them with: gitexp queue start)")
+    store.pack_refs_if_many()  # each run finished rewrote its ref as a loose file
     click.echo(batch_summary(outcomes), err=True)
     return queue.exit_code(outcomes)
 

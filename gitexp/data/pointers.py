@@ -7,6 +7,7 @@ stored in the run's record so a fetched run knows every file it needs.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -145,6 +146,7 @@ def is_dotgit(name: str) -> bool:
     return folded in (".git", "git~1")
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of name; a tree repeats its directory names
 def name_problem(name: str) -> str | None:
     """Why one file name from a run must not be written (None when it may)."""
     if name in ("", ".", ".."):

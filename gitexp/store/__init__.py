@@ -24,6 +24,8 @@ from gitexp.store import snapshot as _snapshot
 
 # How long a tag or note update retries while other processes move or lock the notes ref.
 NOTES_RETRY_SECONDS = 15
+# Loose run refs from which a large sweep or pull packs them (git pack-refs --all).
+PACK_REFS_AT = 256
 
 
 class Store:
@@ -198,6 +200,26 @@ class Store:
             return (gitdir / marker.read_text().strip()).resolve()
         return gitdir
 
+    def pack_refs_if_many(self, threshold: int = PACK_REFS_AT) -> bool:
+        """`git pack-refs --all` when threshold or more run refs are loose files; whether it ran and succeeded.
+
+        After a large sweep or pull: one packed-refs file instead of thousands of small ones keeps a plain
+        `git fetch`, `git for-each-ref` and gitexp's own reads fast. Best effort (git retries or skips a ref
+        another process holds); git itself packs them likewise in `git gc` and `git maintenance`.
+        """
+        import subprocess
+
+        loose = self.git_common_dir() / fmt.REF_PREFIX.rstrip("/")
+        try:
+            count = sum(1 for entry in os.scandir(loose) if entry.is_file(follow_symlinks=False))
+        except OSError:
+            return False
+        if count < threshold:
+            return False
+        proc = subprocess.run(["git", "pack-refs", "--all"], cwd=self.root, capture_output=True,
+                              stdin=subprocess.DEVNULL, check=False)
+        return proc.returncode == 0
+
     def delete_run(self, name: str, commit: str) -> bool:
         """Delete refs/experiments/<name> if it still points at commit."""
         ref = self.repo.references.get(fmt.REF_PREFIX + name)
@@ -334,12 +356,13 @@ class Store:
                     continue
                 if len(path) > 4096:
                     raise StorageError(f"the tree of {commit[:12]} holds a path longer than 4096 characters")
-                if entry.filemode == FileMode.TREE:
+                mode = int(entry.filemode)  # (each read of filemode builds an enum: once per entry)
+                if mode == FileMode.TREE:
                     if trees:
-                        out.append((path, int(entry.filemode), str(entry.id)))
+                        out.append((path, mode, str(entry.id)))
                     stack.append((iter(self.repo[entry.id].peel(pygit2.Tree)), path + "/"))
                 else:
-                    out.append((path, int(entry.filemode), str(entry.id)))
+                    out.append((path, mode, str(entry.id)))
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise StorageError(f"cannot read the tree of {commit[:12]}: {exc}") from exc
         return out
@@ -784,19 +807,26 @@ class Store:
             )
         return out
 
+    def top_attributes_use_lfs(self, tree: str) -> bool:
+        """Whether the top .gitattributes of tree (or of a commit's tree) sets filter=lfs."""
+        try:
+            root = self.repo[tree].peel(pygit2.Tree)
+            obj = root[".gitattributes"] if ".gitattributes" in root else None
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+        return isinstance(obj, pygit2.Blob) and b"filter=lfs" in obj.data
+
+    def info_attributes_use_lfs(self) -> bool:
+        """Whether this clone's .git/info/attributes sets filter=lfs."""
+        info = Path(self.git_common_dir(), "info", "attributes")
+        return info.is_file() and b"filter=lfs" in info.read_bytes()
+
     def lfs_pointers(self, tree: str) -> tuple[list[str], list[str]] | None:
         """(paths of tree that are Git LFS pointers, those whose object is not in .git/lfs/objects), or None
         when the repository does not use LFS (no `filter=lfs` in its top .gitattributes or info/attributes)."""
         repo = self.repo
         root = repo[tree].peel(pygit2.Tree)
-        uses = b""
-        if ".gitattributes" in root:
-            obj = root[".gitattributes"]
-            uses += obj.data if isinstance(obj, pygit2.Blob) else b""
-        info = Path(self.git_common_dir(), "info", "attributes")
-        if info.is_file():
-            uses += info.read_bytes()
-        if b"filter=lfs" not in uses:
+        if not self.top_attributes_use_lfs(tree) and not self.info_attributes_use_lfs():
             return None
         objects = Path(self.git_common_dir(), "lfs", "objects")
         pointers: list[str] = []

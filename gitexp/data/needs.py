@@ -1,0 +1,158 @@
+"""What each run needs to travel, derived once per commit id and kept as rebuildable local data.
+
+A push or pull must know, for every run, its status (runs in progress and `saved` ones are left out of
+`push`), whether its code uses Git LFS, and which cache objects its record points to. A run commit never
+changes, so this is derived once per commit id, from that commit alone (its message and its validated
+data.json and manifests, exactly as inventory.run_uses reads them), and kept in
+<git common dir>/gitexp/needs: a checksummed text file, written atomically. A file that is damaged in any
+way is ignored and rebuilt; nothing in it comes from anywhere but this code's own reading of a commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitexp.errors import GitexpError
+from gitexp.store import Store
+
+MAGIC = "gitexp-needs 1"
+
+
+@dataclass(frozen=True)
+class Need:
+    """What one run commit needs to travel."""
+
+    status: str  # the run's status trailer ("" when the message names none)
+    lfs: bool  # the top .gitattributes of its code sets filter=lfs
+    digests: frozenset[str] | None  # the cache objects its record points to (files, and the files of
+    # directories); None when its record cannot be read (never kept: asked again, and reported, each time)
+
+
+def needs_path(common_dir: Path) -> Path:
+    return common_dir / "gitexp" / "needs"
+
+
+class Needs:
+    """The needs of a repository's runs, by commit id; load, ask, then save()."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.path = needs_path(store.git_common_dir())
+        self._known = _load(self.path)
+        self._used: set[str] = set()
+        self._changed = False
+        self._every: dict[str, Need] | None = None
+        self._parsed: dict[str, Need] = {}
+        self._problems: list[str] = []
+
+    def of(self, name: str, commit: str, problems: list[str] | None = None) -> Need:
+        """The needs of run `name` at commit (digests None, and a line in problems, when its record cannot be read)."""
+        self._used.add(commit)
+        line = self._known.get(commit)
+        if line is not None:
+            known = self._parsed.get(line)
+            if known is None:  # many runs need the same (a sweep's inputs): parsed once
+                known = _parse(line)
+                if known is not None:
+                    self._parsed[line] = known
+            if known is not None:
+                return known
+        need = self._derive(name, commit, problems)
+        if need.digests is not None and _storable(need.status):
+            self._known[commit] = _line(need)
+            self._changed = True
+        return need
+
+    def every(self, problems: list[str] | None = None) -> dict[str, Need]:
+        """Run name -> needs, for every run ref (read once per Needs; problems get the unreadable records)."""
+        if self._every is None:
+            self._every = {name: self.of(name, commit, self._problems) for name, commit in self.store.run_refs()}
+        if problems is not None:
+            problems += [p for p in self._problems if p not in problems]
+        return self._every
+
+    def save(self) -> None:
+        """Write the file if anything was learned (keeping only commits asked about when every run was)."""
+        if not self._changed:
+            return
+        from gitexp.workspace import atomic_write
+
+        body = "".join(f"{c} {rest}\n" for c, rest in sorted(self._known.items())).encode()
+        try:
+            atomic_write(self.path, f"{MAGIC} {hashlib.sha256(body).hexdigest()}\n".encode() + body, durable=False)
+        except OSError:
+            pass  # only a cache: the next command derives the needs again
+        self._changed = False
+
+    def forget_unused(self) -> None:
+        """Drop commits not asked about since loading (runs deleted or moved); call after every()."""
+        stale = set(self._known) - self._used
+        for commit in stale:
+            del self._known[commit]
+        self._changed = self._changed or bool(stale)
+
+    def _derive(self, name: str, commit: str, problems: list[str] | None) -> Need:
+        from gitexp import format as fmt
+        from gitexp.data.inventory import run_uses
+
+        try:
+            status = self.store.summary(name, commit).status
+        except GitexpError:
+            status = ""
+        digests: frozenset[str] | None
+        try:
+            digests = frozenset(u.digest for u in run_uses(self.store, name, commit) if u.cached)
+        except GitexpError as exc:
+            if problems is not None:
+                problems.append(f"skipped {fmt.REF_PREFIX}{name}: {exc.message}")
+            digests = None
+        return Need(status, self.store.top_attributes_use_lfs(commit), digests)
+
+
+def _line(need: Need) -> str:
+    return f"{int(need.lfs)} {need.status} {','.join(sorted(need.digests or ())) or '-'}"
+
+
+def _storable(status: str) -> bool:
+    return 0 < len(status) <= 64 and status.isascii() and status.isprintable() and " " not in status
+
+
+_REST = re.compile(r"[01] [!-~]{1,64} (?:-|[0-9a-f]{32}(?:,[0-9a-f]{32})*)")
+
+
+def _load(path: Path) -> dict[str, str]:
+    """Commit id -> the rest of its line, as the file holds them; {} when it is missing or damaged in any
+    way (it is then rebuilt). One pass checks the whole file; a line is parsed only when its commit is asked."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return {}
+    head, sep, body = raw.partition(b"\n")
+    magic, _, checksum = head.rpartition(b" ")
+    if not sep or magic != MAGIC.encode() or hashlib.sha256(body).hexdigest().encode() != checksum:
+        return {}
+    try:
+        return dict(line.split(" ", 1) for line in body.decode("ascii").splitlines())  # type: ignore[misc]
+    except (UnicodeDecodeError, ValueError):
+        return {}
+
+
+def _parse(rest: str) -> Need | None:
+    """The needs a line holds after its commit id; None when it is malformed (then derived again).
+    (A malformed commit id is harmless: no run's commit is looked up by it.)"""
+    if _REST.fullmatch(rest) is None:
+        return None
+    lfs, status, digests = rest.split(" ")
+    return Need(status, lfs == "1", frozenset(digests.split(",")) if digests != "-" else frozenset())
+
+
+def remove(common_dir: Path) -> None:
+    """Delete the file (tests and benchmarks that want a cold start)."""
+    try:
+        os.unlink(needs_path(common_dir))
+    except FileNotFoundError:
+        pass

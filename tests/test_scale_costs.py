@@ -1,0 +1,200 @@
+"""Costs that follow the work, not the history: what runs need is derived once per commit, refs get packed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Workspace, git, gitexp
+from test_share import objects, team  # noqa: F401  (team: a repo, a bare origin, a data store, two runs with data)
+
+
+def many_runs(repo: Path, prefix: str, count: int) -> list[str]:
+    """count run commits on refs/experiments/<prefix>-NNNN (parent: repo's main), written by git fast-import."""
+    base = git(repo, "rev-parse", "main").strip()
+    names = [f"{prefix}-{i:04d}" for i in range(count)]
+    chunks = []
+    for i, name in enumerate(names):
+        message = (f"{name}: completed (true)\n\nGitexp-Format: 1\nGitexp-Run: {name}\nGitexp-Status: completed\n"
+                   f"Gitexp-Exit-Code: 0\nGitexp-Started: 2026-01-01T00:00:{i % 60:02d}.000+00:00\n"
+                   f"Gitexp-Params: {{\"i\": {i}}}\nGitexp-Metrics: {{\"acc\": 0.5}}\n").encode()
+        chunks.append(b"commit refs/experiments/%s\ncommitter T <t@example.invalid> %d +0000\n" % (name.encode(), 1767225600 + i))
+        chunks.append(b"data %d\n%s\nfrom %s\n" % (len(message), message, base.encode()))
+        chunks.append(b"M 100644 inline .gitexp/run.json\ndata 3\n{}\n\n")
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, input=b"".join(chunks), check=True, capture_output=True)
+    return names
+
+
+def needs_file(ws: Workspace) -> Path:
+    return ws.root / ".git" / "gitexp" / "needs"
+
+
+def test_a_push_derives_what_runs_need_once_and_a_push_with_nothing_new_reuses_it(team: tuple[Workspace, Path, Path]) -> None:
+    ws, bare, store = team
+    first = ws.gitexp("push", "origin")
+    assert first.code == 0, first.err
+    assert len(objects(store)) == 4
+    lines = needs_file(ws).read_text().splitlines()
+    assert lines[0].startswith("gitexp-needs 1 ")
+    assert {line.split(" ")[0] for line in lines[1:]} == set(ws.runs().values()), "one line per run commit"
+    before = needs_file(ws).stat()
+    again = ws.gitexp("push", "origin")
+    assert again.code == 0, again.err
+    assert "pushed 0 ref(s)" in again.out and "0 object(s)" in again.out
+    after = needs_file(ws).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), "nothing derived again, nothing rewritten"
+
+
+def _valid(body: bytes) -> bytes:
+    return b"gitexp-needs 1 " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "garbage", "empty", "truncated", "says-nothing-needed-with-a-stale-checksum", "checksummed-but-malformed",
+        "checksummed-with-a-malformed-digest", "a-directory",
+    ],
+)
+def test_a_damaged_needs_file_is_rebuilt_and_the_push_sends_the_same(team: tuple[Workspace, Path, Path], damage: str) -> None:
+    ws, bare, store = team
+    assert ws.gitexp("push", "origin").code == 0
+    good = needs_file(ws).read_bytes()
+    lost = sorted(objects(store))[0]
+    os.chmod(store / "objects" / lost[:2] / lost[2:], 0o644)
+    (store / "objects" / lost[:2] / lost[2:]).unlink()  # the data remote lost one: the next push must send it again
+    path = needs_file(ws)
+    body = good.partition(b"\n")[2]
+    if damage == "garbage":
+        path.write_bytes(os.urandom(300))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "says-nothing-needed-with-a-stale-checksum":
+        emptied = b"".join(b" ".join(line.split(b" ")[:3] + [b"-"]) + b"\n" for line in body.splitlines())
+        path.write_bytes(good.partition(b"\n")[0] + b"\n" + emptied)
+    elif damage == "checksummed-but-malformed":
+        path.write_bytes(_valid(body.replace(body[:40], b"../../../../etc/passwd-not-a-commit-id-x", 1)))
+    elif damage == "checksummed-with-a-malformed-digest":
+        lines = body.splitlines()
+        lines = [b" ".join(line.split(b" ")[:3] + [b"../../outside"]) for line in lines]
+        path.write_bytes(_valid(b"".join(line + b"\n" for line in lines)))
+    else:
+        path.unlink()
+        path.mkdir()
+    result = ws.gitexp("push", "origin")
+    assert result.code == 0, result.err
+    assert "1 object(s)" in result.out, result.out
+    assert lost in objects(store)
+    if damage != "a-directory":
+        assert path.read_bytes() == good, "rebuilt exactly as derived the first time"
+
+
+def test_a_run_whose_data_record_is_unreadable_is_warned_about_on_every_push_and_never_kept(team: tuple[Workspace, Path, Path]) -> None:
+    ws, _, _ = team
+    base = ws.git("rev-parse", "main").strip()
+    message = b"bad: completed\n\nGitexp-Format: 1\nGitexp-Status: completed\n"
+    data = b'{"inputs": 7}\n'  # not a list: refused by the reader
+    stream = (b"commit refs/experiments/bad\ncommitter T <t@example.invalid> 1767225600 +0000\n"
+              b"data %d\n%s\nfrom %s\nM 100644 inline .gitexp/data.json\ndata %d\n%s\n"
+              % (len(message), message, base.encode(), len(data), data))
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=ws.root, check=True, capture_output=True, input=stream)
+    bad_commit = ws.runs()["bad"]
+    for _ in range(2):
+        result = ws.gitexp("push", "origin")
+        assert result.code == 0, result.err
+        assert "skipped refs/experiments/bad" in result.err
+    assert bad_commit not in needs_file(ws).read_text()
+
+
+def test_a_push_among_many_runs_sends_only_the_new_ones(team: tuple[Workspace, Path, Path]) -> None:
+    ws, bare, store = team
+    many_runs(ws.root, "old", 300)
+    first = ws.gitexp("push", "origin")
+    assert first.code == 0, first.err
+    assert "pushed 302 ref(s)" in first.out
+    ws.run("-n", "r3", "--", sys.executable, "train.py", "3")
+    result = ws.gitexp("push", "origin")
+    assert result.code == 0, result.err
+    assert "pushed 1 ref(s)" in result.out and "1 object(s)" in result.out, result.out
+    assert git(bare, "rev-parse", "refs/experiments/r3").strip() == ws.runs()["r3"]
+    assert len(objects(store)) == 5
+
+
+def test_a_large_pull_packs_the_run_refs_and_everything_stays_valid_git(ws: Workspace, tmp_path: Path) -> None:
+    ws.write("train.py", "print(1)\n")
+    ws.commit_all("base")
+    names = many_runs(ws.root, "big", 300)
+    mate = tmp_path / "mate"
+    git(tmp_path, "clone", "-q", str(ws.root), str(mate))
+    result = gitexp(mate, "pull", "origin")
+    assert result.code == 0, result.err
+    loose = mate / ".git" / "refs" / "experiments"
+    assert not loose.exists() or not any(loose.iterdir()), "no loose run ref is left"
+    packed = (mate / ".git" / "packed-refs").read_text()
+    assert all(f"refs/experiments/{n}\n" in packed for n in names)
+    fsck = subprocess.run(["git", "fsck", "--strict"], cwd=mate, capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    listed = gitexp(mate, "list", "--format", "csv", "--columns", "name")
+    assert listed.code == 0, listed.err
+    assert set(listed.out.split()[1:]) == set(names)
+    assert gitexp(mate, "pull", "origin").code == 0  # nothing new
+
+
+def test_a_small_pull_leaves_its_refs_loose(ws: Workspace, tmp_path: Path) -> None:
+    ws.write("train.py", "print(1)\n")
+    ws.commit_all("base")
+    many_runs(ws.root, "few", 20)
+    mate = tmp_path / "mate"
+    git(tmp_path, "clone", "-q", str(ws.root), str(mate))
+    assert gitexp(mate, "pull", "origin").code == 0
+    assert len(list((mate / ".git" / "refs" / "experiments").iterdir())) == 20
+
+
+def test_restoring_a_small_change_touches_only_the_changed_files_and_is_exact(ws: Workspace) -> None:
+    for d in range(3):
+        for f in range(20):
+            ws.write(f"pkg{d}/m{f}.py", f"x = {d * 100 + f}\n")
+    ws.write("data/big.bin", "A" * 100_000)
+    ws.write("data/small.txt", "same\n")
+    ws.write(".gitexp.yaml", "data: [data/]\n")
+    ws.write(".gitignore", "data/\n")
+    ws.commit_all("C1")
+    ws.run("-n", "A", "--", "true")
+    ws.write("pkg1/m3.py", "x = 'changed'\n")
+    ws.write("pkg2/m7.py", "x = 'changed too'\n")
+    ws.commit_all("C2")
+    ws.write("data/big.bin", "B" * 100_000)
+    ws.run("-n", "B", "--", "true")
+
+    def files() -> dict[str, tuple[int, int, bytes]]:
+        out = {}
+        for path in ws.root.rglob("*"):
+            if path.is_file() and ".git" not in path.relative_to(ws.root).parts:
+                st = path.stat()
+                out[path.relative_to(ws.root).as_posix()] = (st.st_ino, st.st_mtime_ns, path.read_bytes())
+        return out
+
+    changed = {"pkg1/m3.py", "pkg2/m7.py", "data/big.bin"}
+    before = files()
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 0, result.err
+    after = files()
+    assert set(after) == set(before)
+    for path, (ino, mtime, content) in before.items():
+        if path not in changed:
+            assert after[path] == (ino, mtime, content), f"{path} was touched"
+    assert after["pkg1/m3.py"][2] == b"x = 103\n" and after["pkg2/m7.py"][2] == b"x = 207\n"
+    assert after["data/big.bin"][2] == b"A" * 100_000
+    assert ws.git("status", "--porcelain") == ""
+    assert ws.gitexp("checkout", "B").code == 0
+    back = files()
+    assert {p: c for p, (_, _, c) in back.items()} == {p: c for p, (_, _, c) in before.items()}
+    for path in set(before) - changed:
+        assert back[path][:2] == before[path][:2], f"{path} was touched on the way back"
