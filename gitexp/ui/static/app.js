@@ -132,18 +132,18 @@
     while (pos < where.length) {
       re.lastIndex = pos;
       const m = re.exec(where);
-      if (!m) throw new ApiError("a report filters on FIELD OP VALUE joined by 'and' only", 400, pos);
+      if (!m) throw new ApiError("a report filters on FIELD OP VALUE joined by 'and' only", 400, pos + 1);
       let field = m[1];
       if (field[0] === '"') field = field.slice(1, -1);
       let value = m[3];
       if (value[0] === "'" || value[0] === '"') value = value.slice(1, -1);
       else if (value !== "" && !isNaN(Number(value))) value = Number(value);
-      clauses.push({ field: field, op: m[2], value: value, column: pos + m[0].indexOf(m[1]) });
+      clauses.push({ field: field, op: m[2], value: value, column: pos + m[0].indexOf(m[1]) + 1 });
       pos = re.lastIndex;
       const and = /and\s+/iy;
       and.lastIndex = pos;
       if (pos < where.length) {
-        if (!and.exec(where)) throw new ApiError("expected 'and' here (a report knows no other operator)", 400, pos);
+        if (!and.exec(where)) throw new ApiError("expected 'and' here (a report knows no other operator)", 400, pos + 1);
         pos = and.lastIndex;
       }
     }
@@ -264,10 +264,11 @@
     return (i ? n.toFixed(1) : String(n)) + " " + units[i];
   }
 
+  /** An error; for a where expression, the expression with a caret under the (1-based) column. */
   function errorBox(err, expr) {
     const box = el("div", { class: "error", role: "alert" });
     if (expr !== undefined && err.column !== null && err.column !== undefined) {
-      box.appendChild(el("pre", { class: "where-caret" }, expr + "\n" + " ".repeat(Math.max(0, err.column)) + "^"));
+      box.appendChild(el("pre", { class: "where-caret" }, expr + "\n" + " ".repeat(Math.max(0, err.column - 1)) + "^"));
     }
     box.appendChild(el("span", { class: "error-message", text: err.message }));
     return box;
@@ -1047,7 +1048,7 @@
         }
         g.appendChild(title);
         const brushRect = svgEl("rect", { class: "brush", x: -8, width: 16, y: 0, height: 0 });
-        const catcher = svgEl("rect", { class: "brush-area", x: -12, width: 24, y: top, height: axisH });
+        const catcher = svgEl("rect", { class: "brush-area", x: -12, width: 24, y: top - 8, height: axisH + 16 });
         g.append(brushRect, catcher);
         const showBrush = () => {
           const b = parState.brushes[d.key];
@@ -1058,7 +1059,7 @@
         catcher.addEventListener("pointerdown", (ev) => {
           ev.preventDefault();
           catcher.setPointerCapture(ev.pointerId);
-          const y0 = svgY(svg, ev);
+          const y0 = Math.max(top, Math.min(top + axisH, svgY(svg, ev)));
           let moved = false;
           const move = (e2) => {
             const y1 = Math.max(top, Math.min(top + axisH, svgY(svg, e2)));
@@ -1245,13 +1246,24 @@
       return el("section", { id: id, class: "run-section" }, el("h3", { text: heading }), content);
     }
 
+    const shape = (d) => JSON.stringify([d.commit, d.status, d.tags, d.note, d.parent, (d.files || []).length]);
+
     async function refresh() {
+      let fresh;
       try {
-        detail = await api(runPath(name));
+        fresh = await api(runPath(name));
       } catch (err) {
         clear(body).appendChild(errorBox(err));
         return;
       }
+      if (detail && shape(detail) === shape(fresh)) {
+        // the same run, still running: follow its logs and curves in place (no rebuild, no flicker)
+        detail = fresh;
+        await loadLogs();
+        if (charts) await charts.update();
+        return;
+      }
+      detail = fresh;
       clear(title).append(name, " ", statusBadge(detail.status));
       if (charts) charts.destroy();
       clear(body);
