@@ -7,6 +7,7 @@ Screenshots of each view go to $GITEXP_TEST_ARTIFACTS (default: the test's tmp_p
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import shutil
@@ -314,6 +315,21 @@ def test_the_tree_links_parent_to_child(site: Site, ui: Browsing) -> None:
     ui.shot("tree")
     ui.page.click('a.node[data-run="child"]')
     ui.wait("location.hash === '#/run/child'")
+
+
+def test_tags_and_notes_edited_on_the_run_page_reach_the_repository(site: Site, ui: Browsing) -> None:
+    ui.page.goto(site.url + "#/run/wide")
+    ui.page.wait_for_selector("#tag-input")
+    ui.page.fill("#tag-input", "candidate")
+    ui.page.press("#tag-input", "Enter")
+    ui.wait("[...document.querySelectorAll('#tags .tag')].some(t => t.firstChild.textContent === 'candidate')")
+    ui.page.fill("#note-input", "try more epochs")
+    ui.page.click("text=Save note")
+    ui.wait("document.querySelector('.note-edit .muted').textContent === 'saved'")
+    shown = json.loads(uirepo.gx(site.root, site.env, "list", "--json", "--where", "name = wide"))[0]
+    assert "candidate" in shown["tags"] and shown["note"] == "try more epochs"
+    ui.page.click("#tags .tag button.x")
+    ui.wait("![...document.querySelectorAll('#tags .tag')].some(t => t.firstChild.textContent === 'candidate')")
 
 
 # --------------------------------------------------------------------------------------------- live
