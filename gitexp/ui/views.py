@@ -530,11 +530,12 @@ class Views:
         patch = compare.code_patch(self.store(), config, found[0], found[1]) if len(found) > 1 else ""
         return {"runs": [r.name for r in found], "params": params, "metrics": metrics, "diff": patch}
 
-    def tree(self, where: str | None = None) -> dict[str, Any]:
-        """/api/tree: `gitexp tree --where` as nodes with their (nearest shown) parent."""
+    def tree(self, where: str | None = None, only: list[str] | None = None) -> dict[str, Any]:
+        """/api/tree: `gitexp tree --where` as nodes with their (nearest shown) parent (only: of these runs)."""
         from gitexp import lineage, query
 
         _, shown, every = self.select(where, None)
+        shown = _only(shown, only)
         groups = lineage.build(every, shown)
         metric = query.primary_metric(self.config(), every)
         nodes: list[dict[str, Any]] = []
@@ -549,13 +550,15 @@ class Views:
                 todo += [(c, r.name) for c in reversed(node.children)]
         return {"nodes": nodes, "metric": metric}
 
-    def groups(self, where: str | None = None, by: str = "config", metric: str | None = None) -> dict[str, Any]:
-        """/api/groups: `gitexp list --group-by BY` over the runs matching where, and Welch's t-test (as
-        `gitexp diff -g`) of each group against the best one on metric."""
+    def groups(self, where: str | None = None, by: str = "config", metric: str | None = None,
+               only: list[str] | None = None) -> dict[str, Any]:
+        """/api/groups: `gitexp list --group-by BY` over the runs matching where (only: of these runs), and
+        Welch's t-test (as `gitexp diff -g`) of each group against the best one on metric."""
         from gitexp import query
         from gitexp.grouping import group_runs, tests
 
         _, found, _ = self.select(where, None)
+        found = _only(found, only)
         try:
             keys = query.parse_columns(by or "config")
         except GitexpError as exc:
@@ -601,6 +604,13 @@ class Views:
 
         run = query.set_note(self.store(), self.resolve(spec), note)
         return {"name": run.name, "tags": list(run.tags), "note": run.note or None}
+
+
+def _only(runs: list[RunSummary], names: list[str] | None) -> list[RunSummary]:
+    if names is None:
+        return runs
+    keep = set(names)
+    return [r for r in runs if r.name in keep]
 
 
 def _line(when: float | None, stream: str, data: bytes) -> dict[str, Any]:
