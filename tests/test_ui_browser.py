@@ -432,6 +432,8 @@ def test_the_report_opens_from_a_file_with_the_network_off_and_shows_the_same(si
         page.fill("#where", "metrics.acc >= 0.6")  # a report filters a simple subset in the page
         page.press("#where", "Enter")
         ui.wait("document.querySelectorAll('#runs-table .tbody .tr').length === 3")
+        page.click("text=Clear")
+        ui.wait("document.querySelectorAll('#runs-table .tbody .tr').length === 4")
         page.goto(out.as_uri() + "#/curves")
         traces = ui.wait("""() => { const c = document.querySelector('.chart[data-series="loss"]');
             return c && c.data && c.data.length === 4 ? c.data.map(t => [t.meta.run, Array.from(t.y)]) : null; }""")
