@@ -3,7 +3,7 @@
  * Plain script, no build step. Every value that comes from a run reaches the page through
  * textContent, createElement or setAttribute (never innerHTML), and through plotlyText() for
  * strings that Plotly draws (Plotly reads a few HTML-like tags in text).
- * Report mode: when <script type="application/json" id="gitexp-data"> exists, every payload is
+ * Report mode: when the JSON script element #gitexp-data exists, every payload is
  * read from it and nothing is fetched.
  */
 (function () {
@@ -354,11 +354,11 @@
     if (!plotlyPromise) {
       plotlyPromise = new Promise((resolve, reject) => {
         const s = document.createElement("script");
-        s.src = rawUrl("/static/plotly.min.js");
+        s.src = rawUrl("static/plotly.min.js"); // relative: the page is served at /
         s.onload = () => resolve(window.Plotly);
         s.onerror = () => {
           plotlyPromise = null;
-          reject(new ApiError("could not load /static/plotly.min.js", 0, null));
+          reject(new ApiError("could not load plotly.min.js", 0, null));
         };
         document.head.appendChild(s);
       });
