@@ -73,7 +73,7 @@ def environment(home: Path) -> dict[str, str]:
 
 
 def sh(root: Path, env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run(list(args), cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(list(args), cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
     return proc.stdout

@@ -1472,7 +1472,23 @@
         })));
       }
       body.appendChild(t);
-      body.appendChild(el("h3", { text: "Code diff " + (c.runs[0] || "") + " → " + (c.runs[1] || "") }));
+      const heading = el("h3", { text: "Code diff " + (c.runs[0] || "") + " → " + (c.runs[1] || "") });
+      body.appendChild(heading);
+      if (!REPORT && c.runs.length > 2) {
+        // the server diffs the first two runs: choosing a pair puts it first
+        const pick = (id, chosen) => el("select", { id: id }, c.runs.map((n) => el("option", { value: n, text: n, selected: n === chosen })));
+        const a = pick("diff-a", c.runs[0]);
+        const b = pick("diff-b", c.runs[1]);
+        const change = () => {
+          if (a.value === b.value) return;
+          const rest = names.filter((n) => n !== a.value && n !== b.value);
+          names.splice(0, names.length, a.value, b.value, ...rest);
+          refresh();
+        };
+        a.addEventListener("change", change);
+        b.addEventListener("change", change);
+        body.appendChild(el("div", { class: "toolbar" }, el("label", {}, "diff ", a), el("label", {}, "→ ", b)));
+      }
       body.appendChild(diffPre(c.diff));
     }
     refresh();
