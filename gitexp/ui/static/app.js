@@ -935,14 +935,24 @@
       el("p", { class: "muted", text: "Drag along an axis to brush a range; click an axis name to switch a log scale." }),
       holder);
     let active = [];
+    let dragging = false;
+    let pendingDraw = false;
+    let drawnSignature = null;
     selectBtn.addEventListener("click", () => {
       for (const r of active) state.selected.add(r.name);
       saveSelection();
     });
 
-    function draw() {
+    function draw(fromRefresh) {
       if (!state.runs) return;
+      if (dragging) {
+        pendingDraw = true; // never rebuild the axes under a brush being dragged
+        return;
+      }
       const runs = state.runs.runs;
+      const signature = JSON.stringify([runs.map((r) => [r.name, r.params, r.metrics]), parState.chosen, [...parState.log]]);
+      if (fromRefresh && signature === drawnSignature) return;
+      drawnSignature = signature;
       const allDims = dimensionsOf(state.runs, runs);
       const chosen = parState.chosen ? allDims.filter((d) => parState.chosen.includes(d.key)) : allDims.filter((d) => d.varies || d.key.startsWith("m:"));
       const dims = chosen.slice(0, 30);
@@ -1059,6 +1069,7 @@
         catcher.addEventListener("pointerdown", (ev) => {
           ev.preventDefault();
           catcher.setPointerCapture(ev.pointerId);
+          dragging = true;
           const y0 = Math.max(top, Math.min(top + axisH, svgY(svg, ev)));
           let moved = false;
           const move = (e2) => {
@@ -1072,6 +1083,11 @@
           const up = () => {
             catcher.removeEventListener("pointermove", move);
             catcher.removeEventListener("pointerup", up);
+            dragging = false;
+            if (pendingDraw) {
+              pendingDraw = false;
+              setTimeout(() => draw(true), 0);
+            }
             if (!moved) {
               delete parState.brushes[d.key];
               showBrush();
@@ -1080,6 +1096,7 @@
           };
           catcher.addEventListener("pointermove", move);
           catcher.addEventListener("pointerup", up);
+          catcher.addEventListener("lostpointercapture", up, { once: true });
         });
         svg.appendChild(g);
       });
@@ -1112,7 +1129,7 @@
       }
     }
     refresh();
-    return { refresh: async () => { await loadRuns(true).catch(() => null); draw(); } };
+    return { refresh: async () => { await loadRuns(true).catch(() => null); draw(true); } };
   }
 
   function svgY(svg, ev) {
