@@ -473,3 +473,20 @@ def test_downsampling_is_exact_inside_a_small_window(values: list[float], start:
     out_x, out_y, exact = downsample(xs, values, 50, float(start), float(start + width))
     inside = [i for i in range(len(values)) if start <= i <= start + width]
     assert exact and out_x == [float(i) for i in inside] and out_y == [values[i] for i in inside]
+
+
+def test_a_first_load_of_many_runs_answers_at_once_and_reads_stats_in_the_background(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitexp.store import Store
+    from gitexp.ui import views as ui_views
+
+    monkeypatch.setattr(ui_views, "SYNC_EXTRAS", 2)  # as if the repository had thousands of runs
+    views = ui_views.Views(Store.discover(lab.root, bare_ok=True))
+    before = views.version()
+    first = views.runs_payload()
+    assert first["pending"] == len(first["runs"]) == 8
+    assert all(r["stats"] == {} for r in first["runs"])
+    wait_for(lambda: views.version() != before)  # the background read ended: the version says so
+    second = views.runs_payload()
+    assert second["pending"] == 0 and second["runs"] == get(lab, "/api/runs")["runs"]  # type: ignore[index]
