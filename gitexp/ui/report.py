@@ -101,6 +101,9 @@ def html(views: Views, payload: dict[str, Any]) -> str:
         css = re.sub(r"</(style)", r"<\\/\1", path.read_text(encoding="utf-8"), flags=re.IGNORECASE)
         return f"<style>{css}</style>"
 
+    if "/static/plotly.min.js" not in page:  # the served page loads Plotly on demand; the report needs it inline
+        page = page.replace('<script src="/static/app.js"></script>',
+                            '<script src="/static/plotly.min.js"></script>\n<script src="/static/app.js"></script>', 1)
     page = _SCRIPT.sub(lambda m: inline_script(m), page)
     page = _STYLE.sub(lambda m: inline_style(m), page)
     if re.search(r'(src|href)="/?static/', page):
