@@ -541,14 +541,14 @@ class Views:
         return {"run": run.name, "against": against, "other": other.name,
                 "diff": compare.code_patch(store, self.config(), other, run)}
 
-    def file(self, spec: str, path: str) -> tuple[bytes, str]:
-        """(the bytes of the run's file at path, verified as `gitexp get` does, its name). Only a path of the run
-        itself: anything else is NotFound."""
-        from gitexp.get import read
+    def file(self, spec: str, path: str) -> tuple[bytes | Path, str]:
+        """(the run's file at path: a code file's bytes or a data object's verified cache path, as `gitexp get`
+        reads them; its name). Only a path of the run itself: anything else is NotFound."""
+        from gitexp.get import source
 
         run = self.resolve(spec)
         try:
-            data = read(self.store(), run, path)
+            data = source(self.store(), run, path)
         except GitexpError as exc:
             raise NotFound(exc.message) from None
         return data, PurePosixPath(path).name
