@@ -42,6 +42,7 @@ X_AXES = ("step", "time", "relative")
 MAX_POINTS = 100_000  # the most points a series request may ask for
 LOG_CHUNK = 1 << 20  # the most bytes of output one logs request returns
 SERIES_CACHE = 32  # runs whose parsed step series are kept
+ROWS_CACHE = 100_000  # encoded rows kept (emptied when it grows past this)
 SYNC_EXTRAS = 200  # runs whose command and statistics /api/runs reads before answering (more: in the background)
 
 
@@ -109,6 +110,7 @@ class Views:
         self._lock = threading.Lock()
         self._every: tuple[str, list[RunSummary], list[str]] | None = None
         self._payloads: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._rows: dict[tuple[Any, ...], bytes] = {}
         self._generation = 0  # counts the background fills that ended (a part of the version)
         self._filling: threading.Thread | None = None
 
@@ -225,12 +227,30 @@ class Views:
             hit = self._payloads.get(key)
         if hit is not None:
             return hit
-        data = to_json_bytes(self.runs_payload(where, sort))
+        payload = self.runs_payload(where, sort)
+        rows = payload.pop("runs")
+        head = to_json_bytes({**payload, "runs": []})
+        data = head[: -len(b"]}")] + b",".join(self._row_json(row) for row in rows) + b"]}"
         with self._lock:
             self._payloads[key] = data
             while len(self._payloads) > 8:
                 self._payloads.popitem(last=False)
         return data
+
+    def _row_json(self, row: dict[str, Any]) -> bytes:
+        """A row's JSON, kept for a finished run by everything in it that can change without a new commit (its
+        name, parent's name, tags, note, whether its stats are read): rebuilding 10,000 rows encodes only new ones."""
+        if row["status"] == "running":
+            return to_json_bytes(row)
+        key = (row["commit"], row["name"], row["status"], row["parent"], tuple(row["tags"]), row["note"],
+               bool(row["stats"]), row["command"])
+        found = self._rows.get(key)
+        if found is None:
+            found = to_json_bytes(row)
+            if len(self._rows) > ROWS_CACHE:
+                self._rows.clear()
+            self._rows[key] = found
+        return found
 
     def runs_payload(self, where: str | None = None, sort: str | None = None, wait: bool = False) -> dict[str, Any]:
         """/api/runs. Each run's command and series statistics are read once per commit: up to SYNC_EXTRAS
