@@ -542,3 +542,15 @@ def test_ui_outside_a_repository_or_on_a_busy_port_fails_in_one_line(tmp_path: P
         busy.listen(1)
         taken = gitexp(ws.root, "ui", "--port", str(busy.getsockname()[1]))
     assert taken.code == 1 and "cannot listen on 127.0.0.1" in taken.err and taken.err.count("\n") == 1
+
+
+def test_open_hands_the_printed_url_to_the_browser(ws: Workspace, tmp_path: Path) -> None:
+    ws.write("a.txt")
+    ws.commit_all()
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    with serving(ws.root, "--open", env={"BROWSER": str(browser)}) as server:
+        wait_for(lambda: opened.exists() and opened.read_text() != "")
+        assert opened.read_text() == server.url
