@@ -473,3 +473,84 @@ def test_downsampling_is_exact_inside_a_small_window(values: list[float], start:
     out_x, out_y, exact = downsample(xs, values, 50, float(start), float(start + width))
     inside = [i for i in range(len(values)) if start <= i <= start + width]
     assert exact and out_x == [float(i) for i in inside] and out_y == [values[i] for i in inside]
+
+
+def test_a_first_load_of_many_runs_answers_at_once_and_reads_stats_in_the_background(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitexp.store import Store
+    from gitexp.ui import views as ui_views
+
+    monkeypatch.setattr(ui_views, "SYNC_EXTRAS", 2)  # as if the repository had thousands of runs
+    views = ui_views.Views(Store.discover(lab.root, bare_ok=True))
+    before = views.version()
+    first = views.runs_payload()
+    assert first["pending"] == len(first["runs"]) == 8
+    assert all(r["stats"] == {} for r in first["runs"])
+    wait_for(lambda: views.version() != before)  # the background read ended: the version says so
+    second = views.runs_payload()
+    assert second["pending"] == 0 and second["runs"] == get(lab, "/api/runs")["runs"]  # type: ignore[index]
+
+
+# -- hostile runs and failures -------------------------------------------------------------
+
+
+def test_a_hostile_fetched_run_is_shown_with_its_problem_and_serves_nothing_outside(ws: Workspace) -> None:
+    ws.write("a.txt", "a\n")
+    os.symlink("/etc/passwd", ws.root / "passwd")
+    ws.commit_all()
+    ws.run("-n", "good", "--", "true")
+    # a run as a fetch could bring it: its data.json names a pointer outside the run, its steps are garbage
+    tree = ws.git("rev-parse", "refs/experiments/good^{tree}").strip()
+    env = {**os.environ, "GIT_INDEX_FILE": str(ws.root / ".git" / "evil-index")}
+    subprocess.run(["git", "read-tree", tree], cwd=ws.root, env=env, check=True)
+    for name, content in ((".gitexp/data.json", '{"outputs": [{"path": "../../etc/passwd", "kind": "file", "digest": "'
+                           + "0" * 32 + '", "size": 1}]}'), (".gitexp/steps.jsonl", '{"step": [[[[\n\x00garbage\n')):
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=ws.root, input=content, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        subprocess.run(["git", "update-index", "--add", "--cacheinfo", f"100644,{blob},{name}"], cwd=ws.root, env=env, check=True)
+    evil_tree = subprocess.run(["git", "write-tree"], cwd=ws.root, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    message = ws.git("log", "-1", "--format=%B", "refs/experiments/good").replace("Gitexp-Run: good", "Gitexp-Run: evil")
+    commit = subprocess.run(["git", "commit-tree", evil_tree, "-m", message], cwd=ws.root, capture_output=True, text=True,
+                            check=True, env={**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x",
+                                             "GIT_COMMITTER_NAME": "x", "GIT_COMMITTER_EMAIL": "x@x"}).stdout.strip()
+    ws.git("update-ref", "refs/experiments/evil", commit)
+    ws.git("update-ref", "refs/experiments/<img>", commit)  # git allows the name; no run can have it
+    with serving(ws.root) as server, server.client() as client:
+        runs = client.get("/api/runs")
+        assert runs.status_code == 200 and {r["name"] for r in runs.json()["runs"]} == {"good", "evil"}
+        odd = client.get("/api/runs/%3Cimg%3E")
+        assert odd.status_code == 404 and b"<img" not in odd.content and "<img>" in odd.json()["error"]
+        detail = client.get("/api/runs/evil")
+        assert detail.status_code == 200 and detail.json()["files"] == []
+        [problem] = detail.json()["problems"]
+        assert "etc/passwd" in problem and "\n" not in problem
+        assert client.get("/api/runs/evil/series").json()["series"] == {}
+        for run, path in (("evil", "../../etc/passwd"), ("evil", "a.txt"), ("good", "passwd"), ("good", "passwd/")):
+            refused = client.get(f"/api/runs/{run}/file", params={"path": path})
+            assert refused.status_code == 404 and b"root:" not in refused.content, (run, path)
+        assert client.get("/api/runs/good/file", params={"path": "a.txt"}).content == b"a\n"
+
+
+def test_ui_outside_a_repository_or_on_a_busy_port_fails_in_one_line(tmp_path: Path, ws: Workspace) -> None:
+    outside = gitexp(tmp_path, "ui")
+    assert outside.code == 1 and outside.err.startswith("gitexp: error: not inside a git repository")
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = gitexp(ws.root, "ui", "--port", str(busy.getsockname()[1]))
+    assert taken.code == 1 and "cannot listen on 127.0.0.1" in taken.err and taken.err.count("\n") == 1
+
+
+def test_open_hands_the_printed_url_to_the_browser(ws: Workspace, tmp_path: Path) -> None:
+    ws.write("a.txt")
+    ws.commit_all()
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    with serving(ws.root, "--open", env={"BROWSER": str(browser)}) as server:
+        wait_for(lambda: opened.exists() and opened.read_text() != "")
+        assert opened.read_text() == server.url

@@ -48,7 +48,7 @@ def selected(views: Views, specs: list[str], where: str | None) -> list[RunSumma
 def data(views: Views, runs: list[RunSummary], where: str | None) -> dict[str, Any]:
     """What the report embeds: the UI's payloads for these runs (contract: docs/ui.md, "Report")."""
     names = [r.name for r in runs]
-    table = views.runs_payload(None, None)
+    table = views.runs_payload(None, None, wait=True)
     by_name = {row["name"]: row for row in table["runs"]}
     table["runs"] = [by_name[n] for n in names if n in by_name]
     detail = {n: views.detail(n) for n in names}

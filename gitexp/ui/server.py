@@ -260,6 +260,8 @@ def create_app(views: Views, token: str, hosts: set[str] | None, token_always: b
             headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
         if kind == "image/svg+xml":
             headers["Content-Security-Policy"] = SVG_CSP
+        if isinstance(data, Path):  # a data object of the cache (verified): streamed, never read whole
+            return FileResponse(data, media_type=kind or "application/octet-stream", headers=headers)
         return Response(data, media_type=kind or "application/octet-stream", headers=headers)
 
     def compare(request: Request) -> Response:

@@ -42,6 +42,8 @@ X_AXES = ("step", "time", "relative")
 MAX_POINTS = 100_000  # the most points a series request may ask for
 LOG_CHUNK = 1 << 20  # the most bytes of output one logs request returns
 SERIES_CACHE = 32  # runs whose parsed step series are kept
+ROWS_CACHE = 100_000  # encoded rows kept (emptied when it grows past this)
+SYNC_EXTRAS = 200  # runs whose command and statistics /api/runs reads before answering (more: in the background)
 
 
 class BadRequest(GitexpError):
@@ -108,6 +110,9 @@ class Views:
         self._lock = threading.Lock()
         self._every: tuple[str, list[RunSummary], list[str]] | None = None
         self._payloads: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._rows: dict[tuple[Any, ...], bytes] = {}
+        self._generation = 0  # counts the background fills that ended (a part of the version)
+        self._filling: threading.Thread | None = None
 
     # -- the repository ------------------------------------------------------------
 
@@ -141,16 +146,34 @@ class Views:
         return found
 
     def version(self) -> str:
-        """Changes whenever a run ref, the notes ref or a live run's heartbeat file changes."""
+        """Changes whenever a run ref, the notes ref or a live run's heartbeat file changes (or the background
+        reading of run statistics finished). Read from the file system, not through git: no ref is opened.
+
+        Loose run refs: each entry's name and inode (git writes a ref by renaming a new file over it: a new
+        inode) and the directory's mtime and inode; packed-refs and the notes ref: inode, mtime, size. A
+        repository whose refs are not files (reftable) is read through libgit2 instead.
+        """
         from gitexp.live import live_dir
 
         h = hashlib.blake2b(digest_size=12)
-        for ref in self.store().repo.references.iterator():
-            name = ref.name
-            if name.startswith(fmt.REF_PREFIX) or name == fmt.NOTES_REF:
-                h.update(f"{name}\0{ref.target}\n".encode("utf-8", "surrogateescape"))
+        h.update(b"%d\n" % self._generation)
+        common = self._common
+        if (common / "reftable").is_dir():
+            for ref in self.store().repo.references.iterator():
+                name = ref.name
+                if name.startswith(fmt.REF_PREFIX) or name == fmt.NOTES_REF:
+                    h.update(f"{name}\0{ref.target}\n".encode("utf-8", "surrogateescape"))
+        else:
+            for path in (common / "packed-refs", common / fmt.NOTES_REF, common / "refs" / "experiments"):
+                h.update(_stamp(path))
+            try:
+                with os.scandir(common / "refs" / "experiments") as entries:
+                    for entry in entries:
+                        h.update(f"{entry.name}\0{entry.inode()}\n".encode("utf-8", "surrogateescape"))
+            except OSError:
+                pass
         try:
-            with os.scandir(live_dir(self._common)) as entries:
+            with os.scandir(live_dir(common)) as entries:
                 for entry in entries:
                     try:
                         st = entry.stat()
@@ -204,27 +227,75 @@ class Views:
             hit = self._payloads.get(key)
         if hit is not None:
             return hit
-        data = to_json_bytes(self.runs_payload(where, sort))
+        payload = self.runs_payload(where, sort)
+        rows = payload.pop("runs")
+        head = to_json_bytes({**payload, "runs": []})
+        data = head[: -len(b"]}")] + b",".join(self._row_json(row) for row in rows) + b"]}"
         with self._lock:
             self._payloads[key] = data
             while len(self._payloads) > 8:
                 self._payloads.popitem(last=False)
         return data
 
-    def runs_payload(self, where: str | None = None, sort: str | None = None) -> dict[str, Any]:
+    def _row_json(self, row: dict[str, Any]) -> bytes:
+        """A row's JSON, kept for a finished run by everything in it that can change without a new commit (its
+        name, parent's name, tags, note, whether its stats are read): rebuilding 10,000 rows encodes only new ones."""
+        if row["status"] == "running":
+            return to_json_bytes(row)
+        key = (row["commit"], row["name"], row["status"], row["parent"], tuple(row["tags"]), row["note"],
+               bool(row["stats"]), row["command"])
+        found = self._rows.get(key)
+        if found is None:
+            found = to_json_bytes(row)
+            if len(self._rows) > ROWS_CACHE:
+                self._rows.clear()
+            self._rows[key] = found
+        return found
+
+    def runs_payload(self, where: str | None = None, sort: str | None = None, wait: bool = False) -> dict[str, Any]:
+        """/api/runs. Each run's command and series statistics are read once per commit: up to SYNC_EXTRAS
+        unread runs (or all, with wait) are read now; more (a first load of thousands of runs) are read by a
+        background thread, and meanwhile those rows have no stats (`pending` counts them) and the version
+        changes once they are all read."""
         version, found, every = self.select(where, sort)
         names = {r.commit: r.name for r in every}
-        rows = [self.row(r, names) for r in found]
+        missing = [r for r in found if r.status != "running" and r.commit not in self._extras]
+        if wait or len(missing) <= SYNC_EXTRAS:
+            for r in missing:
+                self._extra(r)
+            missing = []
+        else:
+            self._fill_in_background(missing)
+        rows = [self.row(r, names, pending=True) for r in found]
         params = sorted({k for r in found for k in r.params})
         metrics = sorted({k for r in found for k in r.metrics})
         series = sorted({k for row in rows for k in row["stats"]})
         config = self.config()
         directions = {m: ("max" if higher_is_better(config, m) else "min") for m in sorted(set(metrics) | set(series))}
         return {"version": version, "params": params, "metrics": metrics, "series": series,
-                "directions": directions, "runs": rows}
+                "directions": directions, "pending": len(missing), "runs": rows}
 
-    def row(self, run: RunSummary, names: dict[str, str]) -> dict[str, Any]:
-        extra = self._extra(run)
+    def _fill_in_background(self, runs: list[RunSummary]) -> None:
+        with self._lock:
+            if self._filling is not None and self._filling.is_alive():
+                return
+
+            def fill() -> None:
+                try:
+                    for r in runs:
+                        if r.commit not in self._extras:
+                            self._extra(r)
+                finally:
+                    with self._lock:
+                        self._generation += 1
+
+            self._filling = threading.Thread(target=fill, name="gitexp-ui-fill", daemon=True)
+            self._filling.start()
+
+    def row(self, run: RunSummary, names: dict[str, str], pending: bool = False) -> dict[str, Any]:
+        """A run as the table shows it; pending: without its command and stats when they are not read yet."""
+        extra = self._extras.get(run.commit) if pending and run.status != "running" else None
+        extra = extra or (_Extra("", {}) if pending and run.status != "running" else self._extra(run))
         return {
             "name": run.name,
             "commit": run.commit,
@@ -251,7 +322,7 @@ class Views:
         config = self.config()
         stats = {}
         try:
-            curves = self.all_series(run)
+            curves = self.all_series(run, keep=False)
         except GitexpError:
             curves = {}
         for name, points in curves.items():
@@ -361,9 +432,9 @@ class Views:
 
     # -- step series ---------------------------------------------------------------
 
-    def all_series(self, run: RunSummary) -> dict[str, list[Point]]:
+    def all_series(self, run: RunSummary, keep: bool = True) -> dict[str, list[Point]]:
         """The run's step series (script's, then hardware samples): its record's, or while it runs its scratch
-        files'. A finished run's are kept (by commit) in a small LRU."""
+        files'. A finished run's are kept (by commit) in a small LRU (with keep)."""
         from gitexp import api
 
         if run.status == "running":
@@ -376,7 +447,7 @@ class Views:
                 self._series.move_to_end(run.commit)
                 return hit
         found = {name: list(s.points) for name, s in api.Run(run, self.store()).all_series().items()}
-        if run.status != "running":
+        if keep and run.status != "running":
             with self._lock:
                 self._series[run.commit] = found
                 while len(self._series) > SERIES_CACHE:
@@ -490,14 +561,14 @@ class Views:
         return {"run": run.name, "against": against, "other": other.name,
                 "diff": compare.code_patch(store, self.config(), other, run)}
 
-    def file(self, spec: str, path: str) -> tuple[bytes, str]:
-        """(the bytes of the run's file at path, verified as `gitexp get` does, its name). Only a path of the run
-        itself: anything else is NotFound."""
-        from gitexp.get import read
+    def file(self, spec: str, path: str) -> tuple[bytes | Path, str]:
+        """(the run's file at path: a code file's bytes or a data object's verified cache path, as `gitexp get`
+        reads them; its name). Only a path of the run itself: anything else is NotFound."""
+        from gitexp.get import source
 
         run = self.resolve(spec)
         try:
-            data = read(self.store(), run, path)
+            data = source(self.store(), run, path)
         except GitexpError as exc:
             raise NotFound(exc.message) from None
         return data, PurePosixPath(path).name
@@ -604,6 +675,14 @@ class Views:
 
         run = query.set_note(self.store(), self.resolve(spec), note)
         return {"name": run.name, "tags": list(run.tags), "note": run.note or None}
+
+
+def _stamp(path: Path) -> bytes:
+    try:
+        st = path.stat()
+    except OSError:
+        return b"-\n"
+    return b"%d %d %d\n" % (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _only(runs: list[RunSummary], names: list[str] | None) -> list[RunSummary]:
