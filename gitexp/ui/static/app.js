@@ -853,7 +853,8 @@
   }
 
   function curveControls(onchange) {
-    const xSel = el("select", { id: "curve-x" },
+    if (REPORT) state.curves.x = "step"; // a report holds the series by step only
+    const xSel = el("select", { id: "curve-x", disabled: !!REPORT, title: REPORT ? "a report holds the series by step" : null },
       ["step", "time", "relative"].map((v) => el("option", { value: v, selected: state.curves.x === v, text: v === "time" ? "wall time" : v })));
     const smoothIn = el("input", { type: "range", id: "curve-smooth", min: "0", max: "0.99", step: "0.01", value: String(state.curves.smooth) });
     const smoothOut = el("span", { class: "smooth-value", text: String(state.curves.smooth) });
@@ -1653,7 +1654,7 @@
       const t = el("table", { class: "groups-table" }, el("tr", {}, ["config", "n", "mean ± SEM", "min", "max", "params", "runs"].map((h) => el("th", { text: h }))));
       for (const grp of g.groups) {
         t.appendChild(el("tr", {}, el("td", { text: grp.key }), el("td", { class: "num", text: grp.n }),
-          el("td", { class: "num", text: fmtNum(grp.mean) + " ± " + fmtNum(grp.sem) }), el("td", { class: "num", text: fmtNum(grp.min) }), el("td", { class: "num", text: fmtNum(grp.max) }),
+          el("td", { class: "num", text: fmtNum(grp.mean) + (typeof grp.sem === "number" && isFinite(grp.sem) ? " ± " + fmtNum(grp.sem) : " (one run)") }), el("td", { class: "num", text: fmtNum(grp.min) }), el("td", { class: "num", text: fmtNum(grp.max) }),
           el("td", { text: Object.entries(grp.params || {}).map(([k, v]) => k + "=" + fmtNum(v)).join(" ") }),
           el("td", {}, (grp.runs || []).slice(0, 8).map((n) => [runLink(n), " "]), (grp.runs || []).length > 8 ? "…" : "")));
       }
