@@ -11,6 +11,7 @@ import json
 import os
 import selectors
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ class Site:
     root: Path
     env: dict[str, str]
     url: str
-    live: subprocess.Popen[bytes]
+    live: subprocess.Popen[bytes] | None
 
 
 def start_server(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
@@ -449,3 +450,41 @@ def test_the_report_opens_from_a_file_with_the_network_off_and_shows_the_same(si
         assert errors == [] and asked == []
     finally:
         context.close()
+
+
+# --------------------------------------------------------------------------------------------- many runs
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """1,000 runs written as bench/list_scale.py writes them (through the storage layer, with gitexp's trailers)."""
+    base = tmp_path_factory.mktemp("many")
+    env = uirepo.environment(base / "home")
+    root = base / "repo"
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    code = f"import sys; sys.path.insert(0, {str(bench)!r}); from pathlib import Path; from list_scale import generate; " \
+           f"generate(Path({str(root)!r}), 1000)"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600, capture_output=True)
+    server, url = start_server(root, env)
+    try:
+        yield Site(root, env, url, None)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_thousand_runs_keep_only_the_visible_rows_in_the_page(many: Site, ui: Browsing) -> None:
+    ui.page.goto(many.url)
+    ui.wait("document.querySelector('.count') && document.querySelector('.count').textContent === '1000 runs'")
+    rows = "document.querySelectorAll('#runs-table .tbody .tr').length"
+    assert 0 < ui.page.evaluate(rows) < 80
+    ui.page.evaluate("document.querySelector('#runs-table').scrollTop = 1e9")  # to the end: the oldest run
+    ui.wait("!!document.querySelector('.tr[data-run=\"run-00000\"]')")
+    assert 0 < ui.page.evaluate(rows) < 80
+    ui.shot("table-1000-bottom")
+    where = "metrics.acc > 0.9 and params.lr <= 0.01"
+    expected = len(json.loads(uirepo.gx(many.root, many.env, "list", "--json", "--where", where)))
+    ui.page.fill("#where", where)
+    ui.page.press("#where", "Enter")
+    ui.wait(f"document.querySelector('.count').textContent === '{expected} runs'")
+    assert 0 < ui.page.evaluate(rows) < 80
