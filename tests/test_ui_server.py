@@ -554,3 +554,19 @@ def test_open_hands_the_printed_url_to_the_browser(ws: Workspace, tmp_path: Path
     with serving(ws.root, "--open", env={"BROWSER": str(browser)}) as server:
         wait_for(lambda: opened.exists() and opened.read_text() != "")
         assert opened.read_text() == server.url
+
+
+def test_a_direction_set_in_the_config_changes_the_version_and_each_runs_best(ws: Workspace) -> None:
+    from gitexp.store import Store
+    from gitexp.ui.views import Views
+
+    ws.write("s.py", "import gitexp\nfor i in range(5):\n    gitexp.log({'score': float(i)}, step=i)\n")
+    ws.commit_all()
+    ws.run("-n", "one", "--", PY, "s.py")
+    views = Views(Store.discover(ws.root, bare_ok=True))
+    before = views.version()
+    assert views.runs_payload()["runs"][0]["stats"]["score"]["best"] == 4.0
+    ws.write(".gitexp.yaml", "direction:\n  score: lower\n")
+    assert views.version() != before
+    payload = views.runs_payload()
+    assert payload["directions"]["score"] == "min" and payload["runs"][0]["stats"]["score"]["best"] == 0.0

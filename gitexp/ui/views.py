@@ -142,6 +142,9 @@ class Views:
             found = config.load(self.root)
         except GitexpError:
             found = Config()
+        if cached is not None:  # the directions may have changed: each run's "best" with them
+            self._extras.clear()
+            self._rows.clear()
         self._config = (stamp, found)
         return found
 
@@ -157,6 +160,7 @@ class Views:
 
         h = hashlib.blake2b(digest_size=12)
         h.update(b"%d\n" % self._generation)
+        h.update(_stamp(self.root / fmt.CONFIG_FILE))  # directions: which value of a metric is best
         common = self._common
         if (common / "reftable").is_dir():
             for ref in self.store().repo.references.iterator():
@@ -257,6 +261,7 @@ class Views:
         unread runs (or all, with wait) are read now; more (a first load of thousands of runs) are read by a
         background thread, and meanwhile those rows have no stats (`pending` counts them) and the version
         changes once they are all read."""
+        config = self.config()  # first: a changed config empties the caches that depend on it
         version, found, every = self.select(where, sort)
         names = {r.commit: r.name for r in every}
         missing = [r for r in found if r.status != "running" and r.commit not in self._extras]
@@ -270,7 +275,6 @@ class Views:
         params = sorted({k for r in found for k in r.params})
         metrics = sorted({k for r in found for k in r.metrics})
         series = sorted({k for row in rows for k in row["stats"]})
-        config = self.config()
         directions = {m: ("max" if higher_is_better(config, m) else "min") for m in sorted(set(metrics) | set(series))}
         return {"version": version, "params": params, "metrics": metrics, "series": series,
                 "directions": directions, "pending": len(missing), "runs": rows}
