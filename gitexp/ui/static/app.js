@@ -593,6 +593,8 @@
       body.style.height = rows.length * ROW_H + "px";
       body.style.width = total + "px";
       countInfo.textContent = rows.length + " run" + (rows.length === 1 ? "" : "s");
+      const pending = state.runs.pending;
+      countInfo.title = pending ? "last / min / max / best of " + pending + " runs are still being read" : "";
       updateExport();
       if (!chooser.classList.contains("hidden")) fillChooser();
       paint(true);
