@@ -405,12 +405,14 @@
     return cols.concat(tail);
   }
 
+  const COLLATOR = new Intl.Collator(undefined, { numeric: true }); // one collator: localeCompare with options builds one per call
+
   function compareValues(a, b) {
     const am = a === undefined || a === null;
     const bm = b === undefined || b === null;
     if (am || bm) return am === bm ? 0 : am ? 1 : -1; // missing last in both directions (flipped below)
     if (typeof a === "number" && typeof b === "number") return a - b;
-    return String(a).localeCompare(String(b), undefined, { numeric: true });
+    return COLLATOR.compare(String(a), String(b));
   }
 
   let sortCache = { runs: null, key: null, dir: null, out: null };
