@@ -317,22 +317,27 @@
     if (info) info.textContent = state.selected.size ? state.selected.size + " selected" : "";
   }
 
-  let runsRequest = null;
+  let runsRequest = null; // the request in flight, for runsRequestWhere
+  let runsRequestWhere = null;
   async function loadRuns(force) {
-    if (state.runs && !force) return state.runs;
-    if (!runsRequest) {
+    if (state.runs && !force && !state.runsStale) return state.runs;
+    if (!runsRequest || runsRequestWhere !== state.where) {
+      // a request for another expression (a refresh racing a new filter) is not this one's answer
       const where = state.where;
-      runsRequest = api("/api/runs", { where: where })
+      const request = api("/api/runs", { where: where })
         .then((p) => {
           if (where === state.where) {
             state.runs = p;
             state.runsError = null;
+            state.runsStale = false;
           }
           return p;
         })
         .finally(() => {
-          runsRequest = null;
+          if (runsRequest === request) runsRequest = null;
         });
+      runsRequest = request;
+      runsRequestWhere = where;
     }
     return runsRequest;
   }
@@ -520,13 +525,12 @@
       const previous = state.where;
       state.where = expr;
       try {
-        state.runs = null;
         await loadRuns(true);
         store.set("where", expr);
+        wrap.scrollTop = 0; // a new answer starts at its top
         layout();
       } catch (err) {
-        state.where = previous;
-        state.runs = null;
+        state.where = previous; // the table keeps what it showed, and stays sortable
         errorSlot.appendChild(errorBox(err, expr));
         whereInput.classList.add("invalid");
         return;
@@ -716,6 +720,8 @@
    */
   function curveCharts(container, getRuns, seriesNames, opts) {
     const charts = new Map(); // series -> {div, window: [xmin, xmax] | null}
+    const errorSlot = el("div", { class: "chart-errors" });
+    container.before(errorSlot);
     let alive = true;
     const fetched = new Map(); // run name -> {series: {...}}
 
@@ -770,10 +776,11 @@
         const results = await Promise.all(runs.map((r) => fetchRun(r.name, names, null).then((d) => [r.name, d])));
         for (const [n, d] of results) fetched.set(n, d);
       } catch (err) {
-        clear(container).appendChild(errorBox(err));
+        clear(errorSlot).appendChild(errorBox(err));
         return;
       }
-      if (!alive) return;
+      clear(errorSlot);
+      if (!alive || !runs.length) return;
       const present = names.filter((n) => runs.some((r) => (((fetched.get(r.name) || {}).series || {})[n])));
       for (const [n, c] of charts) {
         if (!present.includes(n)) {
@@ -1712,7 +1719,7 @@
       status.className = "live";
       if (state.version !== null && v.version !== state.version) {
         state.version = v.version;
-        state.runs = null;
+        state.runsStale = true; // kept meanwhile: a view drawing now still has every run
         if (current && current.refresh) await current.refresh();
       } else {
         state.version = v.version;
