@@ -101,17 +101,22 @@ def get(
     return Got(str(dest), len(entries), size)
 
 
-def read(store: Store, run: RunSummary, path: str) -> bytes:
-    """The bytes of one file of the run: code from its tree, data from the cache or first fetched from a
-    data remote, checked against its digest (CorruptObject if it does not match)."""
+def _one_file(store: Store, run: RunSummary, path: str) -> tuple[Entry, Cache]:
+    """The entry of the run's one file at path (not a directory or link), its data fetched into the cache if missing."""
     path = check_path(path)
     single, entries = entries_under(store, run, path)
     if not single or entries[0].kind == "link":
         raise GitexpError(f"{path!r} of run {run.name!r} is a {'directory' if not single else 'symlink'}: "
                           "read one file (a directory: checkout(into=...), or gitexp get)")
-    entry = entries[0]
     cache = Cache(cache_root(store.git_common_dir()))
     _fetch_missing(store, run, cache, entries)
+    return entries[0], cache
+
+
+def read(store: Store, run: RunSummary, path: str) -> bytes:
+    """The bytes of one file of the run: code from its tree, data from the cache or first fetched from a
+    data remote, checked against its digest (CorruptObject if it does not match)."""
+    entry, cache = _one_file(store, run, path)
     if entry.kind == "blob":
         return store.blob(entry.source)
     try:
@@ -121,6 +126,17 @@ def read(store: Store, run: RunSummary, path: str) -> bytes:
     if digest_bytes(data) != entry.source:  # read once, checked in memory: what is returned is what was hashed
         raise CorruptObject(entry.source, cache.path(entry.source))
     return data
+
+
+def source(store: Store, run: RunSummary, path: str) -> bytes | Path:
+    """One file of the run to stream (as `gitexp get -o -` does): a code file's bytes, or the path of the data
+    object in the cache, verified against its digest first (a stream cannot be taken back); nothing is
+    read into memory whole."""
+    entry, cache = _one_file(store, run, path)
+    if entry.kind == "blob":
+        return store.blob(entry.source)
+    cache.check(entry.source, entry.path)
+    return cache.path(entry.source)
 
 
 def _replace(src: Path, dest: Path, force: bool) -> None:

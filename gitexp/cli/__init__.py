@@ -26,6 +26,8 @@ COMMANDS = {
     "diff": ("gitexp.cli.diff", "What changed between two runs."),
     "compare": ("gitexp.cli.compare_runs", "Params and metrics of several runs side by side."),
     "tree": ("gitexp.cli.tree", "The evolution tree of runs."),
+    "ui": ("gitexp.cli.ui", "Serve the runs as a local web app: table, curves, run pages, compare, tree."),
+    "report": ("gitexp.cli.report", "Write one self-contained HTML file (or Markdown) of runs to share."),
     "queue": ("gitexp.cli.queue", "Start, see or cancel queued runs."),
     "tag": ("gitexp.cli.tag", "Add, remove or print a run's tags."),
     "note": ("gitexp.cli.note", "Set or print a run's note."),
