@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from gitexp.cli import warn
+
+if TYPE_CHECKING:
+    from gitexp.launch import WorkerOptions
 
 
 @click.group("queue")
@@ -11,17 +16,60 @@ def command() -> None:
 
 
 @command.command("start")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N", help="Runs at a time.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N", help="Runs at a time; with --ray/--dask: workers (engine tasks).")
 @click.option("--fail-fast", is_flag=True, help="Start no more runs after one fails.")
 @click.option("--gpus-per-run", type=click.IntRange(min=0), metavar="K", help="With -j: GPUs each parallel run gets in CUDA_VISIBLE_DEVICES (default 1 when GPUs are visible; 0: leave it). Each also gets its share of the cores in OMP_NUM_THREADS & co unless set.")
+@click.option("--ray", "ray_address", metavar="ADDRESS", help="Start N workers of the queue on REMOTE as tasks of this Ray cluster (auto: the one this node belongs to; local: a new one on this machine). Needs gitexp[ray].")
+@click.option("--dask", "dask_address", metavar="ADDRESS", help="Start N workers of the queue on REMOTE as tasks of this Dask scheduler (tcp://host:8786). Needs gitexp[dask].")
+@click.option("--remote", default="origin", show_default=True, metavar="R", help="With --ray/--dask: the git remote (name or URL) whose queue the workers work off; each clones it.")
+@click.option("--idle-exit", type=click.FloatRange(min=0), default=0, show_default=True, metavar="S", help="With --ray/--dask: a worker ends after S seconds with nothing queued.")
+@click.option("--lease", type=click.FloatRange(min=0, min_open=True), metavar="S", help="With --ray/--dask: passed to each worker (gitexp queue work --lease).")
+@click.option("--retry-crashed", type=click.IntRange(min=0), metavar="N", help="With --ray/--dask: passed to each worker (gitexp queue work --retry-crashed).")
+@click.option("--data-remote", metavar="NAME", help="With --ray/--dask: passed to each worker (gitexp queue work --data-remote).")
+@click.option("--json", "as_json", is_flag=True, help="With --ray/--dask: print JSON: each worker's host, exit code and own --json summary.")
 @click.argument("runs", nargs=-1)
-def start(jobs: int, fail_fast: bool, gpus_per_run: int | None, runs: tuple[str, ...]) -> int:
+def start(
+    jobs: int,
+    fail_fast: bool,
+    gpus_per_run: int | None,
+    ray_address: str | None,
+    dask_address: str | None,
+    remote: str,
+    idle_exit: float,
+    lease: float | None,
+    retry_crashed: int | None,
+    data_remote: str | None,
+    as_json: bool,
+    runs: tuple[str, ...],
+) -> int:
     """Work off the queue (or only RUNS), N runs at a time, each in a temporary copy of its code; until it is empty.
 
     Runs queued meanwhile are run too. Ctrl-C stops the runs in progress (recorded as
     interrupted); the runs not started stay queued. A queued run someone else recorded (a
     fetched one) is run only when named: its command is theirs.
+
+    With --ray ADDRESS or --dask ADDRESS, the runs are those queued on the git remote REMOTE
+    (pushed there with gitexp push): N tasks of that engine each clone REMOTE into a fresh
+    directory on their node and run `gitexp queue work --remote origin` there; the remote hands
+    each run to exactly one worker. The summary of every worker is printed when all have ended;
+    the exit code is 1 if any worker failed. See docs/cluster.md.
     """
+    ctx = click.get_current_context()
+    engines = [(name, address) for name, address in (("ray", ray_address), ("dask", dask_address)) if address is not None]
+    if len(engines) > 1:
+        raise click.UsageError("give --ray or --dask, not both")
+    if engines:
+        local_only = [f"--{o.replace('_', '-')}" for o in ("fail_fast", "gpus_per_run") if ctx.get_parameter_source(o) == click.core.ParameterSource.COMMANDLINE]
+        if runs or local_only:
+            raise click.UsageError(f"{' '.join(local_only) or 'RUNS'}: only for the local queue, not with --{engines[0][0]}")
+        from gitexp.launch import WorkerOptions
+
+        options = WorkerOptions(idle_exit, lease, retry_crashed, data_remote)
+        return _start_engine(engines[0][0], engines[0][1], jobs, remote, options, as_json)
+    remote_only = [f"--{o.replace('_', '-')}" for o in ("remote", "idle_exit", "lease", "retry_crashed", "data_remote", "as_json") if ctx.get_parameter_source(o) == click.core.ParameterSource.COMMANDLINE]
+    if remote_only:
+        raise click.UsageError(f"{remote_only[0].replace('--as-json', '--json')} needs --ray or --dask (one worker here: gitexp queue work --remote R)")
+
     from gitexp import queue
     from gitexp.render import batch_summary
     from gitexp.store import Store
@@ -41,6 +89,24 @@ def start(jobs: int, fail_fast: bool, gpus_per_run: int | None, runs: tuple[str,
         return stopped(stop, f"{len(queue.queued(store))} run(s) stay queued (start them with: gitexp queue start)")
     click.echo(batch_summary(outcomes), err=True)
     return queue.exit_code(outcomes)
+
+
+def _start_engine(engine: str, address: str, jobs: int, remote: str, options: WorkerOptions, as_json: bool) -> int:
+    from gitexp import launch, render
+
+    launch.engine_module(engine)  # first: a missing engine is said before anything else is looked at
+    url = launch.remote_url(remote)
+    warn(f"starting {jobs} worker(s) on {engine} at {address}, each in a clone of {url}")
+
+    def ended(report: launch.WorkerReport) -> None:
+        warn(render.worker_line(report))
+
+    reports = launch.launch(engine, address, jobs, url, options, ended)
+    if as_json:
+        click.echo(render.to_json([r.to_dict() for r in reports]))
+    else:
+        click.echo(render.workers_summary(reports))
+    return 0 if all(r.ok for r in reports) else 1
 
 
 @command.command("status")
@@ -90,3 +156,41 @@ def serve(events_fd: int) -> None:
 
     with os.fdopen(events_fd, "wb") as events:
         queue.serve(Store.discover(), sys.stdin, events, warn)
+
+
+@command.command("slurm-script")
+@click.option("--array", type=click.IntRange(min=1), metavar="N", help="Start N workers as one Slurm job array (#SBATCH --array=1-N).")
+@click.option("--gpus", type=click.IntRange(min=0), metavar="K", help="GPUs each worker gets (#SBATCH --gpus=K).")
+@click.option("--cpus", type=click.IntRange(min=1), metavar="C", help="CPUs each worker gets (#SBATCH --cpus-per-task=C).")
+@click.option("--time", "time_limit", metavar="T", help="Time limit of each worker (#SBATCH --time=T, e.g. 4:00:00).")
+@click.option("--partition", metavar="P", help="Slurm partition (#SBATCH --partition=P).")
+@click.option("--remote", default="origin", show_default=True, metavar="R", help="The git remote (name or URL) whose queue the workers work off; each clones it.")
+@click.option("--idle-exit", type=click.FloatRange(min=0), default=60, show_default=True, metavar="S", help="A worker ends after S seconds with nothing queued.")
+@click.option("--lease", type=click.FloatRange(min=0, min_open=True), metavar="S", help="Passed to each worker (gitexp queue work --lease).")
+@click.option("--retry-crashed", type=click.IntRange(min=0), metavar="N", help="Passed to each worker (gitexp queue work --retry-crashed).")
+@click.option("--data-remote", metavar="NAME", help="Passed to each worker (gitexp queue work --data-remote).")
+def slurm_script(
+    array: int | None,
+    gpus: int | None,
+    cpus: int | None,
+    time_limit: str | None,
+    partition: str | None,
+    remote: str,
+    idle_exit: float,
+    lease: float | None,
+    retry_crashed: int | None,
+    data_remote: str | None,
+) -> None:
+    """Print an sbatch script whose tasks each clone REMOTE and work off its queue (gitexp queue work).
+
+    Save it and submit it: gitexp queue slurm-script --array 8 --gpus 1 > work.sh && sbatch work.sh.
+    A remote's name is resolved to its URL here, so the script runs on any node. See docs/cluster.md.
+    """
+    from gitexp import launch
+
+    for name, text in (("--time", time_limit), ("--partition", partition)):
+        if text is not None and not launch.sbatch_value_ok(text):
+            raise click.BadParameter(f"{text!r}: only letters, digits and , . : _ - + are allowed", param_hint=name)
+    url = launch.remote_url(remote)
+    options = launch.WorkerOptions(idle_exit, lease, retry_crashed, data_remote)
+    click.echo(launch.slurm_script(url, options, array, gpus, cpus, time_limit, partition), nl=False)

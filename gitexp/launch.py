@@ -1,0 +1,313 @@
+"""Workers of the remote queue started by a cluster's own engine (Ray, Dask, Slurm): gitexp schedules nothing.
+
+A launcher only starts N copies of one shell-level recipe on the engine's nodes:
+
+    git clone URL <fresh temporary directory>  &&  cd there  &&  gitexp queue work --remote origin ...
+
+`gitexp queue work` does the rest: it claims queued runs on the git
+remote exactly once, runs them and pushes their results. The engine only decides where each
+worker runs; the remote is the only meeting point, and credentials are the node's own git
+(SSH keys, credential helpers; never a prompt: GIT_TERMINAL_PROMPT=0).
+
+Engines are imported only when used, so `import gitexp` never pays for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gitexp.errors import GitexpError
+
+ENGINES = {"ray": ("ray", "ray"), "dask": ("distributed", "dask")}  # engine -> (module to import, pip extra)
+TAIL_BYTES = 4000  # the end of a worker's stderr kept in its report
+
+
+class LaunchError(GitexpError):
+    """An engine is missing or unreachable, or a remote cannot be named to a worker."""
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """The options every launched worker gets (`gitexp queue work --help` says what each means)."""
+
+    idle_exit: float = 0
+    lease: float | None = None
+    retry_crashed: int | None = None
+    data_remote: str | None = None
+
+    def argv(self, remote: str = "origin") -> list[str]:
+        """`gitexp queue work` arguments, without the program."""
+        args = ["queue", "work", "--remote", remote, "--idle-exit", _number(self.idle_exit)]
+        if self.lease is not None:
+            args += ["--lease", _number(self.lease)]
+        if self.retry_crashed is not None:
+            args += ["--retry-crashed", str(self.retry_crashed)]
+        if self.data_remote is not None:
+            args += ["--data-remote", self.data_remote]
+        return args
+
+
+@dataclass
+class WorkerReport:
+    """What one launched worker did: where it ran, its exit code, its own --json summary."""
+
+    index: int
+    host: str = ""
+    exit_code: int | None = None  # None: gitexp never ran (the clone failed, the task died)
+    summary: Any = None  # the worker's `--json` output, parsed; None when it printed none
+    error: str = ""  # why it failed: the clone's or the worker's last stderr line, or the engine's error
+    stderr_tail: str = field(default="", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def remote_url(remote: str, cwd: Path | None = None) -> str:
+    """The URL a worker on another node clones: a git remote's name resolved here, else remote itself
+    (a URL, host:path, or a path: made absolute, since the worker does not start in this directory)."""
+    where = cwd or Path.cwd()
+    proc = subprocess.run(
+        ["git", "remote", "get-url", "--", remote], cwd=where, capture_output=True, text=True, errors="replace", check=False
+    )
+    if proc.returncode == 0 and proc.stdout.strip():
+        return _absolute(proc.stdout.strip(), where)
+    if _is_url(remote) or (where / remote).exists():
+        return _absolute(remote, where)
+    raise LaunchError(
+        f"no git remote named {remote!r} here (add it with: git remote add {remote} URL, or give --remote URL)"
+    )
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text or re.match(r"^[^/]+:", text) is not None  # scheme://... or scp-like host:path
+
+
+def _absolute(url: str, where: Path) -> str:
+    if _is_url(url):
+        return url
+    return str((where / url).resolve())
+
+
+def work_in_clone(url: str, argv: list[str], index: int) -> dict[str, Any]:
+    """Runs on the engine's node: clone url into a fresh temporary directory, run `gitexp <argv>` there.
+
+    Returns a WorkerReport as a plain dict (engines ship it back pickled). The directory is
+    removed at the end whatever happened. The node's own Python runs gitexp, so it must be
+    installed there (as the engine's own code is).
+    """
+    report = WorkerReport(index, host=socket.gethostname())
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    top = tempfile.mkdtemp(prefix=f"gitexp-work-{index}-")
+    try:
+        clone = Path(top) / "repo"
+        with open(Path(top) / "clone.err", "w+b") as err:
+            proc = subprocess.run(
+                ["git", "clone", "--quiet", url, str(clone)], stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env, check=False
+            )
+            if proc.returncode != 0:
+                report.stderr_tail = _tail(err)
+                report.error = f"git clone {url} failed: {_last_line(report.stderr_tail)}"
+                return report.to_dict()
+        python = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else [])]  # -P: not the clone's gitexp/
+        with open(Path(top) / "work.out", "w+b") as out, open(Path(top) / "work.err", "w+b") as err:
+            proc = subprocess.run(
+                [*python, "-m", "gitexp", *argv, "--json"], cwd=clone, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, check=False
+            )
+            report.exit_code = proc.returncode
+            report.stderr_tail = _tail(err)
+            out.seek(0)
+            report.summary = _parse_summary(out.read())
+        if proc.returncode != 0:
+            report.error = _last_line(report.stderr_tail) or f"gitexp queue work exited {proc.returncode}"
+        return report.to_dict()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _tail(f: Any) -> str:
+    f.seek(0, os.SEEK_END)
+    f.seek(max(0, f.tell() - TAIL_BYTES))
+    return str(f.read().decode("utf-8", "replace"))
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def _parse_summary(raw: bytes) -> Any:
+    from gitexp.safeload import json_loads
+
+    if not raw.strip():
+        return None
+    try:
+        return json_loads(raw, "the worker's --json output")
+    except GitexpError:
+        return None
+
+
+def launch(
+    engine: str,
+    address: str,
+    jobs: int,
+    url: str,
+    options: WorkerOptions,
+    on_report: Callable[[WorkerReport], None] = lambda r: None,
+) -> list[WorkerReport]:
+    """Submit jobs tasks to the engine at address, each a worker in its own clone of url; wait for all.
+
+    on_report is called as each worker ends. Returns the reports ordered by task index.
+    """
+    argv = options.argv()
+    run = {"ray": _launch_ray, "dask": _launch_dask}[engine]
+    reports = run(address, jobs, url, argv, on_report)
+    return sorted(reports, key=lambda r: r.index)
+
+
+def engine_module(engine: str) -> Any:
+    """The engine's Python module (ray, distributed), or a LaunchError naming the extra to install."""
+    import importlib
+
+    module, extra = ENGINES[engine]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == module:
+            raise LaunchError(f"{engine} is not installed (install it with: pip install 'gitexp[{extra}]')") from None
+        raise LaunchError(f"{engine} failed to import: {exc} (reinstall it with: pip install 'gitexp[{extra}]')") from None
+
+
+def _from_task(index: int, result: Any, failure: BaseException | None) -> WorkerReport:
+    if failure is None and isinstance(result, dict):
+        known = {k: v for k, v in result.items() if k in WorkerReport.__dataclass_fields__}
+        return WorkerReport(**known)
+    reason = f"{type(failure).__name__}: {failure}" if failure is not None else f"unexpected task result {result!r}"
+    return WorkerReport(index, error=f"the task failed: {_last_line(reason)}")
+
+
+def _gather(ended: Iterable[tuple[int, Callable[[], Any]]], on_report: Callable[[WorkerReport], None]) -> list[WorkerReport]:
+    """The reports of the tasks as they end (task index, its result getter): whatever a task raised is its report."""
+    reports = []
+    for index, result in ended:
+        try:
+            report = _from_task(index, result(), None)
+        except Exception as exc:  # noqa: BLE001 -- whatever killed the task is that worker's report
+            report = _from_task(index, None, exc)
+        on_report(report)
+        reports.append(report)
+    return reports
+
+
+def _launch_ray(address: str, jobs: int, url: str, argv: list[str], on_report: Callable[[WorkerReport], None]) -> list[WorkerReport]:
+    ray = engine_module("ray")
+    quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address == "local":  # a new Ray on this machine, stopped at the end (to try things out)
+        quiet["include_dashboard"] = False
+    try:
+        ray.init(address=address, **quiet)
+    except Exception as exc:  # noqa: BLE001 -- the engine's own errors: ConnectionError, ValueError, RuntimeError ...
+        raise LaunchError(
+            f"cannot reach the Ray cluster at {address!r}: {_last_line(str(exc)) or type(exc).__name__} "
+            "(start one with: ray start --head, or give --ray auto on one of its nodes)"
+        ) from None
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(work_in_clone)
+        refs = {task.remote(url, argv, i): i for i in range(jobs)}
+
+        def ended() -> Iterator[tuple[int, Callable[[], Any]]]:
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield from ((refs[ref], lambda ref=ref: ray.get(ref)) for ref in done)
+
+        return _gather(ended(), on_report)
+    finally:
+        ray.shutdown()
+
+
+def _launch_dask(address: str, jobs: int, url: str, argv: list[str], on_report: Callable[[WorkerReport], None]) -> list[WorkerReport]:
+    distributed = engine_module("dask")
+    try:
+        client = distributed.Client(address, set_as_default=False)
+    except Exception as exc:  # noqa: BLE001 -- OSError, TimeoutError, ValueError from the address ...
+        raise LaunchError(
+            f"cannot reach the Dask scheduler at {address!r}: {_last_line(str(exc)) or type(exc).__name__} "
+            "(start one with: dask scheduler, and workers with: dask worker ADDRESS --nthreads 1)"
+        ) from None
+    try:
+        batch = uuid.uuid4().hex[:8]
+        futures = {
+            client.submit(work_in_clone, url, argv, i, pure=False, key=f"gitexp-work-{batch}-{i}"): i for i in range(jobs)
+        }
+        return _gather(((futures[f], f.result) for f in distributed.as_completed(list(futures))), on_report)
+    finally:
+        client.close()
+
+
+def slurm_script(
+    url: str,
+    options: WorkerOptions,
+    array: int | None = None,
+    gpus: int | None = None,
+    cpus: int | None = None,
+    time: str | None = None,
+    partition: str | None = None,
+    job_name: str = "gitexp-work",
+) -> str:
+    """A ready sbatch script: each array task clones url into its own directory and runs one worker."""
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name}"]
+    if array is not None:
+        lines.append(f"#SBATCH --array=1-{array}")
+    if cpus is not None:
+        lines.append(f"#SBATCH --cpus-per-task={cpus}")
+    if gpus:
+        lines.append(f"#SBATCH --gpus={gpus}")
+    if time is not None:
+        lines.append(f"#SBATCH --time={time}")
+    if partition is not None:
+        lines.append(f"#SBATCH --partition={partition}")
+    lines.append(f"#SBATCH --output={job_name}-%A_%a.out" if array is not None else f"#SBATCH --output={job_name}-%j.out")
+    worker = shlex.join(["gitexp", *options.argv()])
+    lines += [
+        "",
+        "# Generated by: gitexp queue slurm-script. Submit with: sbatch THIS_FILE",
+        "# Each task is one worker in its own fresh clone of the remote; the workers meet only on the remote,",
+        "# which hands each queued run to exactly one of them. gitexp must be on PATH on the nodes (activate",
+        "# its environment here if needed); git uses the nodes' own credentials (SSH keys, credential helpers).",
+        "set -euo pipefail",
+        f"remote={shlex.quote(url)}",
+        'work=$(mktemp -d "${TMPDIR:-/tmp}/gitexp-work-${SLURM_JOB_ID:-$$}.XXXXXX")',
+        "trap 'rm -rf \"$work\"' EXIT",
+        "export GIT_TERMINAL_PROMPT=0  # a missing credential fails the clone instead of waiting for a password",
+        'git clone --quiet "$remote" "$work/repo"',
+        'cd "$work/repo"',
+        worker,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def sbatch_value_ok(text: str) -> bool:
+    """Whether text can stand on an #SBATCH line as it is (no space, quote, newline or shell character)."""
+    return re.fullmatch(r"[A-Za-z0-9,.:_+-]+", text) is not None
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))

@@ -1,0 +1,198 @@
+"""Launchers on existing engines: Dask, Ray and Slurm start `gitexp queue work` in fresh clones; the remote does the rest.
+
+Everything is real: a `git daemon` on 127.0.0.1 with receive-pack serves the team's bare repository,
+Dask's LocalCluster runs separate worker processes behind its own scheduler on loopback, Ray starts a
+local cluster, and the Slurm script's body runs under bash with the variables Slurm sets (sbatch
+itself is not installed here, so the #SBATCH lines are checked as text).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import GITEXP, Workspace, free_port, git, git_daemon, gitexp
+
+PY = sys.executable
+RUNS = 6
+
+MARK = """\
+import gitexp, os
+p = gitexp.params()
+open(os.path.join(p["marks"], f"run-{p['i']}-{os.getpid()}"), "w").write(os.getcwd())
+gitexp.summary({"i": p["i"]})
+"""
+
+
+@pytest.fixture
+def team(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, str, Path]]:
+    """A project whose RUNS queued runs were pushed to a bare repository served by a real git daemon.
+
+    Each run, wherever it executes, leaves one marker file named after its parameter i in marks/.
+    Yields (workspace, the served URL, the marks directory).
+    """
+    served = tmp_path / "served"
+    served.mkdir()
+    git(served, "init", "-q", "--bare", "team.git")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where workers clone: this test's own, checked empty after
+    with git_daemon(served, receive_pack=True) as base:
+        url = f"{base}/team.git"
+        ws.git("remote", "add", "origin", url)
+        ws.write("params.yaml", f"i: 0\nmarks: {json.dumps(str(marks))}\n")
+        ws.write("mark.py", MARK)
+        ws.commit_all("base")
+        ws.git("push", "-q", "origin", "main")
+        ws.run("--queue", "-S", "i=" + ",".join(str(i) for i in range(1, RUNS + 1)), "--", PY, "mark.py")
+        pushed = ws.gitexp("push", "origin")
+        assert pushed.code == 0, pushed.err
+        yield ws, url, marks
+
+
+def executions(marks: Path) -> Counter[int]:
+    return Counter(int(p.name.split("-")[1]) for p in marks.iterdir())
+
+
+def assert_ran_exactly_once(ws: Workspace, marks: Path) -> None:
+    assert executions(marks) == Counter(range(1, RUNS + 1)), "each queued run executed exactly once"
+    pulled = ws.gitexp("pull", "origin")
+    assert pulled.code == 0, pulled.err
+    runs = ws.gitexp("list", "--json").json()
+    assert sorted((r["params"]["i"], r["status"]) for r in runs) == [(i, "completed") for i in range(1, RUNS + 1)]  # type: ignore[index]
+
+
+def clones_left() -> list[Path]:
+    return list(Path(os.environ["TMPDIR"]).glob("gitexp-work-*"))
+
+
+@pytest.fixture
+def dask_scheduler(team: tuple[Workspace, str, Path]) -> Iterator[str]:
+    """A real Dask cluster: its scheduler and two single-threaded worker processes on loopback."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    )
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()
+
+
+def test_dask_workers_each_in_a_fresh_clone_run_every_queued_run_exactly_once(
+    team: tuple[Workspace, str, Path], dask_scheduler: str
+) -> None:
+    ws, url, marks = team
+    result = ws.gitexp("queue", "start", "--dask", dask_scheduler, "-j", "2", "--json", timeout=300)
+    assert result.code == 0, result.err
+    reports = result.json()
+    assert [r["index"] for r in reports] == [0, 1] and all(r["exit_code"] == 0 for r in reports)  # type: ignore[index]
+    ran = [o["name"] for r in reports for o in r["summary"]]  # type: ignore[index]
+    assert len(ran) == RUNS == len(set(ran)), "the workers' own summaries name each run once"
+    assert len(re.findall(r"^gitexp: worker \d on \S+ exited 0 \(\d run\(s\)", result.err, re.M)) == 2, result.err
+    assert_ran_exactly_once(ws, marks)
+    cwds = {p.read_text() for p in marks.iterdir()}
+    assert all(not c.startswith(str(ws.root)) for c in cwds), "runs ran in the workers' clones, not in the project"
+    assert clones_left() == [], "each worker's clone is removed when it ends"
+
+
+def test_a_worker_that_cannot_clone_is_reported_and_the_exit_is_nonzero(
+    team: tuple[Workspace, str, Path], dask_scheduler: str
+) -> None:
+    ws, url, marks = team
+    nowhere = f"git://127.0.0.1:{free_port()}/team.git"
+    result = ws.gitexp("queue", "start", "--dask", dask_scheduler, "-j", "2", "--remote", nowhere, timeout=300)
+    assert result.code == 1, result.err
+    assert result.err.count(f"did not run: git clone {nowhere} failed") == 2, result.err
+    assert result.out.startswith("2 worker(s): 0 ended well, 2 failed"), result.out
+    assert executions(marks) == Counter() and clones_left() == []
+
+
+def test_an_unreachable_dask_scheduler_is_one_line(ws: Workspace) -> None:
+    pytest.importorskip("distributed")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    remote = ["--remote", "git://127.0.0.1:1/team.git"]
+    result = ws.gitexp("queue", "start", "--dask", address, "-j", "2", *remote, env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
+    assert result.code == 1
+    *said, error = result.err.strip().splitlines()
+    assert error.startswith(f"gitexp: error: cannot reach the Dask scheduler at '{address}'"), result.err
+    assert "Traceback" not in result.err and len(said) == 1 and said[0].startswith("gitexp: starting 2 worker(s)")
+
+
+@pytest.mark.parametrize("engine,module", [("ray", "ray"), ("dask", "distributed")])
+def test_a_missing_engine_names_the_extra_to_install(ws: Workspace, engine: str, module: str) -> None:
+    # sys.modules[name] = None is Python's own "this module is not there": its import raises ImportError
+    code = f"import sys; sys.modules[{module!r}] = None; from gitexp.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run(
+        [PY, "-P", "-c", code, "queue", "start", f"--{engine}", "auto", "-j", "2"],
+        cwd=ws.root, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == f"gitexp: error: {engine} is not installed (install it with: pip install 'gitexp[{engine}]')\n"
+
+
+def test_engine_options_and_local_options_do_not_mix(ws: Workspace) -> None:
+    both = ws.gitexp("queue", "start", "--ray", "auto", "--dask", "tcp://127.0.0.1:1")
+    assert both.code == 2 and "give --ray or --dask, not both" in both.err
+    local = ws.gitexp("queue", "start", "--dask", "tcp://127.0.0.1:1", "--fail-fast")
+    assert local.code == 2 and "--fail-fast: only for the local queue" in local.err
+    remote = ws.gitexp("queue", "start", "--idle-exit", "5")
+    assert remote.code == 2 and "--idle-exit needs --ray or --dask" in remote.err
+    unnamed = ws.gitexp("queue", "start", "--dask", "tcp://127.0.0.1:1", "--remote", "nowhere")
+    assert unnamed.code == 1 and "no git remote named 'nowhere' here" in unnamed.err
+
+
+def test_ray_tasks_on_a_local_cluster_run_every_queued_run_exactly_once(team: tuple[Workspace, str, Path]) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'gitexp[ray]'); Dask covers the same path")
+    ws, url, marks = team
+    result = ws.gitexp("queue", "start", "--ray", "local", "-j", "2", timeout=300)
+    assert result.code == 0, result.err
+    assert result.out.startswith("2 worker(s): 2 ended well"), result.out
+    assert_ran_exactly_once(ws, marks)
+    assert clones_left() == []
+
+
+def test_the_slurm_script_is_valid_bash_and_its_body_runs_workers_in_their_own_clones(
+    team: tuple[Workspace, str, Path], tmp_path: Path
+) -> None:
+    ws, url, marks = team
+    made = ws.gitexp("queue", "slurm-script", "--array", "8", "--gpus", "1", "--cpus", "2", "--time", "4:00:00",
+                     "--partition", "gpu", "--idle-exit", "0")
+    assert made.code == 0, made.err
+    script = made.out
+    assert script.startswith("#!/bin/bash\n")
+    sbatch = [line for line in script.splitlines() if line.startswith("#SBATCH ")]
+    for line in ("--array=1-8", "--gpus=1", "--cpus-per-task=2", "--time=4:00:00", "--partition=gpu"):
+        assert f"#SBATCH {line}" in sbatch
+    assert "gitexp queue work --remote origin --idle-exit 0\n" in script
+    assert url in script, "the remote's name is resolved to its URL, so the script runs on any node"
+    path = tmp_path / "work.sh"
+    path.write_text(script)
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    # The body, as Slurm would run two tasks of the array at once (sbatch is not installed here).
+    env = {**os.environ, "PATH": f"{Path(PY).parent}{os.pathsep}{os.environ['PATH']}", "SLURM_ARRAY_JOB_ID": "41"}
+    tasks = [
+        subprocess.Popen(["bash", str(path)], cwd=tmp_path, env={**env, "SLURM_JOB_ID": str(42 + k), "SLURM_ARRAY_TASK_ID": str(k + 1)},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        for k in range(2)
+    ]
+    for task in tasks:
+        out, err = task.communicate(timeout=300)
+        assert task.returncode == 0, err
+    assert_ran_exactly_once(ws, marks)
+    assert clones_left() == [], "the script's trap removes its clone"
+
+
+def test_slurm_script_refuses_what_cannot_stand_on_an_sbatch_line(ws: Workspace) -> None:
+    bad = ws.gitexp("queue", "slurm-script", "--remote", "git://127.0.0.1:1/x.git", "--partition", "gpu\n#SBATCH --x")
+    assert bad.code == 2 and "only letters, digits" in bad.err
