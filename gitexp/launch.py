@@ -163,21 +163,38 @@ def _parse_summary(raw: bytes) -> Any:
         return None
 
 
+@dataclass(frozen=True)
+class Tasks:
+    """How many workers to start, and what each reserves on its node (the engine places them)."""
+
+    jobs: int = 1
+    cpus: int = 1  # Ray: num_cpus (Ray also sets OMP_NUM_THREADS to it)
+    gpus: int = 0  # Ray: num_gpus (Ray sets CUDA_VISIBLE_DEVICES; with 0, to none); Dask: resources={"GPU": gpus}
+
+
 def launch(
     engine: str,
     address: str,
-    jobs: int,
     url: str,
     options: WorkerOptions,
+    tasks: Tasks,
     on_report: Callable[[WorkerReport], None] = lambda r: None,
 ) -> list[WorkerReport]:
-    """Submit jobs tasks to the engine at address, each a worker in its own clone of url; wait for all.
+    """Submit tasks.jobs tasks to the engine at address, each a worker in its own clone of url; wait for all.
 
     on_report is called as each worker ends. Returns the reports ordered by task index.
     """
-    argv = options.argv()
     run = {"ray": _launch_ray, "dask": _launch_dask}[engine]
-    reports = run(address, jobs, url, argv, on_report)
+    try:
+        reports = run(address, url, options.argv(), tasks, on_report)
+    except LaunchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- the engine failed while waiting: the cluster went away
+        raise LaunchError(
+            f"lost the {engine} cluster at {address!r} while waiting for the workers: "
+            f"{_last_line(str(exc)) or type(exc).__name__} (workers that still run go on until the queue is empty; "
+            "see: gitexp queue status --remote R)"
+        ) from None
     return sorted(reports, key=lambda r: r.index)
 
 
@@ -215,7 +232,9 @@ def _gather(ended: Iterable[tuple[int, Callable[[], Any]]], on_report: Callable[
     return reports
 
 
-def _launch_ray(address: str, jobs: int, url: str, argv: list[str], on_report: Callable[[WorkerReport], None]) -> list[WorkerReport]:
+def _launch_ray(
+    address: str, url: str, argv: list[str], tasks: Tasks, on_report: Callable[[WorkerReport], None]
+) -> list[WorkerReport]:
     ray = engine_module("ray")
     quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address == "local":  # a new Ray on this machine, stopped at the end (to try things out)
@@ -228,8 +247,8 @@ def _launch_ray(address: str, jobs: int, url: str, argv: list[str], on_report: C
             "(start one with: ray start --head, or give --ray auto on one of its nodes)"
         ) from None
     try:
-        task = ray.remote(num_cpus=1, max_retries=0)(work_in_clone)
-        refs = {task.remote(url, argv, i): i for i in range(jobs)}
+        task = ray.remote(num_cpus=tasks.cpus, num_gpus=tasks.gpus, max_retries=0)(work_in_clone)
+        refs = {task.remote(url, argv, i): i for i in range(tasks.jobs)}
 
         def ended() -> Iterator[tuple[int, Callable[[], Any]]]:
             pending = list(refs)
@@ -242,10 +261,12 @@ def _launch_ray(address: str, jobs: int, url: str, argv: list[str], on_report: C
         ray.shutdown()
 
 
-def _launch_dask(address: str, jobs: int, url: str, argv: list[str], on_report: Callable[[WorkerReport], None]) -> list[WorkerReport]:
+def _launch_dask(
+    address: str, url: str, argv: list[str], tasks: Tasks, on_report: Callable[[WorkerReport], None]
+) -> list[WorkerReport]:
     distributed = engine_module("dask")
     try:
-        client = distributed.Client(address, set_as_default=False)
+        client = distributed.Client(address)
     except Exception as exc:  # noqa: BLE001 -- OSError, TimeoutError, ValueError from the address ...
         raise LaunchError(
             f"cannot reach the Dask scheduler at {address!r}: {_last_line(str(exc)) or type(exc).__name__} "
@@ -253,8 +274,10 @@ def _launch_dask(address: str, jobs: int, url: str, argv: list[str], on_report: 
         ) from None
     try:
         batch = uuid.uuid4().hex[:8]
+        resources = {"GPU": tasks.gpus} if tasks.gpus else None
         futures = {
-            client.submit(work_in_clone, url, argv, i, pure=False, key=f"gitexp-work-{batch}-{i}"): i for i in range(jobs)
+            client.submit(work_in_clone, url, argv, i, pure=False, key=f"gitexp-work-{batch}-{i}", resources=resources): i
+            for i in range(tasks.jobs)
         }
         return _gather(((futures[f], f.result) for f in distributed.as_completed(list(futures))), on_report)
     finally:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import time
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from conftest import GITEXP, Workspace, free_port, git, git_daemon, gitexp
+from conftest import Workspace, free_port, git, git_daemon
 
 PY = sys.executable
 RUNS = 6
@@ -81,7 +81,8 @@ def dask_scheduler(team: tuple[Workspace, str, Path]) -> Iterator[str]:
     """A real Dask cluster: its scheduler and two single-threaded worker processes on loopback."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+        resources={"GPU": 1},  # declared, not real: each worker holds one, so --gpus 1 puts one gitexp worker on each
     )
     try:
         yield str(cluster.scheduler_address)
@@ -92,14 +93,14 @@ def dask_scheduler(team: tuple[Workspace, str, Path]) -> Iterator[str]:
 def test_dask_workers_each_in_a_fresh_clone_run_every_queued_run_exactly_once(
     team: tuple[Workspace, str, Path], dask_scheduler: str
 ) -> None:
-    ws, url, marks = team
-    result = ws.gitexp("queue", "start", "--dask", dask_scheduler, "-j", "2", "--json", timeout=300)
+    ws, _, marks = team
+    result = ws.gitexp("queue", "start", "--dask", dask_scheduler, "-j", "2", "--gpus", "1", "--json", timeout=300)
     assert result.code == 0, result.err
     reports = result.json()
     assert [r["index"] for r in reports] == [0, 1] and all(r["exit_code"] == 0 for r in reports)  # type: ignore[index]
     ran = [o["name"] for r in reports for o in r["summary"]]  # type: ignore[index]
     assert len(ran) == RUNS == len(set(ran)), "the workers' own summaries name each run once"
-    assert len(re.findall(r"^gitexp: worker \d on \S+ exited 0 \(\d run\(s\)", result.err, re.M)) == 2, result.err
+    assert len(re.findall(r"^gitexp: worker \d on \S+ exited 0 \(\d run\(s\)", result.err, re.MULTILINE)) == 2, result.err
     assert_ran_exactly_once(ws, marks)
     cwds = {p.read_text() for p in marks.iterdir()}
     assert all(not c.startswith(str(ws.root)) for c in cwds), "runs ran in the workers' clones, not in the project"
@@ -109,7 +110,7 @@ def test_dask_workers_each_in_a_fresh_clone_run_every_queued_run_exactly_once(
 def test_a_worker_that_cannot_clone_is_reported_and_the_exit_is_nonzero(
     team: tuple[Workspace, str, Path], dask_scheduler: str
 ) -> None:
-    ws, url, marks = team
+    ws, _, marks = team
     nowhere = f"git://127.0.0.1:{free_port()}/team.git"
     result = ws.gitexp("queue", "start", "--dask", dask_scheduler, "-j", "2", "--remote", nowhere, timeout=300)
     assert result.code == 1, result.err
@@ -135,7 +136,7 @@ def test_a_missing_engine_names_the_extra_to_install(ws: Workspace, engine: str,
     code = f"import sys; sys.modules[{module!r}] = None; from gitexp.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.run(
         [PY, "-P", "-c", code, "queue", "start", f"--{engine}", "auto", "-j", "2"],
-        cwd=ws.root, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        cwd=ws.root, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
     )
     assert proc.returncode == 1
     assert proc.stderr == f"gitexp: error: {engine} is not installed (install it with: pip install 'gitexp[{engine}]')\n"
@@ -154,8 +155,13 @@ def test_engine_options_and_local_options_do_not_mix(ws: Workspace) -> None:
 
 def test_ray_tasks_on_a_local_cluster_run_every_queued_run_exactly_once(team: tuple[Workspace, str, Path]) -> None:
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'gitexp[ray]'); Dask covers the same path")
-    ws, url, marks = team
-    result = ws.gitexp("queue", "start", "--ray", "local", "-j", "2", timeout=300)
+    ws, _, marks = team
+    # Ray's sockets live under its temporary directory: this test's TMPDIR is longer than AF_UNIX allows (107 bytes)
+    short = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    try:
+        result = ws.gitexp("queue", "start", "--ray", "local", "-j", "2", env={"RAY_TMPDIR": short}, timeout=300)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
     assert result.code == 0, result.err
     assert result.out.startswith("2 worker(s): 2 ended well"), result.out
     assert_ran_exactly_once(ws, marks)
@@ -178,7 +184,7 @@ def test_the_slurm_script_is_valid_bash_and_its_body_runs_workers_in_their_own_c
     assert url in script, "the remote's name is resolved to its URL, so the script runs on any node"
     path = tmp_path / "work.sh"
     path.write_text(script)
-    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True, check=False).returncode == 0
     # The body, as Slurm would run two tasks of the array at once (sbatch is not installed here).
     env = {**os.environ, "PATH": f"{Path(PY).parent}{os.pathsep}{os.environ['PATH']}", "SLURM_ARRAY_JOB_ID": "41"}
     tasks = [
@@ -187,7 +193,7 @@ def test_the_slurm_script_is_valid_bash_and_its_body_runs_workers_in_their_own_c
         for k in range(2)
     ]
     for task in tasks:
-        out, err = task.communicate(timeout=300)
+        _, err = task.communicate(timeout=300)
         assert task.returncode == 0, err
     assert_ran_exactly_once(ws, marks)
     assert clones_left() == [], "the script's trap removes its clone"
@@ -196,3 +202,19 @@ def test_the_slurm_script_is_valid_bash_and_its_body_runs_workers_in_their_own_c
 def test_slurm_script_refuses_what_cannot_stand_on_an_sbatch_line(ws: Workspace) -> None:
     bad = ws.gitexp("queue", "slurm-script", "--remote", "git://127.0.0.1:1/x.git", "--partition", "gpu\n#SBATCH --x")
     assert bad.code == 2 and "only letters, digits" in bad.err
+
+
+def test_the_cluster_docs_show_the_script_gitexp_prints_and_a_valid_job_manifest(ws: Workspace) -> None:
+    import yaml
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "cluster.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", doc, re.DOTALL)
+    script = next(text for lang, text in blocks if lang == "bash")
+    made = ws.gitexp("queue", "slurm-script", "--remote", "git@example.org:team/project.git", "--array", "8", "--gpus", "1",
+                     "--time", "4:00:00", "--partition", "gpu")
+    assert made.code == 0 and made.out == script, "docs/cluster.md shows what gitexp queue slurm-script prints"
+    job = yaml.safe_load(next(text for lang, text in blocks if lang == "yaml"))
+    assert job["kind"] == "Job" and job["spec"]["parallelism"] == 8 and "completions" not in job["spec"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert "gitexp queue work --remote origin --idle-exit 60" in container["args"][0]
+    assert 'sbatch --array=1-8 --wrap "gitexp queue work --remote origin --idle-exit 60"' in doc

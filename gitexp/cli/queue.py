@@ -7,7 +7,7 @@ import click
 from gitexp.cli import warn
 
 if TYPE_CHECKING:
-    from gitexp.launch import WorkerOptions
+    from gitexp.launch import Tasks, WorkerOptions
 
 
 @click.group("queue")
@@ -26,6 +26,8 @@ def command() -> None:
 @click.option("--lease", type=click.FloatRange(min=0, min_open=True), metavar="S", help="With --ray/--dask: passed to each worker (gitexp queue work --lease).")
 @click.option("--retry-crashed", type=click.IntRange(min=0), metavar="N", help="With --ray/--dask: passed to each worker (gitexp queue work --retry-crashed).")
 @click.option("--data-remote", metavar="NAME", help="With --ray/--dask: passed to each worker (gitexp queue work --data-remote).")
+@click.option("--cpus", type=click.IntRange(min=1), default=1, show_default=True, metavar="C", help="With --ray: CPUs each worker reserves (Ray sets OMP_NUM_THREADS to it). Dask: start its workers with --nthreads 1.")
+@click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True, metavar="K", help="With --ray: GPUs each worker reserves (Ray sets CUDA_VISIBLE_DEVICES; with 0, to none). With --dask: resource GPU=K (start its workers with --resources GPU=N).")
 @click.option("--json", "as_json", is_flag=True, help="With --ray/--dask: print JSON: each worker's host, exit code and own --json summary.")
 @click.argument("runs", nargs=-1)
 def start(
@@ -39,6 +41,8 @@ def start(
     lease: float | None,
     retry_crashed: int | None,
     data_remote: str | None,
+    cpus: int,
+    gpus: int,
     as_json: bool,
     runs: tuple[str, ...],
 ) -> int:
@@ -62,11 +66,13 @@ def start(
         local_only = [f"--{o.replace('_', '-')}" for o in ("fail_fast", "gpus_per_run") if ctx.get_parameter_source(o) == click.core.ParameterSource.COMMANDLINE]
         if runs or local_only:
             raise click.UsageError(f"{' '.join(local_only) or 'RUNS'}: only for the local queue, not with --{engines[0][0]}")
-        from gitexp.launch import WorkerOptions
+        if engines[0][0] == "dask" and ctx.get_parameter_source("cpus") == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--cpus: Dask tasks reserve no CPUs; give each Dask worker one thread (dask worker --nthreads 1)")
+        from gitexp.launch import Tasks, WorkerOptions
 
         options = WorkerOptions(idle_exit, lease, retry_crashed, data_remote)
-        return _start_engine(engines[0][0], engines[0][1], jobs, remote, options, as_json)
-    remote_only = [f"--{o.replace('_', '-')}" for o in ("remote", "idle_exit", "lease", "retry_crashed", "data_remote", "as_json") if ctx.get_parameter_source(o) == click.core.ParameterSource.COMMANDLINE]
+        return _start_engine(engines[0][0], engines[0][1], remote, options, Tasks(jobs, cpus, gpus), as_json)
+    remote_only = [f"--{o.replace('_', '-')}" for o in ("remote", "idle_exit", "lease", "retry_crashed", "data_remote", "cpus", "gpus", "as_json") if ctx.get_parameter_source(o) == click.core.ParameterSource.COMMANDLINE]
     if remote_only:
         raise click.UsageError(f"{remote_only[0].replace('--as-json', '--json')} needs --ray or --dask (one worker here: gitexp queue work --remote R)")
 
@@ -91,17 +97,17 @@ def start(
     return queue.exit_code(outcomes)
 
 
-def _start_engine(engine: str, address: str, jobs: int, remote: str, options: WorkerOptions, as_json: bool) -> int:
+def _start_engine(engine: str, address: str, remote: str, options: WorkerOptions, tasks: Tasks, as_json: bool) -> int:
     from gitexp import launch, render
 
     launch.engine_module(engine)  # first: a missing engine is said before anything else is looked at
     url = launch.remote_url(remote)
-    warn(f"starting {jobs} worker(s) on {engine} at {address}, each in a clone of {url}")
+    warn(f"starting {tasks.jobs} worker(s) on {engine} at {address}, each in a clone of {url}")
 
     def ended(report: launch.WorkerReport) -> None:
         warn(render.worker_line(report))
 
-    reports = launch.launch(engine, address, jobs, url, options, ended)
+    reports = launch.launch(engine, address, url, options, tasks, ended)
     if as_json:
         click.echo(render.to_json([r.to_dict() for r in reports]))
     else:
