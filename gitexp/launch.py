@@ -25,7 +25,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,14 @@ class WorkerOptions:
     lease: float | None = None
     retry_crashed: int | None = None
     data_remote: str | None = None
+    data_url: str | None = None  # carried to each worker's clone as its own data remote (with_data_remote)
+
+    def setup(self) -> list[list[str]]:
+        """`gitexp` commands a worker's fresh clone runs first: the data remote this clone trusts, as the
+        clone's own (a worker's clone trusts no data remote of .gitexp.yaml: anyone who pushes can change it)."""
+        if self.data_remote is None or self.data_url is None:
+            return []
+        return [["remote", "add", "--local", self.data_remote, self.data_url]]
 
     def argv(self, remote: str = "origin") -> list[str]:
         """`gitexp queue work` arguments, without the program."""
@@ -79,6 +87,30 @@ class WorkerReport:
         return asdict(self)
 
 
+def with_data_remote(options: WorkerOptions, remote: str, cwd: Path | None = None) -> WorkerOptions:
+    """options with the data remote the workers send outputs to: the one `gitexp push remote` would use here,
+    which this clone must trust (gitexp remote trust NAME); unchanged outside a repository, or with none."""
+    from gitexp import trust
+    from gitexp.errors import BareRepository, NotARepository
+    from gitexp.share import data_remote_name, data_remotes
+    from gitexp.store import Store
+
+    try:
+        store = Store.discover(cwd or ".")
+    except (NotARepository, BareRepository):
+        if options.data_remote is not None:
+            raise LaunchError(
+                f"--data-remote {options.data_remote}: run this in a clone that has it (see: gitexp remote list)"
+            ) from None
+        return options
+    remotes = data_remotes(store)
+    name = data_remote_name(remotes, options.data_remote, remote)
+    if name is None:
+        return options
+    trust.require_remote(store, name, remotes[name])
+    return replace(options, data_remote=name, data_url=trust.destination(remotes[name], store.root))
+
+
 def remote_url(remote: str, cwd: Path | None = None) -> str:
     """The URL a worker on another node clones: a git remote's name resolved here, else remote itself
     (a URL, host:path, or a path: made absolute, since the worker does not start in this directory)."""
@@ -105,7 +137,7 @@ def _absolute(url: str, where: Path) -> str:
     return str((where / url).resolve())
 
 
-def work_in_clone(url: str, argv: list[str], index: int) -> dict[str, Any]:
+def work_in_clone(url: str, argv: list[str], index: int, setup: list[list[str]] | None = None) -> dict[str, Any]:
     """Runs on the engine's node: clone url into a fresh temporary directory, run `gitexp <argv>` there.
 
     Returns a WorkerReport as a plain dict (engines ship it back pickled). The directory is
@@ -126,6 +158,14 @@ def work_in_clone(url: str, argv: list[str], index: int) -> dict[str, Any]:
                 report.error = f"git clone {url} failed: {_last_line(report.stderr_tail)}"
                 return report.to_dict()
         python = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else [])]  # -P: not the clone's gitexp/
+        for command in setup or []:
+            with open(Path(top) / "setup.err", "w+b") as err:
+                proc = subprocess.run([*python, "-m", "gitexp", *command], cwd=clone, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=err, env=env, check=False)
+                if proc.returncode != 0:
+                    report.stderr_tail = _tail(err)
+                    report.error = f"gitexp {' '.join(command[:2])} failed: {_last_line(report.stderr_tail)}"
+                    return report.to_dict()
         with open(Path(top) / "work.out", "w+b") as out, open(Path(top) / "work.err", "w+b") as err:
             proc = subprocess.run(
                 [*python, "-m", "gitexp", *argv, "--json"], cwd=clone, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, check=False
@@ -186,7 +226,7 @@ def launch(
     """
     run = {"ray": _launch_ray, "dask": _launch_dask}[engine]
     try:
-        reports = run(address, url, options.argv(), tasks, on_report)
+        reports = run(address, url, options, tasks, on_report)
     except LaunchError:
         raise
     except Exception as exc:  # noqa: BLE001 -- the engine failed while waiting: the cluster went away
@@ -233,7 +273,7 @@ def _gather(ended: Iterable[tuple[int, Callable[[], Any]]], on_report: Callable[
 
 
 def _launch_ray(
-    address: str, url: str, argv: list[str], tasks: Tasks, on_report: Callable[[WorkerReport], None]
+    address: str, url: str, options: WorkerOptions, tasks: Tasks, on_report: Callable[[WorkerReport], None]
 ) -> list[WorkerReport]:
     ray = engine_module("ray")
     quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
@@ -248,7 +288,7 @@ def _launch_ray(
         ) from None
     try:
         task = ray.remote(num_cpus=tasks.cpus, num_gpus=tasks.gpus, max_retries=0)(work_in_clone)
-        refs = {task.remote(url, argv, i): i for i in range(tasks.jobs)}
+        refs = {task.remote(url, options.argv(), i, options.setup()): i for i in range(tasks.jobs)}
 
         def ended() -> Iterator[tuple[int, Callable[[], Any]]]:
             pending = list(refs)
@@ -262,7 +302,7 @@ def _launch_ray(
 
 
 def _launch_dask(
-    address: str, url: str, argv: list[str], tasks: Tasks, on_report: Callable[[WorkerReport], None]
+    address: str, url: str, options: WorkerOptions, tasks: Tasks, on_report: Callable[[WorkerReport], None]
 ) -> list[WorkerReport]:
     distributed = engine_module("dask")
     try:
@@ -276,7 +316,7 @@ def _launch_dask(
         batch = uuid.uuid4().hex[:8]
         resources = {"GPU": tasks.gpus} if tasks.gpus else None
         futures = {
-            client.submit(work_in_clone, url, argv, i, pure=False, key=f"gitexp-work-{batch}-{i}", resources=resources): i
+            client.submit(work_in_clone, url, options.argv(), i, options.setup(), pure=False, key=f"gitexp-work-{batch}-{i}", resources=resources): i
             for i in range(tasks.jobs)
         }
         return _gather(((futures[f], f.result) for f in distributed.as_completed(list(futures))), on_report)
@@ -321,6 +361,7 @@ def slurm_script(
         "export GIT_TERMINAL_PROMPT=0  # a missing credential fails the clone instead of waiting for a password",
         'git clone --quiet "$remote" "$work/repo"',
         'cd "$work/repo"',
+        *(shlex.join(["gitexp", *command]) + "  # the data remote the submitting clone trusts" for command in options.setup()),
         worker,
         "",
     ]

@@ -8,68 +8,43 @@ itself is not installed here, so the #SBATCH lines are checked as text).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, free_port, git, git_daemon
+from conftest import Workspace, free_port, gitexp
+from test_remote_queue import WAIT, Team, assert_final_with_outputs, team_at
 
 PY = sys.executable
-RUNS = 6
-
-MARK = """\
-import gitexp, os
-p = gitexp.params()
-open(os.path.join(p["marks"], f"run-{p['i']}-{os.getpid()}"), "w").write(os.getcwd())
-gitexp.summary({"i": p["i"]})
-"""
+VALUES = [str(i) for i in range(1, 7)]
 
 
 @pytest.fixture
-def team(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, str, Path]]:
-    """A project whose RUNS queued runs were pushed to a bare repository served by a real git daemon.
+def team(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Team]:
+    """test_remote_queue's team (a desk clone, a bare remote behind a real git daemon, a data remote it trusts)
+    with six runs queued on the remote. Each run appends its value to team.mark and writes model.bin, an output.
 
-    Each run, wherever it executes, leaves one marker file named after its parameter i in marks/.
-    Yields (workspace, the served URL, the marks directory).
+    MARK and TMPDIR are set in this process, so engine workers started after it inherit them.
     """
-    served = tmp_path / "served"
-    served.mkdir()
-    git(served, "init", "-q", "--bare", "team.git")
-    marks = tmp_path / "marks"
-    marks.mkdir()
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where workers clone: this test's own, checked empty after
-    with git_daemon(served, receive_pack=True) as base:
-        url = f"{base}/team.git"
-        ws.git("remote", "add", "origin", url)
-        ws.write("params.yaml", f"i: 0\nmarks: {json.dumps(str(marks))}\n")
-        ws.write("mark.py", MARK)
-        ws.commit_all("base")
-        ws.git("push", "-q", "origin", "main")
-        ws.run("--queue", "-S", "i=" + ",".join(str(i) for i in range(1, RUNS + 1)), "--", PY, "mark.py")
-        pushed = ws.gitexp("push", "origin")
-        assert pushed.code == 0, pushed.err
-        yield ws, url, marks
+    with team_at(tmp_path) as (found, _stop):
+        monkeypatch.setenv("MARK", str(found.mark))
+        assert len(found.queue(*VALUES)) == len(VALUES)
+        yield found
 
 
-def executions(marks: Path) -> Counter[int]:
-    return Counter(int(p.name.split("-")[1]) for p in marks.iterdir())
-
-
-def assert_ran_exactly_once(ws: Workspace, marks: Path) -> None:
-    assert executions(marks) == Counter(range(1, RUNS + 1)), "each queued run executed exactly once"
-    pulled = ws.gitexp("pull", "origin")
-    assert pulled.code == 0, pulled.err
-    runs = ws.gitexp("list", "--json").json()
-    assert sorted((r["params"]["i"], r["status"]) for r in runs) == [(i, "completed") for i in range(1, RUNS + 1)]  # type: ignore[index]
+def assert_ran_exactly_once(team: Team) -> None:
+    assert sorted(team.marks(), key=int) == VALUES, "each queued run executed exactly once"
+    assert team.remote_refs("refs/gitexp-queue/") == {}
+    assert_final_with_outputs(team, sorted(team.remote_refs("refs/experiments/")))
+    assert len(team.remote_refs("refs/experiments/")) == len(VALUES)
 
 
 def clones_left() -> list[Path]:
@@ -77,7 +52,7 @@ def clones_left() -> list[Path]:
 
 
 @pytest.fixture
-def dask_scheduler(team: tuple[Workspace, str, Path]) -> Iterator[str]:
+def dask_scheduler(team: Team) -> Iterator[str]:
     """A real Dask cluster: its scheduler and two single-threaded worker processes on loopback."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
@@ -90,33 +65,25 @@ def dask_scheduler(team: tuple[Workspace, str, Path]) -> Iterator[str]:
         cluster.close()
 
 
-def test_dask_workers_each_in_a_fresh_clone_run_every_queued_run_exactly_once(
-    team: tuple[Workspace, str, Path], dask_scheduler: str
-) -> None:
-    ws, _, marks = team
-    result = ws.gitexp("queue", "start", "--dask", dask_scheduler, "-j", "2", "--gpus", "1", "--json", timeout=300)
+def test_dask_workers_each_in_a_fresh_clone_run_every_queued_run_exactly_once(team: Team, dask_scheduler: str) -> None:
+    result = gitexp(team.desk, "queue", "start", "--dask", dask_scheduler, "-j", "2", "--gpus", "1", "--json", timeout=WAIT)
     assert result.code == 0, result.err
     reports = result.json()
     assert [r["index"] for r in reports] == [0, 1] and all(r["exit_code"] == 0 for r in reports)  # type: ignore[index]
     ran = [o["name"] for r in reports for o in r["summary"]]  # type: ignore[index]
-    assert len(ran) == RUNS == len(set(ran)), "the workers' own summaries name each run once"
+    assert len(ran) == len(VALUES) == len(set(ran)), "the workers' own summaries name each run once"
     assert len(re.findall(r"^gitexp: worker \d on \S+ exited 0 \(\d run\(s\)", result.err, re.MULTILINE)) == 2, result.err
-    assert_ran_exactly_once(ws, marks)
-    cwds = {p.read_text() for p in marks.iterdir()}
-    assert all(not c.startswith(str(ws.root)) for c in cwds), "runs ran in the workers' clones, not in the project"
+    assert_ran_exactly_once(team)
     assert clones_left() == [], "each worker's clone is removed when it ends"
 
 
-def test_a_worker_that_cannot_clone_is_reported_and_the_exit_is_nonzero(
-    team: tuple[Workspace, str, Path], dask_scheduler: str
-) -> None:
-    ws, _, marks = team
-    nowhere = f"git://127.0.0.1:{free_port()}/team.git"
-    result = ws.gitexp("queue", "start", "--dask", dask_scheduler, "-j", "2", "--remote", nowhere, timeout=300)
+def test_a_worker_that_cannot_clone_is_reported_and_the_exit_is_nonzero(team: Team, dask_scheduler: str) -> None:
+    nowhere = f"git://127.0.0.1:{free_port()}/origin.git"
+    result = gitexp(team.desk, "queue", "start", "--dask", dask_scheduler, "-j", "2", "--remote", nowhere, timeout=WAIT)
     assert result.code == 1, result.err
     assert result.err.count(f"did not run: git clone {nowhere} failed") == 2, result.err
     assert result.out.startswith("2 worker(s): 0 ended well, 2 failed"), result.out
-    assert executions(marks) == Counter() and clones_left() == []
+    assert team.marks() == [] and clones_left() == []
 
 
 def test_an_unreachable_dask_scheduler_is_one_line(ws: Workspace) -> None:
@@ -153,49 +120,46 @@ def test_engine_options_and_local_options_do_not_mix(ws: Workspace) -> None:
     assert unnamed.code == 1 and "no git remote named 'nowhere' here" in unnamed.err
 
 
-def test_ray_tasks_on_a_local_cluster_run_every_queued_run_exactly_once(team: tuple[Workspace, str, Path]) -> None:
+def test_ray_tasks_on_a_local_cluster_run_every_queued_run_exactly_once(team: Team) -> None:
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'gitexp[ray]'); Dask covers the same path")
-    ws, _, marks = team
     # Ray's sockets live under its temporary directory: this test's TMPDIR is longer than AF_UNIX allows (107 bytes)
     short = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     try:
-        result = ws.gitexp("queue", "start", "--ray", "local", "-j", "2", env={"RAY_TMPDIR": short}, timeout=300)
+        result = gitexp(team.desk, "queue", "start", "--ray", "local", "-j", "2", env={"RAY_TMPDIR": short}, timeout=WAIT)
     finally:
         shutil.rmtree(short, ignore_errors=True)
     assert result.code == 0, result.err
     assert result.out.startswith("2 worker(s): 2 ended well"), result.out
-    assert_ran_exactly_once(ws, marks)
+    assert_ran_exactly_once(team)
     assert clones_left() == []
 
 
-def test_the_slurm_script_is_valid_bash_and_its_body_runs_workers_in_their_own_clones(
-    team: tuple[Workspace, str, Path], tmp_path: Path
-) -> None:
-    ws, url, marks = team
-    made = ws.gitexp("queue", "slurm-script", "--array", "8", "--gpus", "1", "--cpus", "2", "--time", "4:00:00",
-                     "--partition", "gpu", "--idle-exit", "0")
+def test_the_slurm_script_is_valid_bash_and_its_body_runs_workers_in_their_own_clones(team: Team) -> None:
+    made = gitexp(team.desk, "queue", "slurm-script", "--array", "8", "--gpus", "1", "--cpus", "2", "--time", "4:00:00",
+                  "--partition", "gpu", "--idle-exit", "0")
     assert made.code == 0, made.err
     script = made.out
     assert script.startswith("#!/bin/bash\n")
     sbatch = [line for line in script.splitlines() if line.startswith("#SBATCH ")]
     for line in ("--array=1-8", "--gpus=1", "--cpus-per-task=2", "--time=4:00:00", "--partition=gpu"):
         assert f"#SBATCH {line}" in sbatch
-    assert "gitexp queue work --remote origin --idle-exit 0\n" in script
-    assert url in script, "the remote's name is resolved to its URL, so the script runs on any node"
-    path = tmp_path / "work.sh"
+    assert "\ngitexp queue work --remote origin --idle-exit 0 --data-remote shared\n" in script
+    assert f"remote={team.url}\n" in script, "the remote's name is resolved to its URL, so the script runs on any node"
+    assert f"gitexp remote add --local shared {team.datastore}" in script, "the data remote the desk trusts, carried over"
+    path = team.tmp / "work.sh"
     path.write_text(script)
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True, check=False).returncode == 0
     # The body, as Slurm would run two tasks of the array at once (sbatch is not installed here).
     env = {**os.environ, "PATH": f"{Path(PY).parent}{os.pathsep}{os.environ['PATH']}", "SLURM_ARRAY_JOB_ID": "41"}
     tasks = [
-        subprocess.Popen(["bash", str(path)], cwd=tmp_path, env={**env, "SLURM_JOB_ID": str(42 + k), "SLURM_ARRAY_TASK_ID": str(k + 1)},
+        subprocess.Popen(["bash", str(path)], cwd=team.tmp, env={**env, "SLURM_JOB_ID": str(42 + k), "SLURM_ARRAY_TASK_ID": str(k + 1)},
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
         for k in range(2)
     ]
     for task in tasks:
-        _, err = task.communicate(timeout=300)
+        _, err = task.communicate(timeout=WAIT)
         assert task.returncode == 0, err
-    assert_ran_exactly_once(ws, marks)
+    assert_ran_exactly_once(team)
     assert clones_left() == [], "the script's trap removes its clone"
 
 

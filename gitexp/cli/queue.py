@@ -102,6 +102,7 @@ def _start_engine(engine: str, address: str, remote: str, options: WorkerOptions
 
     launch.engine_module(engine)  # first: a missing engine is said before anything else is looked at
     url = launch.remote_url(remote)
+    options = launch.with_data_remote(options, remote)
     warn(f"starting {tasks.jobs} worker(s) on {engine} at {address}, each in a clone of {url}")
 
     def ended(report: launch.WorkerReport) -> None:
@@ -117,12 +118,16 @@ def _start_engine(engine: str, address: str, remote: str, options: WorkerOptions
 
 @command.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: the queued and running runs.")
-def status(as_json: bool) -> None:
+@click.option("--remote", metavar="REMOTE", help="The queue of this git remote instead: queued, running (worker, lease left) and crashed runs.")
+def status(as_json: bool, remote: str | None) -> None:
     """The runs queued (oldest first, the next to start on top) and those running."""
     from gitexp import query, render
     from gitexp.store import Store
 
     store = Store.discover()
+    if remote is not None:
+        _remote_status(store, remote, as_json)
+        return
     found = [r for r in reversed(query.runs(store)) if r.status in ("queued", "running")]
     if as_json:
         click.echo(render.to_json([r.to_dict() for r in found]))
@@ -164,6 +169,64 @@ def serve(events_fd: int) -> None:
         queue.serve(Store.discover(), sys.stdin, events, warn)
 
 
+@command.command("work")
+@click.option("--remote", "remote", required=True, metavar="REMOTE", help="The git remote (name or URL) whose queue to work off: runs handed over with gitexp push.")
+@click.option("--idle-exit", type=click.FloatRange(min=0), metavar="S", help="End once the remote's queue has had nothing to claim for S seconds (0: as soon as it has none). Default: keep waiting.")
+@click.option("--lease", type=click.FloatRange(min=1), default=300, show_default=True, metavar="S", help="Seconds a claim holds without renewal; renewed every S/5 while the run is alive. A claim whose lease ended is recorded as crashed by the next worker.")
+@click.option("--retry-crashed", type=click.IntRange(min=0), default=0, show_default=True, metavar="N", help="Queue a crashed run again, as NAME-attemptK, up to N times.")
+@click.option("--data-remote", metavar="NAME", help="The data remote for inputs and outputs (default: the only one configured, or the one named like REMOTE).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON at the end: the outcome of each run this worker ran.")
+def work(remote: str, idle_exit: float | None, lease: float, retry_crashed: int, data_remote: str | None, as_json: bool) -> int:
+    """Run the queued runs of a git remote, one at a time, in a temporary repository of this worker's own.
+
+    Start any number of workers, anywhere (each in a clone that can reach REMOTE: a
+    Slurm array, Ray or Dask tasks): each run is claimed by a compare-and-swap push, so it
+    runs exactly once; its final commit goes to REMOTE, its outputs to the data remote. A
+    remote that cannot be reached ends the worker (exit 1), leaving its run to its lease.
+    SIGTERM or Ctrl-C records the run in progress as interrupted and ends the worker.
+    """
+    from gitexp import remote_queue
+    from gitexp.queue import Stopped, exit_code
+    from gitexp.render import batch_summary, to_json
+    from gitexp.store import Store
+
+    options = remote_queue.Options(remote, idle_exit, lease, retry_crashed, data_remote)
+    try:
+        outcomes = remote_queue.work(Store.discover(), options, warn)
+    except Stopped as stop:
+        from gitexp.cli.batch import stopped
+
+        if as_json:
+            click.echo(to_json([o.__dict__ for o in stop.outcomes]))
+        return stopped(stop, "the queued runs not started stay on the remote")
+    if as_json:
+        click.echo(to_json([o.__dict__ for o in outcomes]))
+    else:
+        click.echo(batch_summary(outcomes), err=True)
+    return exit_code(outcomes)
+
+
+def _remote_status(store: object, remote: str, as_json: bool) -> None:
+    import time
+
+    from gitexp import remote_queue, render
+    from gitexp.store import Store
+
+    assert isinstance(store, Store)
+    found, problems = remote_queue.status(store, remote)
+    for line in problems:
+        warn(line)
+    if as_json:
+        click.echo(remote_queue.to_json(found))
+        return
+    if not found:
+        click.echo(f"nothing queued or running on {remote}")
+        return
+    now = time.time()
+    rows = [[render.inert(cell) for cell in remote_queue.describe(e, now)] for e in found]
+    click.echo(render.aligned(["name", "status", "attempt", "worker", "lease left", "overrides"], rows))
+
+
 @command.command("slurm-script")
 @click.option("--array", type=click.IntRange(min=1), metavar="N", help="Start N workers as one Slurm job array (#SBATCH --array=1-N).")
 @click.option("--gpus", type=click.IntRange(min=0), metavar="K", help="GPUs each worker gets (#SBATCH --gpus=K).")
@@ -198,5 +261,5 @@ def slurm_script(
         if text is not None and not launch.sbatch_value_ok(text):
             raise click.BadParameter(f"{text!r}: only letters, digits and , . : _ - + are allowed", param_hint=name)
     url = launch.remote_url(remote)
-    options = launch.WorkerOptions(idle_exit, lease, retry_crashed, data_remote)
+    options = launch.with_data_remote(launch.WorkerOptions(idle_exit, lease, retry_crashed, data_remote), remote)
     click.echo(launch.slurm_script(url, options, array, gpus, cpus, time_limit, partition), nl=False)
