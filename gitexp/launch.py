@@ -33,6 +33,7 @@ from gitexp.errors import GitexpError
 
 ENGINES = {"ray": ("ray", "ray"), "dask": ("distributed", "dask")}  # engine -> (module to import, pip extra)
 TAIL_BYTES = 4000  # the end of a worker's stderr kept in its report
+STOP_GRACE = 60.0  # seconds a worker stopped with SIGTERM has to record its run as interrupted and push it
 
 
 class LaunchError(GitexpError):
@@ -167,18 +168,31 @@ def work_in_clone(url: str, argv: list[str], index: int, setup: list[list[str]] 
                     report.error = f"gitexp {' '.join(command[:2])} failed: {_last_line(report.stderr_tail)}"
                     return report.to_dict()
         with open(Path(top) / "work.out", "w+b") as out, open(Path(top) / "work.err", "w+b") as err:
-            proc = subprocess.run(
-                [*python, "-m", "gitexp", *argv, "--json"], cwd=clone, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, check=False
-            )
-            report.exit_code = proc.returncode
+            report.exit_code = _run_worker([*python, "-m", "gitexp", *argv, "--json"], clone, out, err, env)
             report.stderr_tail = _tail(err)
             out.seek(0)
             report.summary = _parse_summary(out.read())
-        if proc.returncode != 0:
-            report.error = _last_line(report.stderr_tail) or f"gitexp queue work exited {proc.returncode}"
+        if report.exit_code != 0:
+            report.error = _last_line(report.stderr_tail) or f"gitexp queue work exited {report.exit_code}"
         return report.to_dict()
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def _run_worker(args: list[str], cwd: Path, out: Any, err: Any, env: dict[str, str]) -> int:
+    """Run the worker; if this task is interrupted (Ray's cancel raises KeyboardInterrupt in it), stop the worker
+    as scancel or Kubernetes would: SIGTERM, so that it records its run in progress as interrupted and ends."""
+    proc = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
 
 
 def _tail(f: Any) -> str:
@@ -292,9 +306,15 @@ def _launch_ray(
 
         def ended() -> Iterator[tuple[int, Callable[[], Any]]]:
             pending = list(refs)
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                yield from ((refs[ref], lambda ref=ref: ray.get(ref)) for ref in done)
+            try:
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    yield from ((refs[ref], lambda ref=ref: ray.get(ref)) for ref in done)
+            except KeyboardInterrupt:  # Ctrl-C: cancel the tasks, so each stops its worker with SIGTERM, and wait
+                for ref in pending:
+                    ray.cancel(ref)
+                ray.wait(pending, num_returns=len(pending), timeout=STOP_GRACE + 30)
+                raise
 
         return _gather(ended(), on_report)
     finally:

@@ -8,9 +8,11 @@ itself is not installed here, so the #SBATCH lines are checked as text).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, free_port, gitexp
-from test_remote_queue import WAIT, Team, assert_final_with_outputs, team_at
+from conftest import GITEXP, Workspace, free_port, git, gitexp
+from test_remote_queue import WAIT, Team, assert_final_with_outputs, team_at, wait_for
 
 PY = sys.executable
 VALUES = [str(i) for i in range(1, 7)]
@@ -51,9 +53,10 @@ def clones_left() -> list[Path]:
     return list(Path(os.environ["TMPDIR"]).glob("gitexp-work-*"))
 
 
-@pytest.fixture
-def dask_scheduler(team: Team) -> Iterator[str]:
-    """A real Dask cluster: its scheduler and two single-threaded worker processes on loopback."""
+@contextlib.contextmanager
+def dask_cluster() -> Iterator[str]:
+    """A real Dask cluster: its scheduler and two single-threaded worker processes on loopback (they inherit
+    this process's environment as it is now); yields the scheduler's address."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
         n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
@@ -63,6 +66,12 @@ def dask_scheduler(team: Team) -> Iterator[str]:
         yield str(cluster.scheduler_address)
     finally:
         cluster.close()
+
+
+@pytest.fixture
+def dask_scheduler(team: Team) -> Iterator[str]:
+    with dask_cluster() as address:
+        yield address
 
 
 def test_dask_workers_each_in_a_fresh_clone_run_every_queued_run_exactly_once(team: Team, dask_scheduler: str) -> None:
@@ -84,6 +93,40 @@ def test_a_worker_that_cannot_clone_is_reported_and_the_exit_is_nonzero(team: Te
     assert result.err.count(f"did not run: git clone {nowhere} failed") == 2, result.err
     assert result.out.startswith("2 worker(s): 0 ended well, 2 failed"), result.out
     assert team.marks() == [] and clones_left() == []
+
+
+def test_ctrl_c_stops_waiting_and_the_dask_workers_finish_the_queue_exactly_once(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = team.tmp / "started", team.tmp / "release"
+    monkeypatch.setenv("STARTED", str(started))  # each run waits for release (the cluster's workers inherit this)
+    monkeypatch.setenv("RELEASE", str(release))
+    with dask_cluster() as address:
+        launcher = subprocess.Popen(
+            [*GITEXP, "queue", "start", "--dask", address, "-j", "2"], cwd=team.desk, text=True, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )
+        wait_for("a run to start", started.exists)
+        launcher.send_signal(signal.SIGINT)
+        _, err = launcher.communicate(timeout=WAIT)
+        assert launcher.returncode == 130, err
+        assert "gitexp: stopped waiting: the workers already started go on until the queue is empty" in err, err
+        assert "Traceback" not in err
+        release.touch()
+        wait_for("the workers to finish the queue", lambda: len(team.marks()) == len(VALUES) and not clones_left())
+    assert_ran_exactly_once(team)
+
+
+def test_a_data_remote_this_clone_does_not_trust_is_refused_before_anything_starts(team: Team) -> None:
+    pytest.importorskip("distributed")
+    stranger = team.tmp / "stranger"
+    git(team.tmp, "clone", "-q", team.url, str(stranger))  # .gitexp.yaml names a data remote; this clone never allowed it
+    result = gitexp(stranger, "queue", "start", "--dask", f"tcp://127.0.0.1:{free_port()}", "-j", "2")
+    assert result.code == 1
+    assert "refusing to send data to data remote 'shared'" in result.err and "gitexp remote trust shared" in result.err
+    assert "Traceback" not in result.err and "starting" not in result.err
+    script = gitexp(stranger, "queue", "slurm-script", "--array", "2")
+    assert script.code == 1 and "refusing to send data to data remote 'shared'" in script.err and script.out == ""
 
 
 def test_an_unreachable_dask_scheduler_is_one_line(ws: Workspace) -> None:

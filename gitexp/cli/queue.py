@@ -108,7 +108,16 @@ def _start_engine(engine: str, address: str, remote: str, options: WorkerOptions
     def ended(report: launch.WorkerReport) -> None:
         warn(render.worker_line(report))
 
-    reports = launch.launch(engine, address, url, options, tasks, ended)
+    try:
+        reports = launch.launch(engine, address, url, options, tasks, ended)
+    except KeyboardInterrupt:
+        what = (
+            "the Ray tasks were cancelled: their workers recorded the runs in progress as interrupted"
+            if engine == "ray"
+            else "the workers already started go on until the queue is empty (Dask cannot stop a running task)"
+        )
+        warn(f"stopped waiting: {what}; see: gitexp queue status --remote {remote}")
+        return 130
     if as_json:
         click.echo(render.to_json([r.to_dict() for r in reports]))
     else:
