@@ -193,7 +193,8 @@ def test_of_two_workers_racing_for_one_run_one_wins_and_the_other_moves_on(team:
     from gitexp.store import Store
 
     (name,) = team.queue("1")
-    a, b = (Worker(Store.discover(team.clone(n)), Options("origin"), lambda _m: None) for n in ("a", "b"))
+    clones = [team.clone(n) for n in ("a", "b")]
+    a, b = (Worker(Store.discover(c), Options("origin"), lambda _m: None) for c in clones)
     for w in (a, b):
         w.open()
     try:
@@ -211,7 +212,7 @@ def test_of_two_workers_racing_for_one_run_one_wins_and_the_other_moves_on(team:
         b.close()
     git(team.bare, "update-ref", "-d", f"refs/gitexp-queue/{name}")
     team.queue("2")
-    ws = [team.worker(team.clone(f"w{i}"), "--idle-exit", "0", "--json") for i in range(2)]
+    ws = [team.worker(c, "--idle-exit", "0", "--json") for c in clones]
     outs = [finish(w) for w in ws]
     assert all(code == 0 for code, _, _ in outs), [err for _, _, err in outs]
     assert sorted(len(json.loads(out)) for _, out, _ in outs) == [0, 1]
@@ -384,3 +385,42 @@ def _answers(address: str, port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_run_longer_than_its_lease_keeps_its_claim_by_renewing_it(team: Team) -> None:
+    started, release = team.tmp / "started", team.tmp / "release"
+    (name,) = team.queue("3")
+    env = {"STARTED": str(started), "RELEASE": str(release)}
+    holder = team.worker(team.clone("holder"), "--lease", "6", "--idle-exit", "0", env=env)
+    wait_for("the run to start", started.exists)
+    first = int(team.trailer(f"refs/gitexp-queue/{name}", "Gitexp-Lease").split()[2])
+    wait_for("the first lease end to pass", lambda: time.time() > first + 0.5)
+    renewed = int(team.trailer(f"refs/gitexp-queue/{name}", "Gitexp-Lease").split()[2])
+    assert renewed > first
+    status = gitexp(team.desk, "queue", "status", "--remote", "origin")
+    assert status.code == 0, status.err
+    row = next(line for line in status.out.splitlines() if line.startswith(name))
+    assert "running" in row and "pid" in row and "crashed" not in row
+    code, out, err = finish(team.worker(team.clone("other"), "--idle-exit", "0", "--json", "--retry-crashed", "1"))
+    assert code == 0 and json.loads(out) == [], err
+    assert team.trailer(f"refs/gitexp-queue/{name}", "Gitexp-Status") == "running", "a live claim is not taken over"
+    release.touch()
+    code, _, err = finish(holder)
+    assert code == 0, err
+    assert team.marks() == ["3"]
+    assert team.trailer(f"refs/experiments/{name}", "Gitexp-Status") == "completed"
+
+
+def test_sigterm_records_the_run_in_progress_as_interrupted_and_publishes_it(team: Team) -> None:
+    started, release = team.tmp / "started", team.tmp / "release"
+    names = team.queue("1", "2")
+    worker = team.worker(team.clone("w"), env={"STARTED": str(started), "RELEASE": str(release)})
+    wait_for("the run to start", started.exists)
+    worker.send_signal(signal.SIGTERM)
+    code, _, err = finish(worker)
+    assert code == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    (ran,) = team.remote_refs("refs/experiments/")
+    assert team.trailer(f"refs/experiments/{ran}", "Gitexp-Status") == "interrupted"
+    assert sorted(team.remote_refs("refs/gitexp-queue/")) == [n for n in names if n != ran]
+    assert team.trailer(f"refs/gitexp-queue/{next(n for n in names if n != ran)}", "Gitexp-Status") == "queued"
