@@ -371,6 +371,7 @@ class Worker:
         (repo / ".git" / "objects" / "info").mkdir(parents=True, exist_ok=True)
         (repo / ".git" / "objects" / "info" / "alternates").write_text(f"{objects}\n")  # the clone's objects: fetch less
         self.store = Store.discover(repo)
+        self._data_remote()  # an untrusted or unknown data remote is refused before any run is claimed
 
     def close(self) -> None:
         from gitexp.process import signals_deferred
@@ -517,7 +518,11 @@ class Worker:
             self.notify(f"{run.name}: its outputs stay in this worker (no data remote is configured)")
             return
         cache = Cache(cache_root(self.store.git_common_dir()))
-        report = target.push(cache, digests)
+        try:
+            report = target.push(cache, digests)
+        except (GitexpError, OSError) as exc:  # the run is published all the same: its record says what it made
+            self.notify(f"{run.name}: its outputs could not be sent to the data remote: {getattr(exc, 'message', exc)}")
+            return
         if report.missing or report.rejected:
             self.notify(f"{run.name}: {len(report.missing) + len(report.rejected)} output object(s) could not be sent")
 

@@ -144,7 +144,9 @@ def test_forty_queued_runs_and_four_workers_run_each_exactly_once(team: Team) ->
     values = [str(i) for i in range(1, 41)]
     queued = team.queue(*values)
     assert len(queued) == 40
-    assert gitexp(team.desk, "queue", "status").out.strip() == "nothing queued or running", "handed over: not local any more"
+    local = gitexp(team.desk, "queue", "status")
+    assert local.out.strip() == "nothing queued or running", "handed over: not in the local queue any more"
+    assert "40 run(s) were handed over to a remote's queue" in local.err
     clones = [team.clone(f"worker{i}") for i in range(4)]
     workers = [team.worker(c, "--idle-exit", "0", "--json") for c in clones]
     results = [finish(w) for w in workers]
@@ -166,6 +168,9 @@ def test_forty_queued_runs_and_four_workers_run_each_exactly_once(team: Team) ->
     status = gitexp(team.desk, "queue", "status", "--remote", "origin", "--json")
     assert status.code == 0 and json.loads(status.out) == [], status.err
     assert git(team.desk, "for-each-ref", "refs/gitexp-queue/") == "", "the handed-over copies are gone once final"
+    for repo in (team.bare, team.desk):
+        fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo, capture_output=True, text=True, check=False)
+        assert fsck.returncode == 0 and "error" not in fsck.stderr, fsck.stderr
 
 
 def test_a_worker_fetches_only_the_queue_refs(team: Team) -> None:
@@ -310,6 +315,11 @@ def test_hostile_queue_refs_are_refused_in_one_line_and_nothing_runs(team: Team)
     status = gitexp(team.desk, "queue", "status", "--remote", "origin")
     assert status.code == 0 and status.out.strip() == "nothing queued or running on origin"
     assert len([line for line in status.err.splitlines() if "refused" in line]) == len(hostile)
+    untrusting = team.tmp / "untrusting"
+    git(team.tmp, "clone", "-q", team.url, str(untrusting))
+    refused = gitexp(untrusting, "queue", "work", "--remote", "origin", "--idle-exit", "0")
+    assert refused.code == 1 and "gitexp remote trust shared" in refused.err and len(refused.err.strip().splitlines()) == 1
+    assert team.remote_refs("refs/") == before
 
 
 def _netns_ready() -> str | None:
