@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -252,6 +253,37 @@ def retry_commit(store: Store, entry: Entry, crashed: str) -> tuple[str, str]:
 # -- the worker --------------------------------------------------------------------
 
 
+class _Held:
+    """Stop signals caught while a step of the protocol ran: raise_caught() raises them afterwards."""
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self.outcome: Outcome | None = None
+
+    def stash(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+    def raise_caught(self) -> None:
+        if self.caught:
+            raise Stopped(self.caught[0], [self.outcome] if self.outcome else [])
+
+
+@contextlib.contextmanager
+def _held() -> Iterator[_Held]:
+    """SIGINT, SIGTERM and SIGHUP wait until the block is done (a push half made would be lost), then count."""
+    held = _Held()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    watched = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {s: signal.signal(s, lambda signum, _frame: held.caught.append(signum)) for s in watched}
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @dataclass
 class Options:
     remote: str
@@ -339,6 +371,7 @@ class Worker:
         (repo / ".git" / "objects" / "info").mkdir(parents=True, exist_ok=True)
         (repo / ".git" / "objects" / "info" / "alternates").write_text(f"{objects}\n")  # the clone's objects: fetch less
         self.store = Store.discover(repo)
+        self._data_remote()  # an untrusted or unknown data remote is refused before any run is claimed
 
     def close(self) -> None:
         from gitexp.process import signals_deferred
@@ -378,46 +411,52 @@ class Worker:
 
     def execute(self, entry: Entry) -> Outcome | None:
         """Claim, run and publish one queued run; None when another worker claimed it first."""
-        from gitexp.process import signals_deferred
         from gitexp.restore import sync
 
         store = self.store
         assert store is not None
         queued = entry.run.commit
-        self._fetch_inputs(entry)
-        lease = Lease(hostname(), os.getpid(), int(time.time() + self.options.lease))
-        claim = claim_commit(store, entry, queued, lease)
-        with signals_deferred():
-            if not cas_push(store.root, self.url, {entry.ref: queued}, [f"{claim}:{entry.ref}"]):
-                self.notify(f"{entry.name}: taken by another worker")
-                return None
-        renewer = _Renewer(store.root, self.url, entry, queued, claim, self.options, self.notify)
-        renewer.start()
+        overrides = tuple(entry.run.sweep.get("overrides", ()))
+        try:
+            self._fetch_inputs(entry)
+            claim = claim_commit(store, entry, queued, Lease(hostname(), os.getpid(), int(time.time() + self.options.lease)))
+        except RemoteDown:
+            raise
+        except GitexpError as exc:  # nothing claimed: it stays queued for a worker that can run it
+            self.notify(f"{entry.name}: not run: {exc.message}; left queued")
+            return Outcome(entry.name, "error", None, None, overrides, exc.message)
+        renewer: _Renewer | None = None
         result, error = None, ""
         try:
+            with _held() as held:
+                if not cas_push(store.root, self.url, {entry.ref: queued}, [f"{claim}:{entry.ref}"]):
+                    self.notify(f"{entry.name}: taken by another worker")
+                    return None
+                renewer = _Renewer(store.root, self.url, entry, queued, claim, self.options, self.notify)
+                renewer.start()
+            held.raise_caught()
             store.set_ref(fmt.REF_PREFIX + entry.name, queued)
             self.notify(f"started {entry.name}" + (f" (attempt {entry.attempt})" if entry.attempt > 1 else ""))
             try:
                 self.known = sync(store, entry.run, self.scratch / "workspace", self.known, ("inputs", "large_files"))
                 result = _execute_in(store, entry.run, self.scratch / "workspace", self.notify)
             except GitexpError as exc:
-                self.known = {}
-                error = exc.message
+                self.known, error = {}, exc.message
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not end the worker
-                self.known = {}
-                error = f"internal error: {type(exc).__name__}: {exc}"
+                self.known, error = {}, f"internal error: {type(exc).__name__}: {exc}"
         finally:
-            renewer.stop()
-            if result is None:  # it never started (or this worker is stopping): back to the queue
-                with signals_deferred(), contextlib.suppress(GitexpError):
-                    cas_push(store.root, self.url, {entry.ref: renewer.current}, [f"{queued}:{entry.ref}"])
-                store.set_ref(fmt.REF_PREFIX + entry.name, None)
+            if renewer is not None:
+                renewer.stop()
+                if result is None:  # it never started (or this worker is stopping): back to the queue
+                    with _held(), contextlib.suppress(GitexpError):
+                        cas_push(store.root, self.url, {entry.ref: renewer.current}, [f"{queued}:{entry.ref}"])
+                    store.set_ref(fmt.REF_PREFIX + entry.name, None)
         if result is None:
             self.notify(f"{entry.name}: not run: {error}; left queued for another worker")
-            return Outcome(entry.name, "error", None, None, tuple(entry.run.sweep.get("overrides", ())), error)
+            return Outcome(entry.name, "error", None, None, overrides, error)
         run = result.run
-        outcome = Outcome(run.name, run.status, run.exit_code, run.duration, tuple(run.sweep.get("overrides", ())))
-        with signals_deferred():
+        outcome = Outcome(run.name, run.status, run.exit_code, run.duration, overrides)
+        with _held() as held:
             self._send_outputs(run)
             final = {fmt.REF_PREFIX + run.name: "", entry.ref: renewer.current}
             try:
@@ -427,11 +466,14 @@ class Worker:
                     f"{exc.message}; run {entry.name} is left to its lease (its result is lost with this worker; "
                     "once the lease ends the next worker records it as crashed)"
                 ) from None
-            if not pushed:
-                error = "its claim was taken over (the lease ended before it was renewed): its result was not pushed"
-                self.notify(f"{entry.name}: {error}")
-                return replace(outcome, status="error", error=error)
-        self.notify(_describe(outcome))
+        if not pushed:
+            error = "its claim was taken over (the lease ended before it was renewed): its result was not pushed"
+            self.notify(f"{entry.name}: {error}")
+            outcome = replace(outcome, status="error", error=error)
+        else:
+            self.notify(_describe(outcome))
+        held.stash(outcome)
+        held.raise_caught()
         return outcome
 
     def _data_remote(self) -> Any:
@@ -476,7 +518,11 @@ class Worker:
             self.notify(f"{run.name}: its outputs stay in this worker (no data remote is configured)")
             return
         cache = Cache(cache_root(self.store.git_common_dir()))
-        report = target.push(cache, digests)
+        try:
+            report = target.push(cache, digests)
+        except (GitexpError, OSError) as exc:  # the run is published all the same: its record says what it made
+            self.notify(f"{run.name}: its outputs could not be sent to the data remote: {getattr(exc, 'message', exc)}")
+            return
         if report.missing or report.rejected:
             self.notify(f"{run.name}: {len(report.missing) + len(report.rejected)} output object(s) could not be sent")
 
@@ -499,8 +545,16 @@ def work(clone: Store, options: Options, notify: Notify) -> list[Outcome]:
             for entry in worker.look():
                 if entry.run.status == "running":
                     assert entry.lease is not None
-                    if entry.lease.until < time.time() and worker.bury(entry):
-                        busy = True
+                    if entry.lease.until >= time.time() or f"bury {entry.run.commit}" in worker.tried:
+                        continue
+                    try:
+                        busy = worker.bury(entry)
+                    except RemoteDown:
+                        raise
+                    except GitexpError as exc:  # its record cannot be read: leave it, say so once
+                        worker.tried.add(f"bury {entry.run.commit}")
+                        notify(f"{entry.name}: its lease ended but it cannot be recorded as crashed: {exc.message}")
+                    if busy:
                         break
                     continue
                 if entry.name in worker.tried:
@@ -510,8 +564,8 @@ def work(clone: Store, options: Options, notify: Notify) -> list[Outcome]:
                 busy = True
                 if outcome is not None:
                     outcomes.append(outcome)
-                    if outcome.status == "interrupted":
-                        raise Stopped(signal.SIGTERM, outcomes)
+                    if outcome.status == "interrupted":  # SIGTERM or Ctrl-C reached the command and this worker
+                        raise Stopped(signal.SIGTERM)
                 break  # look at the queue anew: others changed it meanwhile
             if busy:
                 idle_since = time.monotonic()
@@ -522,7 +576,7 @@ def work(clone: Store, options: Options, notify: Notify) -> list[Outcome]:
     except KeyboardInterrupt:
         raise Stopped(signal.SIGINT, outcomes) from None
     except Stopped as stop:
-        raise Stopped(stop.signum, outcomes) from None
+        raise Stopped(stop.signum, outcomes + stop.outcomes) from None
     finally:
         restore_signals()
         worker.close()

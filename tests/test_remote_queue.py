@@ -144,7 +144,9 @@ def test_forty_queued_runs_and_four_workers_run_each_exactly_once(team: Team) ->
     values = [str(i) for i in range(1, 41)]
     queued = team.queue(*values)
     assert len(queued) == 40
-    assert gitexp(team.desk, "queue", "status").out.strip() == "nothing queued or running", "handed over: not local any more"
+    local = gitexp(team.desk, "queue", "status")
+    assert local.out.strip() == "nothing queued or running", "handed over: not in the local queue any more"
+    assert "40 run(s) were handed over to a remote's queue" in local.err
     clones = [team.clone(f"worker{i}") for i in range(4)]
     workers = [team.worker(c, "--idle-exit", "0", "--json") for c in clones]
     results = [finish(w) for w in workers]
@@ -166,6 +168,9 @@ def test_forty_queued_runs_and_four_workers_run_each_exactly_once(team: Team) ->
     status = gitexp(team.desk, "queue", "status", "--remote", "origin", "--json")
     assert status.code == 0 and json.loads(status.out) == [], status.err
     assert git(team.desk, "for-each-ref", "refs/gitexp-queue/") == "", "the handed-over copies are gone once final"
+    for repo in (team.bare, team.desk):
+        fsck = subprocess.run(["git", "fsck", "--strict", "--no-dangling"], cwd=repo, capture_output=True, text=True, check=False)
+        assert fsck.returncode == 0 and "error" not in fsck.stderr, fsck.stderr
 
 
 def test_a_worker_fetches_only_the_queue_refs(team: Team) -> None:
@@ -193,7 +198,8 @@ def test_of_two_workers_racing_for_one_run_one_wins_and_the_other_moves_on(team:
     from gitexp.store import Store
 
     (name,) = team.queue("1")
-    a, b = (Worker(Store.discover(team.clone(n)), Options("origin"), lambda _m: None) for n in ("a", "b"))
+    clones = [team.clone(n) for n in ("a", "b")]
+    a, b = (Worker(Store.discover(c), Options("origin"), lambda _m: None) for c in clones)
     for w in (a, b):
         w.open()
     try:
@@ -211,7 +217,7 @@ def test_of_two_workers_racing_for_one_run_one_wins_and_the_other_moves_on(team:
         b.close()
     git(team.bare, "update-ref", "-d", f"refs/gitexp-queue/{name}")
     team.queue("2")
-    ws = [team.worker(team.clone(f"w{i}"), "--idle-exit", "0", "--json") for i in range(2)]
+    ws = [team.worker(c, "--idle-exit", "0", "--json") for c in clones]
     outs = [finish(w) for w in ws]
     assert all(code == 0 for code, _, _ in outs), [err for _, _, err in outs]
     assert sorted(len(json.loads(out)) for _, out, _ in outs) == [0, 1]
@@ -309,6 +315,11 @@ def test_hostile_queue_refs_are_refused_in_one_line_and_nothing_runs(team: Team)
     status = gitexp(team.desk, "queue", "status", "--remote", "origin")
     assert status.code == 0 and status.out.strip() == "nothing queued or running on origin"
     assert len([line for line in status.err.splitlines() if "refused" in line]) == len(hostile)
+    untrusting = team.tmp / "untrusting"
+    git(team.tmp, "clone", "-q", team.url, str(untrusting))
+    refused = gitexp(untrusting, "queue", "work", "--remote", "origin", "--idle-exit", "0")
+    assert refused.code == 1 and "gitexp remote trust shared" in refused.err and len(refused.err.strip().splitlines()) == 1
+    assert team.remote_refs("refs/") == before
 
 
 def _netns_ready() -> str | None:
@@ -384,3 +395,42 @@ def _answers(address: str, port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_run_longer_than_its_lease_keeps_its_claim_by_renewing_it(team: Team) -> None:
+    started, release = team.tmp / "started", team.tmp / "release"
+    (name,) = team.queue("3")
+    env = {"STARTED": str(started), "RELEASE": str(release)}
+    holder = team.worker(team.clone("holder"), "--lease", "6", "--idle-exit", "0", env=env)
+    wait_for("the run to start", started.exists)
+    first = int(team.trailer(f"refs/gitexp-queue/{name}", "Gitexp-Lease").split()[2])
+    wait_for("the first lease end to pass", lambda: time.time() > first + 0.5)
+    renewed = int(team.trailer(f"refs/gitexp-queue/{name}", "Gitexp-Lease").split()[2])
+    assert renewed > first
+    status = gitexp(team.desk, "queue", "status", "--remote", "origin")
+    assert status.code == 0, status.err
+    row = next(line for line in status.out.splitlines() if line.startswith(name))
+    assert "running" in row and "pid" in row and "crashed" not in row
+    code, out, err = finish(team.worker(team.clone("other"), "--idle-exit", "0", "--json", "--retry-crashed", "1"))
+    assert code == 0 and json.loads(out) == [], err
+    assert team.trailer(f"refs/gitexp-queue/{name}", "Gitexp-Status") == "running", "a live claim is not taken over"
+    release.touch()
+    code, _, err = finish(holder)
+    assert code == 0, err
+    assert team.marks() == ["3"]
+    assert team.trailer(f"refs/experiments/{name}", "Gitexp-Status") == "completed"
+
+
+def test_sigterm_records_the_run_in_progress_as_interrupted_and_publishes_it(team: Team) -> None:
+    started, release = team.tmp / "started", team.tmp / "release"
+    names = team.queue("1", "2")
+    worker = team.worker(team.clone("w"), env={"STARTED": str(started), "RELEASE": str(release)})
+    wait_for("the run to start", started.exists)
+    worker.send_signal(signal.SIGTERM)
+    code, _, err = finish(worker)
+    assert code == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    (ran,) = team.remote_refs("refs/experiments/")
+    assert team.trailer(f"refs/experiments/{ran}", "Gitexp-Status") == "interrupted"
+    assert sorted(team.remote_refs("refs/gitexp-queue/")) == [n for n in names if n != ran]
+    assert team.trailer(f"refs/gitexp-queue/{next(n for n in names if n != ran)}", "Gitexp-Status") == "queued"

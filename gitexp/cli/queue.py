@@ -141,6 +141,11 @@ def status(as_json: bool, remote: str | None) -> None:
     if as_json:
         click.echo(render.to_json([r.to_dict() for r in found]))
         return
+    from gitexp.format import QUEUE_PREFIX
+
+    handed = len(store.refs_under(QUEUE_PREFIX))
+    if handed:
+        warn(f"{handed} run(s) were handed over to a remote's queue (gitexp push): see them with gitexp queue status --remote REMOTE")
     if not found:
         click.echo("nothing queued or running")
         return
