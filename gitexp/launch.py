@@ -128,6 +128,11 @@ def remote_url(remote: str, cwd: Path | None = None) -> str:
     )
 
 
+def shown_url(url: str) -> str:
+    """url as printed: a password or token in it (https://user:TOKEN@host/...) replaced by ***."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", url)
+
+
 def _is_url(text: str) -> bool:
     return "://" in text or re.match(r"^[^/]+:", text) is not None  # scheme://... or scp-like host:path
 
@@ -156,7 +161,7 @@ def work_in_clone(url: str, argv: list[str], index: int, setup: list[list[str]] 
             )
             if proc.returncode != 0:
                 report.stderr_tail = _tail(err)
-                report.error = f"git clone {url} failed: {_last_line(report.stderr_tail)}"
+                report.error = f"git clone {shown_url(url)} failed: {_last_line(report.stderr_tail)}"
                 return report.to_dict()
         python = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else [])]  # -P: not the clone's gitexp/
         for command in setup or []:

@@ -137,12 +137,13 @@ def test_a_data_remote_this_clone_does_not_trust_is_refused_before_anything_star
 def test_an_unreachable_dask_scheduler_is_one_line(ws: Workspace) -> None:
     pytest.importorskip("distributed")
     address = f"tcp://127.0.0.1:{free_port()}"
-    remote = ["--remote", "git://127.0.0.1:1/team.git"]
+    remote = ["--remote", "https://bob:s3cret@127.0.0.1:1/team.git"]  # a token in the URL is never printed
     result = ws.gitexp("queue", "start", "--dask", address, "-j", "2", *remote, env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
     assert result.code == 1
     *said, error = result.err.strip().splitlines()
     assert error.startswith(f"gitexp: error: cannot reach the Dask scheduler at '{address}'"), result.err
     assert "Traceback" not in result.err and len(said) == 1 and said[0].startswith("gitexp: starting 2 worker(s)")
+    assert "https://bob:***@127.0.0.1:1/team.git" in said[0] and "s3cret" not in result.err
 
 
 @pytest.mark.parametrize("engine,module", [("ray", "ray"), ("dask", "distributed")])

@@ -103,7 +103,7 @@ def _start_engine(engine: str, address: str, remote: str, options: WorkerOptions
     launch.engine_module(engine)  # first: a missing engine is said before anything else is looked at
     url = launch.remote_url(remote)
     options = launch.with_data_remote(options, remote)
-    warn(f"starting {tasks.jobs} worker(s) on {engine} at {address}, each in a clone of {url}")
+    warn(f"starting {tasks.jobs} worker(s) on {engine} at {address}, each in a clone of {launch.shown_url(url)}")
 
     def ended(report: launch.WorkerReport) -> None:
         warn(render.worker_line(report))
