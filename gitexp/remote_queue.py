@@ -448,6 +448,8 @@ class Worker:
                 result = _execute_in(store, entry.run, self.scratch / "workspace", self.notify)
             except GitexpError as exc:
                 self.known, error = {}, exc.message
+            except Stopped:
+                raise  # SIGTERM before the command started: the run goes back to the queue (below)
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not end the worker
                 self.known, error = {}, f"internal error: {type(exc).__name__}: {exc}"
         finally:

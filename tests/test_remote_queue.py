@@ -24,6 +24,7 @@ WAIT = 120.0  # generous: CI runs beside a CPU hog on every core
 
 COMMAND = """\
 echo "$1" >> "$MARK"
+echo "output of run $1"
 if [ -n "$STARTED" ]; then touch "$STARTED"; while [ ! -e "$RELEASE" ]; do sleep 0.05; done; fi
 cat data/train.csv > model.bin
 echo "run $1" >> model.bin
