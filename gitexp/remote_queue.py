@@ -92,6 +92,12 @@ class Entry:
         return out
 
 
+def own_lease(seconds: float) -> Lease:
+    """A lease of this process that ends in `seconds`; its host name spelled as a lease allows."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", hostname())[:253] or "host"
+    return Lease(host, os.getpid(), int(time.time() + seconds))
+
+
 def parse_lease(text: str) -> Lease:
     match = _LEASE.fullmatch(text)
     if match is None:
@@ -330,7 +336,7 @@ class _Renewer(threading.Thread):
     def run(self) -> None:
         store = Store.discover(self.root)  # a repository object of its own: pygit2's are not shared across threads
         while not self.done.wait(self.options.renew):
-            lease = Lease(hostname(), os.getpid(), int(time.time() + self.options.lease))
+            lease = own_lease(self.options.lease)
             try:
                 new = claim_commit(store, self.entry, self.queued, lease)
                 if cas_push(self.root, self.url, {self.entry.ref: self.current}, [f"{new}:{self.entry.ref}"]):
@@ -419,7 +425,7 @@ class Worker:
         overrides = tuple(entry.run.sweep.get("overrides", ()))
         try:
             self._fetch_inputs(entry)
-            claim = claim_commit(store, entry, queued, Lease(hostname(), os.getpid(), int(time.time() + self.options.lease)))
+            claim = claim_commit(store, entry, queued, own_lease(self.options.lease))
         except RemoteDown:
             raise
         except GitexpError as exc:  # nothing claimed: it stays queued for a worker that can run it
@@ -442,6 +448,8 @@ class Worker:
                 result = _execute_in(store, entry.run, self.scratch / "workspace", self.notify)
             except GitexpError as exc:
                 self.known, error = {}, exc.message
+            except Stopped:
+                raise  # SIGTERM before the command started: the run goes back to the queue (below)
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not end the worker
                 self.known, error = {}, f"internal error: {type(exc).__name__}: {exc}"
         finally:

@@ -24,6 +24,7 @@ WAIT = 120.0  # generous: CI runs beside a CPU hog on every core
 
 COMMAND = """\
 echo "$1" >> "$MARK"
+echo "output of run $1"
 if [ -n "$STARTED" ]; then touch "$STARTED"; while [ ! -e "$RELEASE" ]; do sleep 0.05; done; fi
 cat data/train.csv > model.bin
 echo "run $1" >> model.bin
@@ -305,7 +306,8 @@ def test_hostile_queue_refs_are_refused_in_one_line_and_nothing_runs(team: Team)
     for ref, target in hostile.items():
         git(team.bare, "update-ref", f"refs/gitexp-queue/{ref}", target)
     before = team.remote_refs("refs/")
-    code, _, err = finish(team.worker(team.clone("w"), "--idle-exit", "0", "--retry-crashed", "3"))
+    clone = team.clone("w")
+    code, _, err = finish(team.worker(clone, "--idle-exit", "0", "--retry-crashed", "3"))
     assert code == 0, err
     refused = [line for line in err.splitlines() if line.startswith("gitexp: refused refs/gitexp-queue/")]
     assert len(refused) == len(hostile), err
@@ -320,6 +322,12 @@ def test_hostile_queue_refs_are_refused_in_one_line_and_nothing_runs(team: Team)
     refused = gitexp(untrusting, "queue", "work", "--remote", "origin", "--idle-exit", "0")
     assert refused.code == 1 and "gitexp remote trust shared" in refused.err and len(refused.err.strip().splitlines()) == 1
     assert team.remote_refs("refs/") == before
+    some = next(iter(before.values()))
+    with (team.bare / "packed-refs").open("a") as packed:  # git itself would never write it
+        packed.write(f"{some} refs/gitexp-queue/x/../../../heads/evil\n")
+    code, _, err = finish(team.worker(clone, "--idle-exit", "0"))
+    assert code == 1 and "cannot fetch the queue" in err and len(err.strip().splitlines()) == 1, err
+    assert team.marks() == []
 
 
 def _netns_ready() -> str | None:

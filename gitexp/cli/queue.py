@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -206,7 +210,8 @@ def work(remote: str, idle_exit: float | None, lease: float, retry_crashed: int,
 
     options = remote_queue.Options(remote, idle_exit, lease, retry_crashed, data_remote)
     try:
-        outcomes = remote_queue.work(Store.discover(), options, warn)
+        with _stdout_to_stderr(as_json):  # the runs' output must not mix with the JSON
+            outcomes = remote_queue.work(Store.discover(), options, warn)
     except Stopped as stop:
         from gitexp.cli.batch import stopped
 
@@ -218,6 +223,23 @@ def work(remote: str, idle_exit: float | None, lease: float, retry_crashed: int,
     else:
         click.echo(batch_summary(outcomes), err=True)
     return exit_code(outcomes)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """While active: what is written to stdout (file descriptor 1, so child processes too) goes to stderr."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _remote_status(store: object, remote: str, as_json: bool) -> None:
