@@ -315,10 +315,9 @@ def _launch_ray(
                 while pending:
                     done, pending = ray.wait(pending, num_returns=1)
                     yield from ((refs[ref], lambda ref=ref: ray.get(ref)) for ref in done)
-            except KeyboardInterrupt:  # Ctrl-C: cancel the tasks, so each stops its worker with SIGTERM, and wait
-                for ref in pending:
+            except KeyboardInterrupt:  # Ctrl-C: cancel the tasks (a task that gets the cancel stops its worker
+                for ref in pending:  # with SIGTERM; one Ray ends first leaves its run to the lease)
                     ray.cancel(ref)
-                ray.wait(pending, num_returns=len(pending), timeout=STOP_GRACE + 30)
                 raise
 
         return _gather(ended(), on_report)
