@@ -116,7 +116,7 @@ def _start_engine(engine: str, address: str, remote: str, options: WorkerOptions
         reports = launch.launch(engine, address, url, options, tasks, ended)
     except KeyboardInterrupt:
         what = (
-            "the Ray tasks were cancelled: a run a worker had in progress stays claimed until its lease ends, "
+            "the Ray tasks were cancelled: a run whose worker Ray ended stays claimed until its lease ends, "
             "then the next worker records it as crashed (and queues it again with --retry-crashed N)"
             if engine == "ray"
             else "the workers already started go on until the queue is empty (Dask cannot stop a running task)"
