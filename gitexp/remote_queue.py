@@ -535,6 +535,18 @@ class Worker:
             self.notify(f"{run.name}: {len(report.missing) + len(report.rejected)} output object(s) could not be sent")
 
 
+CLAIM_SPREAD = 8  # a worker tries the oldest queued runs in random order, so that workers do not all race for one
+
+
+def _claim_order(queued: list[Entry]) -> list[Entry]:
+    """The order to try to claim queued runs (oldest first): the CLAIM_SPREAD oldest shuffled, then the rest."""
+    import random
+
+    head = queued[:CLAIM_SPREAD]
+    random.shuffle(head)
+    return head + queued[CLAIM_SPREAD:]
+
+
 def work(clone: Store, options: Options, notify: Notify) -> list[Outcome]:
     """Work off the remote's queue until it has nothing to claim for options.idle_exit seconds.
 
@@ -542,6 +554,8 @@ def work(clone: Store, options: Options, notify: Notify) -> list[Outcome]:
     after the run in progress was recorded as interrupted, with the outcomes.
     """
     remove_stale_temporaries()
+    for variable in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"):
+        os.environ.pop(variable, None)  # they would point this worker's git, and the runs', at the clone
     worker = Worker(clone, options, notify)
     outcomes: list[Outcome] = []
     restore_signals = _terminate_on_signals()
@@ -550,30 +564,30 @@ def work(clone: Store, options: Options, notify: Notify) -> list[Outcome]:
         idle_since = time.monotonic()
         while True:
             busy = False
-            for entry in worker.look():
-                if entry.run.status == "running":
-                    assert entry.lease is not None
-                    if entry.lease.until >= time.time() or f"bury {entry.run.commit}" in worker.tried:
-                        continue
-                    try:
-                        busy = worker.bury(entry)
-                    except RemoteDown:
-                        raise
-                    except GitexpError as exc:  # its record cannot be read: leave it, say so once
-                        worker.tried.add(f"bury {entry.run.commit}")
-                        notify(f"{entry.name}: its lease ended but it cannot be recorded as crashed: {exc.message}")
-                    if busy:
-                        break
+            found = worker.look()
+            for entry in found:
+                if entry.run.status != "running" or entry.lease is None or entry.lease.until >= time.time():
                     continue
-                if entry.name in worker.tried:
+                if f"bury {entry.run.commit}" in worker.tried:
                     continue
+                try:
+                    busy = worker.bury(entry) or busy
+                except RemoteDown:
+                    raise
+                except GitexpError as exc:  # its record cannot be read: leave it, say so once
+                    worker.tried.add(f"bury {entry.run.commit}")
+                    notify(f"{entry.name}: its lease ended but it cannot be recorded as crashed: {exc.message}")
+            if busy:
+                continue  # look again: the retries are queued now
+            for entry in _claim_order([e for e in found if e.run.status == "queued" and e.name not in worker.tried]):
                 worker.tried.add(entry.name)
                 outcome = worker.execute(entry)
+                if outcome is None:
+                    continue  # another worker won it: the next one
                 busy = True
-                if outcome is not None:
-                    outcomes.append(outcome)
-                    if outcome.status == "interrupted":  # SIGTERM or Ctrl-C reached the command and this worker
-                        raise Stopped(signal.SIGTERM)
+                outcomes.append(outcome)
+                if outcome.status == "interrupted":  # SIGTERM or Ctrl-C reached the command and this worker
+                    raise Stopped(signal.SIGTERM)
                 break  # look at the queue anew: others changed it meanwhile
             if busy:
                 idle_since = time.monotonic()
