@@ -453,12 +453,19 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not end the worker
                 self.known, error = {}, f"internal error: {type(exc).__name__}: {exc}"
         finally:
+            # The recorder deletes the run's local ref when its command never started; a `running` one is left
+            # when the command ran but its record could not be written (a full disk): that run must not run again.
+            ran = store.run_commit(entry.name) not in (None, queued)
             if renewer is not None:
                 renewer.stop()
-                if result is None:  # it never started (or this worker is stopping): back to the queue
+                if result is None and not ran:  # it never started (or this worker is stopping): back to the queue
                     with _held(), contextlib.suppress(GitexpError):
                         cas_push(store.root, self.url, {entry.ref: renewer.current}, [f"{queued}:{entry.ref}"])
                     store.set_ref(fmt.REF_PREFIX + entry.name, None)
+        if result is None and ran:
+            self.notify(f"{entry.name}: its command ran but its record could not be written ({error}); left to its "
+                        "lease: the next worker records it as crashed once the lease ends")
+            return Outcome(entry.name, "error", None, None, overrides, error)
         if result is None:
             self.notify(f"{entry.name}: not run: {error}; left queued for another worker")
             return Outcome(entry.name, "error", None, None, overrides, error)
@@ -475,7 +482,8 @@ class Worker:
                     "once the lease ends the next worker records it as crashed)"
                 ) from None
         if not pushed:
-            error = "its claim was taken over (the lease ended before it was renewed): its result was not pushed"
+            error = ("its claim was taken over (the lease ended before it was renewed), or the remote has a run of that "
+                     "name already: its result was not pushed")
             self.notify(f"{entry.name}: {error}")
             outcome = replace(outcome, status="error", error=error)
         else:
