@@ -453,12 +453,19 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - one run's trouble must not end the worker
                 self.known, error = {}, f"internal error: {type(exc).__name__}: {exc}"
         finally:
+            # The recorder deletes the run's local ref when its command never started; a `running` one is left
+            # when the command ran but its record could not be written (a full disk): that run must not run again.
+            ran = store.run_commit(entry.name) not in (None, queued)
             if renewer is not None:
                 renewer.stop()
-                if result is None:  # it never started (or this worker is stopping): back to the queue
+                if result is None and not ran:  # it never started (or this worker is stopping): back to the queue
                     with _held(), contextlib.suppress(GitexpError):
                         cas_push(store.root, self.url, {entry.ref: renewer.current}, [f"{queued}:{entry.ref}"])
                     store.set_ref(fmt.REF_PREFIX + entry.name, None)
+        if result is None and ran:
+            self.notify(f"{entry.name}: its command ran but its record could not be written ({error}); left to its "
+                        "lease: the next worker records it as crashed once the lease ends")
+            return Outcome(entry.name, "error", None, None, overrides, error)
         if result is None:
             self.notify(f"{entry.name}: not run: {error}; left queued for another worker")
             return Outcome(entry.name, "error", None, None, overrides, error)
@@ -475,7 +482,8 @@ class Worker:
                     "once the lease ends the next worker records it as crashed)"
                 ) from None
         if not pushed:
-            error = "its claim was taken over (the lease ended before it was renewed): its result was not pushed"
+            error = ("its claim was taken over (the lease ended before it was renewed), or the remote has a run of that "
+                     "name already: its result was not pushed")
             self.notify(f"{entry.name}: {error}")
             outcome = replace(outcome, status="error", error=error)
         else:
@@ -535,6 +543,18 @@ class Worker:
             self.notify(f"{run.name}: {len(report.missing) + len(report.rejected)} output object(s) could not be sent")
 
 
+CLAIM_SPREAD = 8  # a worker tries the oldest queued runs in random order, so that workers do not all race for one
+
+
+def _claim_order(queued: list[Entry]) -> list[Entry]:
+    """The order to try to claim queued runs (oldest first): the CLAIM_SPREAD oldest shuffled, then the rest."""
+    import random
+
+    head = queued[:CLAIM_SPREAD]
+    random.shuffle(head)
+    return head + queued[CLAIM_SPREAD:]
+
+
 def work(clone: Store, options: Options, notify: Notify) -> list[Outcome]:
     """Work off the remote's queue until it has nothing to claim for options.idle_exit seconds.
 
@@ -542,6 +562,8 @@ def work(clone: Store, options: Options, notify: Notify) -> list[Outcome]:
     after the run in progress was recorded as interrupted, with the outcomes.
     """
     remove_stale_temporaries()
+    for variable in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"):
+        os.environ.pop(variable, None)  # they would point this worker's git, and the runs', at the clone
     worker = Worker(clone, options, notify)
     outcomes: list[Outcome] = []
     restore_signals = _terminate_on_signals()
@@ -550,30 +572,30 @@ def work(clone: Store, options: Options, notify: Notify) -> list[Outcome]:
         idle_since = time.monotonic()
         while True:
             busy = False
-            for entry in worker.look():
-                if entry.run.status == "running":
-                    assert entry.lease is not None
-                    if entry.lease.until >= time.time() or f"bury {entry.run.commit}" in worker.tried:
-                        continue
-                    try:
-                        busy = worker.bury(entry)
-                    except RemoteDown:
-                        raise
-                    except GitexpError as exc:  # its record cannot be read: leave it, say so once
-                        worker.tried.add(f"bury {entry.run.commit}")
-                        notify(f"{entry.name}: its lease ended but it cannot be recorded as crashed: {exc.message}")
-                    if busy:
-                        break
+            found = worker.look()
+            for entry in found:
+                if entry.run.status != "running" or entry.lease is None or entry.lease.until >= time.time():
                     continue
-                if entry.name in worker.tried:
+                if f"bury {entry.run.commit}" in worker.tried:
                     continue
+                try:
+                    busy = worker.bury(entry) or busy
+                except RemoteDown:
+                    raise
+                except GitexpError as exc:  # its record cannot be read: leave it, say so once
+                    worker.tried.add(f"bury {entry.run.commit}")
+                    notify(f"{entry.name}: its lease ended but it cannot be recorded as crashed: {exc.message}")
+            if busy:
+                continue  # look again: the retries are queued now
+            for entry in _claim_order([e for e in found if e.run.status == "queued" and e.name not in worker.tried]):
                 worker.tried.add(entry.name)
                 outcome = worker.execute(entry)
+                if outcome is None:
+                    continue  # another worker won it: the next one
                 busy = True
-                if outcome is not None:
-                    outcomes.append(outcome)
-                    if outcome.status == "interrupted":  # SIGTERM or Ctrl-C reached the command and this worker
-                        raise Stopped(signal.SIGTERM)
+                outcomes.append(outcome)
+                if outcome.status == "interrupted":  # SIGTERM or Ctrl-C reached the command and this worker
+                    raise Stopped(signal.SIGTERM)
                 break  # look at the queue anew: others changed it meanwhile
             if busy:
                 idle_since = time.monotonic()

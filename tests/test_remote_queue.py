@@ -442,3 +442,24 @@ def test_sigterm_records_the_run_in_progress_as_interrupted_and_publishes_it(tea
     assert team.trailer(f"refs/experiments/{ran}", "Gitexp-Status") == "interrupted"
     assert sorted(team.remote_refs("refs/gitexp-queue/")) == [n for n in names if n != ran]
     assert team.trailer(f"refs/gitexp-queue/{next(n for n in names if n != ran)}", "Gitexp-Status") == "queued"
+
+
+def test_a_run_a_worker_cannot_start_is_left_queued_for_another(team: Team) -> None:
+    tools = team.tmp / "bin"
+    tools.mkdir()
+    (tools / "mytool").write_text('#!/bin/sh\necho "$1" >> "$MARK"\n')
+    (tools / "mytool").chmod(0o755)
+    with_tool = {"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
+    queued = gitexp(team.desk, "run", "--queue", "--", "mytool", "9", env=with_tool)
+    assert queued.code == 0, queued.err
+    assert gitexp(team.desk, "push", "origin").code == 0
+    (name,) = team.remote_refs("refs/gitexp-queue/")
+    before = team.remote_refs("refs/gitexp-queue/")[name]
+    clone = team.clone("w")
+    code, out, err = finish(team.worker(clone, "--idle-exit", "0", "--json"))  # this node lacks the tool
+    assert code == 1 and "command not found: 'mytool'" in err and "left queued" in err, err
+    assert json.loads(out)[0]["status"] == "error"
+    assert team.remote_refs("refs/gitexp-queue/") == {name: before}, "back in the queue, as it was"
+    code, out, err = finish(team.worker(clone, "--idle-exit", "0", "--json", env=with_tool))
+    assert code == 0, err
+    assert team.marks() == ["9"] and team.trailer(f"refs/experiments/{name}", "Gitexp-Status") == "completed"
