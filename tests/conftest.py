@@ -109,8 +109,11 @@ class Result:
 GITEXP = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-m", "gitexp"]
 
 
-def gitexp(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
-    """Run the real CLI in a subprocess, as a user would."""
+def gitexp(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
+    """Run the real CLI in a subprocess, as a user would.
+
+    The timeout only catches a hang: on a loaded 2-core machine a framework run (HuggingFace, Lightning)
+    takes well over a minute, so it is generous."""
     proc = subprocess.run(
         [*GITEXP, *args],
         cwd=cwd,
