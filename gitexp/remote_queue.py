@@ -180,6 +180,11 @@ def fetch_queue(root: Path, remote: str) -> None:
         raise RemoteDown(f"cannot fetch the queue from {remote}: {_last_lines(proc.stderr)}")
 
 
+# How git reports a ref that moved under a push (on our side: stale info; on the remote's, under its lock).
+_LOST_RACE = ("stale info", "fetch first", "non-fast-forward", "already exists", "failed to update ref", "atomic",
+              "cannot lock ref", "failed to lock", "but expected")
+
+
 def cas_push(root: Path, remote: str, expected: dict[str, str], updates: list[str]) -> bool:
     """git push --atomic: every ref in expected must still be at its commit there ("": must not exist).
 
@@ -190,9 +195,7 @@ def cas_push(root: Path, remote: str, expected: dict[str, str], updates: list[st
     if proc.returncode == 0:
         return True
     rejected = [line for line in proc.stdout.splitlines() if line.startswith("!\t")]
-    if rejected and any("stale info" in line or "fetch first" in line or "non-fast-forward" in line
-                        or "already exists" in line or "failed to update ref" in line or "atomic" in line
-                        for line in rejected):
+    if rejected and any(why in line for line in rejected for why in _LOST_RACE):
         return False
     raise RemoteDown(f"cannot push to {remote}: {_last_lines(proc.stderr or proc.stdout)}")
 
