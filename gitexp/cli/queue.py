@@ -27,9 +27,9 @@ def command() -> None:
 @click.option("--dask", "dask_address", metavar="ADDRESS", help="Start N workers of the queue on REMOTE as tasks of this Dask scheduler (tcp://host:8786). Needs gitexp[dask].")
 @click.option("--remote", default="origin", show_default=True, metavar="R", help="With --ray/--dask: the git remote (name or URL) whose queue the workers work off; each clones it.")
 @click.option("--idle-exit", type=click.FloatRange(min=0), default=0, show_default=True, metavar="S", help="With --ray/--dask: a worker ends after S seconds with nothing queued.")
-@click.option("--lease", type=click.FloatRange(min=0, min_open=True), metavar="S", help="With --ray/--dask: passed to each worker (gitexp queue work --lease).")
+@click.option("--lease", type=click.FloatRange(min=1), metavar="S", help="With --ray/--dask: passed to each worker (gitexp queue work --lease).")
 @click.option("--retry-crashed", type=click.IntRange(min=0), metavar="N", help="With --ray/--dask: passed to each worker (gitexp queue work --retry-crashed).")
-@click.option("--data-remote", metavar="NAME", help="With --ray/--dask: passed to each worker (gitexp queue work --data-remote).")
+@click.option("--data-remote", metavar="NAME", help="With --ray/--dask: the data remote for outputs (default: as gitexp push chooses); this clone must trust it, and each worker's clone gets it as its own.")
 @click.option("--cpus", type=click.IntRange(min=1), default=1, show_default=True, metavar="C", help="With --ray: CPUs each worker reserves (Ray sets OMP_NUM_THREADS to it). Dask: start its workers with --nthreads 1.")
 @click.option("--gpus", type=click.IntRange(min=0), default=0, show_default=True, metavar="K", help="With --ray: GPUs each worker reserves (Ray sets CUDA_VISIBLE_DEVICES; with 0, to none). With --dask: resource GPU=K (start its workers with --resources GPU=N).")
 @click.option("--json", "as_json", is_flag=True, help="With --ray/--dask: print JSON: each worker's host, exit code and own --json summary.")
@@ -272,9 +272,9 @@ def _remote_status(store: object, remote: str, as_json: bool) -> None:
 @click.option("--partition", metavar="P", help="Slurm partition (#SBATCH --partition=P).")
 @click.option("--remote", default="origin", show_default=True, metavar="R", help="The git remote (name or URL) whose queue the workers work off; each clones it.")
 @click.option("--idle-exit", type=click.FloatRange(min=0), default=60, show_default=True, metavar="S", help="A worker ends after S seconds with nothing queued.")
-@click.option("--lease", type=click.FloatRange(min=0, min_open=True), metavar="S", help="Passed to each worker (gitexp queue work --lease).")
+@click.option("--lease", type=click.FloatRange(min=1), metavar="S", help="Passed to each worker (gitexp queue work --lease).")
 @click.option("--retry-crashed", type=click.IntRange(min=0), metavar="N", help="Passed to each worker (gitexp queue work --retry-crashed).")
-@click.option("--data-remote", metavar="NAME", help="Passed to each worker (gitexp queue work --data-remote).")
+@click.option("--data-remote", metavar="NAME", help="The data remote for outputs (default: as gitexp push chooses); this clone must trust it, and the script adds it to each clone as its own.")
 def slurm_script(
     array: int | None,
     gpus: int | None,
