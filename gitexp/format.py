@@ -16,6 +16,7 @@ from gitexp.safeload import MAX_BYTES, MAX_DEPTH, MAX_MESSAGE_BYTES, UnreadableR
 FORMAT_VERSION = 1
 REF_PREFIX = "refs/experiments/"
 NOTES_REF = "refs/notes/gitexp"
+QUEUE_PREFIX = "refs/gitexp-queue/"  # on a git remote: runs queued there for its workers (see remote_queue.py)
 RECORD_DIR = ".gitexp"
 CONFIG_FILE = ".gitexp.yaml"
 
@@ -52,6 +53,10 @@ T_RESOURCES = "Gitexp-Resources"
 T_SWEEP = "Gitexp-Sweep"
 T_INCOMPLETE = "Gitexp-Incomplete"  # only when part of the record could not be kept: what is missing
 T_RECORDER = "Gitexp-Recorder"  # only while status is running: pid@host of the recording process
+# Only on the commits of a remote queue (refs/gitexp-queue/<name>), after the others: see docs/format.md.
+T_LEASE = "Gitexp-Lease"  # a claimed run: "<host> <pid> <lease end, unix seconds>" of the worker running it
+T_ATTEMPT = "Gitexp-Attempt"  # 2, 3, ...: a run queued again after its worker died (absent: 1)
+T_RETRY_OF = "Gitexp-Retry-Of"  # the commit id of the crashed attempt a retry repeats
 
 SUBJECT_MAX = 72
 

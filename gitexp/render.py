@@ -598,6 +598,40 @@ def batch_summary(outcomes: list[Any]) -> str:
     return head + "\n" + aligned(["name", "status", "exit", "duration", "overrides"], rows)
 
 
+def worker_outcome(summary: Any) -> str:
+    """A launched worker's own --json summary (gitexp queue work --json: one object per run it ran) in a
+    few words: how many runs, how they ended."""
+    if not isinstance(summary, list):
+        return ""
+    counts: dict[str, int] = {}
+    for outcome in summary:
+        status = outcome.get("status") if isinstance(outcome, dict) else None
+        key = status if isinstance(status, str) else "?"
+        counts[key] = counts.get(key, 0) + 1
+    return f"{len(summary)} run(s)" + "".join(f", {n} {inert(status)}" for status, n in sorted(counts.items()))
+
+
+def worker_line(report: Any) -> str:
+    """One launched worker that ended (gitexp queue start --ray/--dask)."""
+    where = f" on {inert(report.host)}" if report.host else ""
+    if report.exit_code is None:
+        return f"worker {report.index}{where} did not run: {inert(report.error)}"
+    said = worker_outcome(report.summary)
+    tail = f": {inert(report.error)}" if report.exit_code and report.error else ""
+    return f"worker {report.index}{where} exited {report.exit_code}" + (f" ({said})" if said else "") + tail
+
+
+def workers_summary(reports: list[Any]) -> str:
+    """The end of gitexp queue start --ray/--dask: each worker's host, exit code and what it did."""
+    failed = sum(not r.ok for r in reports)
+    head = f"{len(reports)} worker(s): {len(reports) - failed} ended well" + (f", {failed} failed" if failed else "")
+    rows = [
+        [str(r.index), r.host or "-", value(r.exit_code), inert(r.error) if not r.ok else worker_outcome(r.summary)]
+        for r in reports
+    ]
+    return head + "\n" + aligned(["worker", "host", "exit", "outcome"], rows)
+
+
 def diff_text(d: Any, colour: bool) -> str:
     """A RunDiff (gitexp.compare) as text: only what differs, improvements green, regressions red."""
     lines = [f"diff {inert(d.a.name)} ({d.a.commit[:10]}) -> {inert(d.b.name)} ({d.b.commit[:10]})"]

@@ -40,6 +40,7 @@ class ShareReport:
     data: TransferReport | None = None
     data_remote: str | None = None
     warnings: list[str] = field(default_factory=list)
+    handed_over: list[str] = field(default_factory=list)  # queued runs pushed to the remote's queue
 
 
 def init(store: Store, remotes: list[str]) -> list[str]:
@@ -83,21 +84,24 @@ def push(
     All runs means all but those not finished and, unless include_saved, those with status `saved`
     (work in progress gitexp saved before a checkout): those are pushed only when named.
     """
-    refspecs = [f"{fmt.REF_PREFIX}{n}:{fmt.REF_PREFIX}{n}" for n in runs] or [RUNS_REFSPEC]
     report = ShareReport()
     needs = Needs(store)  # statuses and data of every run, derived once per commit id
     statuses = {name: need.status for name, need in needs.every().items()}
     in_progress = {n for n, status in statuses.items() if status in ("queued", "running")}
+    queued = {n for n, status in statuses.items() if status == "queued"}  # handed over to the remote's queue
     for name in runs:
-        if name in in_progress:
+        if name in in_progress - queued:
             raise RunInProgress(name)
+    handing = [n for n in runs if n in queued] if runs else sorted(queued)
+    finished = [n for n in runs if n not in queued]
+    refspecs = [f"{fmt.REF_PREFIX}{n}:{fmt.REF_PREFIX}{n}" for n in finished] or ([] if runs else [RUNS_REFSPEC])
     left_out = set()
     if not runs:  # a run in progress would later end as a commit that does not fast-forward the pushed one
         saved = set() if include_saved else {n for n, status in statuses.items() if status == "saved"}
         left_out = in_progress | saved
         refspecs += [f"^{fmt.REF_PREFIX}{name}" for name in sorted(left_out)]
-        report.warnings += [f"{name} has not finished (queued, running, or crashed and not yet finalized): not pushed"
-                            for name in sorted(in_progress)]
+        report.warnings += [f"{name} has not finished (running, or crashed and not yet finalized): not pushed"
+                            for name in sorted(in_progress - queued)]
         if saved:
             report.warnings.append(
                 f"{len(saved)} saved run(s) not pushed ({_some(saved)}: work in progress gitexp saved before a "
@@ -112,7 +116,7 @@ def push(
         _no_data_remote(needs, runs, report)
     else:
         report.data_remote = target.url
-        digests = _wanted(needs, runs, report, left_out)
+        digests = _wanted(needs, runs, report, left_out - queued)  # a queued run's inputs: for the remote's workers
         cache = Cache(cache_root(store.git_common_dir()))
         cache.pin(digests)  # a concurrent rm and gc cannot take them from under the push
         try:
@@ -122,6 +126,11 @@ def push(
             progress.done()
             cache.release()
     _keep(needs)
+    if handing:  # after its inputs: a worker may claim it at once
+        from gitexp.remote_queue import hand_over
+
+        report.handed_over, rejected = hand_over(store, remote, handing)
+        report.rejected += rejected
     return report
 
 
@@ -307,20 +316,28 @@ def data_remotes(store: Store) -> dict[str, str]:
     return {**dict(config_mod.load(store.root).remotes), **store.local_data_remotes()}
 
 
-def _data_remote(store: Store, name: str | None, git_remote: str, sending: bool = False) -> DataRemote | None:
-    """The data remote to use; one to send to must be this clone's own or allowed by it (gitexp.trust)."""
-    remotes = data_remotes(store)
+def data_remote_name(remotes: dict[str, str], name: str | None, git_remote: str) -> str | None:
+    """Which of remotes a transfer with git remote git_remote uses: name if given, else the only one, else
+    the one named like the git remote; None when there are none."""
     if name is not None:
         if name not in remotes:
             raise GitexpError(f"no data remote named {name!r} (add one with: gitexp remote add {name} URL)")
-    elif not remotes:
+        return name
+    if not remotes:
         return None
-    elif len(remotes) == 1:
-        name = next(iter(remotes))
-    elif git_remote in remotes:
-        name = git_remote
-    else:
-        raise GitexpError(f"several data remotes are configured ({', '.join(remotes)}); choose one with --data-remote")
+    if len(remotes) == 1:
+        return next(iter(remotes))
+    if git_remote in remotes:
+        return git_remote
+    raise GitexpError(f"several data remotes are configured ({', '.join(remotes)}); choose one with --data-remote")
+
+
+def _data_remote(store: Store, name: str | None, git_remote: str, sending: bool = False) -> DataRemote | None:
+    """The data remote to use; one to send to must be this clone's own or allowed by it (gitexp.trust)."""
+    remotes = data_remotes(store)
+    name = data_remote_name(remotes, name, git_remote)
+    if name is None:
+        return None
     if sending:
         require_remote(store, name, remotes[name])
     return open_remote(remotes[name], store.root)

@@ -65,13 +65,13 @@ def test_a_run_in_progress_is_listed_as_running_with_its_latest_metrics(ws: Work
             result = ws.gitexp(*refused)
             assert result.code == 1 and "'live' is still running" in result.err, refused
         assert ws.gitexp("tag", "live", "watched").code == 0  # a tag set while it runs stays with the run
-        pushed = ws.gitexp("push")  # its final commit would not fast-forward a pushed running (or queued) one
+        pushed = ws.gitexp("push")  # its final commit would not fast-forward a pushed running one
         assert pushed.code == 0 and "live has not finished" in pushed.out + pushed.err
-        assert "waiting has not finished" in pushed.out + pushed.err
+        assert "handed 1 queued run(s) over to the remote's queue" in pushed.out  # a queued one goes to its queue
         remote_refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)"], cwd=bare, capture_output=True,
                                      text=True, check=True).stdout.split()
         assert "refs/experiments/done" in remote_refs and "refs/experiments/live" not in remote_refs
-        assert "refs/experiments/waiting" not in remote_refs
+        assert "refs/experiments/waiting" not in remote_refs and "refs/gitexp-queue/waiting" in remote_refs
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)

@@ -17,6 +17,9 @@ def _report(report: ShareReport, verb: str) -> int:
     rejected = report.rejected
     data = report.data
     click.echo(f"{verb} {len(report.refs)} ref(s)" + (f"; {len(rejected)} rejected" if rejected else ""))
+    if report.handed_over:
+        click.echo(f"handed {len(report.handed_over)} queued run(s) over to the remote's queue "
+                   "(workers run them with: gitexp queue work --remote REMOTE)")
     for line in rejected:
         warn(f"rejected {line}")
     for line in report.warnings:
@@ -46,6 +49,8 @@ def push(remote: str, runs: tuple[str, ...], data_remote: str | None, verify_rem
 
     All runs means all finished ones except those with status saved (work in
     progress gitexp saved before a checkout): name them, or add --include-saved.
+    Queued runs (and their inputs) are handed over to REMOTE's queue, for workers
+    started with `gitexp queue work --remote REMOTE`; here they leave the local queue.
     """
     from gitexp import query, share
     from gitexp.cli.progress import TerminalProgress

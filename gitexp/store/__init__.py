@@ -140,6 +140,16 @@ class Store:
 
     def amend_record(self, name: str, commit: str, files: dict[str, bytes | Path], message: str) -> str:
         """Replace run commit `commit` by one whose record has `files` added or replaced, same parents and author."""
+        oid = self._amended(name, commit, files, message)
+        self._point(name, oid, commit)
+        return str(oid)
+
+    def amended_commit(self, commit: str, files: dict[str, bytes | Path], message: str) -> str:
+        """A new commit like `commit` (same parents and author) with `files` added to or replaced in its record
+        and this message; no ref moves (the remote queue pushes it)."""
+        return str(self._amended(commit[:12], commit, files, message))
+
+    def _amended(self, name: str, commit: str, files: dict[str, bytes | Path], message: str) -> pygit2.Oid:
         repo = self.repo
         try:
             old = repo[commit]
@@ -153,11 +163,9 @@ class Store:
             root.insert(fmt.RECORD_DIR, builder.write(), FileMode.TREE)
             now = datetime.now().astimezone()
             committer = pygit2.Signature(old.author.name, old.author.email, int(now.timestamp()), _offset(now))
-            oid = repo.create_commit(None, old.author, committer, message, root.write(), old.parent_ids)
-        except (KeyError, pygit2.GitError) as exc:
+            return repo.create_commit(None, old.author, committer, message, root.write(), old.parent_ids)
+        except (KeyError, AssertionError, pygit2.GitError) as exc:
             raise StorageError(f"cannot rewrite the record of {fmt.REF_PREFIX}{name}: {exc}") from exc
-        self._point(name, oid, commit)
-        return str(oid)
 
     def _point(self, name: str, oid: pygit2.Oid, replacing: str | None) -> None:
         refname = fmt.REF_PREFIX + name
@@ -271,6 +279,33 @@ class Store:
                 target = ref.target
                 if isinstance(target, pygit2.Oid):
                     yield name, str(target)
+
+    def refs_under(self, prefix: str) -> list[tuple[str, str | None]]:
+        """(ref name, the object id it points at; None for a symbolic ref) of every ref under prefix."""
+        out = []
+        for ref in self.repo.references.iterator():
+            if ref.name.startswith(prefix):
+                target = ref.target
+                out.append((ref.name, str(target) if isinstance(target, pygit2.Oid) else None))
+        return out
+
+    def commit_message(self, commit: str) -> str:
+        """The message of a commit (StorageError if it is not one; UnreadableRecord beyond the bounds)."""
+        obj = self.repo.get(commit)
+        if not isinstance(obj, pygit2.Commit):
+            raise StorageError(f"{commit[:12]} is not a commit")
+        return _message(obj)
+
+    def set_ref(self, refname: str, commit: str | None) -> None:
+        """Point refname at commit, whatever it pointed at (None: delete it). For refs only gitexp uses."""
+        try:
+            if commit is None:
+                if refname in self.repo.references:
+                    self.repo.references.delete(refname)
+            else:
+                self.repo.references.create(refname, pygit2.Oid(hex=commit), force=True)
+        except (pygit2.GitError, KeyError, ValueError) as exc:
+            raise StorageError(f"cannot update {refname}: {exc}") from exc
 
     def summaries(self, problems: list[str] | None = None) -> list[RunSummary]:
         """Every readable run; what cannot be read is described in problems, never fatal."""
