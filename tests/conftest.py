@@ -18,7 +18,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +110,17 @@ class Result:
 # -P (3.11+): the working directory is not put first on sys.path, or a bare repository's own gitexp/
 # state directory would be imported as the package (`python -m` does that; the console script does not).
 GITEXP = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []), "-m", "gitexp"]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 120, interval: float = 0.05) -> None:
+    """Poll until predicate() is true: tests wait for conditions, never for fixed times. The timeout only
+    catches a hang, so it is generous for a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
 
 
 def gitexp(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Result:

@@ -10,25 +10,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import Workspace, git, gitexp
+from conftest import git, gitexp, wait_for, Workspace
 
 PY = sys.executable
 OUT_FILES = 6
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def start(cwd: Path, *args: str) -> subprocess.Popen[str]:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
+from conftest import wait_for, Workspace
 
 PY = sys.executable
 
@@ -32,13 +32,6 @@ def start(ws: Workspace, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_for(predicate: object, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def listed(ws: Workspace) -> dict[str, dict[str, object]]:

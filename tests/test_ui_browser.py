@@ -12,6 +12,7 @@ import os
 import selectors
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,17 @@ class Browsing:
         self.page.screenshot(path=str(self.artifacts / f"ui-{name}.png"), full_page=True)
 
     def wait(self, expression: str, arg: Any = None) -> Any:
-        return self.page.wait_for_function(expression, arg=arg, timeout=TIMEOUT_MS).json_value()
+        """Poll a JavaScript condition until it is truthy and return its value. Evaluated through the DevTools
+        protocol (page.evaluate), not wait_for_function, whose in-page polling evaluates a string: the app's
+        Content-Security-Policy forbids that, as it should."""
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while True:
+            value = self.page.evaluate(expression, arg)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for: {expression}")
+            self.page.wait_for_timeout(50)  # a polling interval, not a wait for the condition
 
     def no_injection(self) -> None:
         injected = self.page.evaluate(
@@ -114,6 +125,13 @@ class Browsing:
         )
         assert injected == 0
         assert self.dialogs == []
+
+
+def csp_violation(msg: Any, errors: list[str]) -> None:
+    """A script or eval the Content-Security-Policy refused is an error of the app: it ships no inline script
+    and needs no eval (Chromium reports each refusal on the console)."""
+    if msg.type == "error" and "Content Security Policy" in msg.text:
+        errors.append(msg.text)
 
 
 @pytest.fixture
@@ -130,6 +148,7 @@ def ui(browser: Any, artifacts: Path) -> Iterator[Browsing]:
 
     page.on("dialog", on_dialog)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: csp_violation(msg, errors))
     browsing = Browsing(page, dialogs, errors, artifacts)
     yield browsing
     context.close()
@@ -426,6 +445,7 @@ def test_the_report_opens_from_a_file_with_the_network_off_and_shows_the_same(si
     errors: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: csp_violation(msg, errors))
     ui = Browsing(page, dialogs, errors, artifacts)
     try:
         page.goto(out.as_uri())

@@ -15,13 +15,12 @@ import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import GITEXP, Workspace, git, gitexp, isolate
+from conftest import git, GITEXP, gitexp, isolate, wait_for, Workspace
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
@@ -92,13 +91,6 @@ def serving(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Iterato
         proc.wait(timeout=30)
 
 
-def wait_for(predicate: object, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 @dataclass

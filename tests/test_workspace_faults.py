@@ -10,19 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
+from conftest import wait_for, Workspace
 
 PY = sys.executable
 MINE = "lr: 0.1   # my uncommitted tuning, in no commit and no run\n"
 
 
-def wait_for(predicate: object, timeout: float = 30) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 def kill_an_override_run(ws: Workspace) -> None:

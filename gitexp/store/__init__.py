@@ -23,7 +23,7 @@ from gitexp.safeload import MAX_LARGE_BYTES, MAX_MESSAGE_BYTES, UnreadableRecord
 from gitexp.store import snapshot as _snapshot
 
 # How long a tag or note update retries while other processes move or lock the notes ref.
-NOTES_RETRY_SECONDS = 15
+NOTES_RETRY_SECONDS = 60  # 48 concurrent writers at load 26 on 2 cores needed more than 15 s
 # Loose run refs from which a large sweep or pull packs them (git pack-refs --all).
 PACK_REFS_AT = 256
 

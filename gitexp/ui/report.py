@@ -108,7 +108,7 @@ def html(views: Views, payload: dict[str, Any]) -> str:
     page = _STYLE.sub(lambda m: inline_style(m), page)
     if re.search(r'(src|href)="/?static/', page):
         raise FrontEndMissing("index.html refers to a static file the report cannot inline")
-    csp = ("default-src 'none'; script-src " + " ".join(hashes) + " 'unsafe-eval'; style-src 'unsafe-inline'; "
+    csp = ("default-src 'none'; script-src " + " ".join(hashes) + "; style-src 'unsafe-inline'; "
            "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'; "
            "object-src 'none'")
     head = (f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
