@@ -204,7 +204,8 @@ def create_app(views: Views, token: str, hosts: set[str] | None, token_always: b
     def guarded(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             try:
-                return fn(request)
+                with views.serving():
+                    return fn(request)
             except GitexpError as exc:
                 return _fail(exc)
 
@@ -377,6 +378,7 @@ def serve(views: Views, host: str, port: int, token: str | None, open_browser: b
         sock.close()
         raise GitexpError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port or --host)") from None
     sock.listen(128)
+    views.warm()
     bound = sock.getsockname()[1]
     app = create_app(views, token, accepted_hosts(host, bound), token_always=not loopback)
     url = f"http://{host_in_url(host)}:{bound}/" + ("" if loopback else f"?token={token}")

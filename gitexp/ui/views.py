@@ -15,14 +15,16 @@ run's run.json and step files for the command and statistics; later ones reuse a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shlex
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -108,6 +110,8 @@ class Views:
         self._extras: dict[str, _Extra] = {}
         self._series: OrderedDict[str, dict[str, list[Point]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._serving = 0  # requests being answered: the background reading of stats gives way to them
+        self._building: dict[tuple[str, str, str], threading.Lock] = {}  # per answer: a second asker waits for it
         self._every: tuple[str, list[RunSummary], list[str]] | None = None
         self._payloads: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._rows: dict[tuple[Any, ...], bytes] = {}
@@ -231,6 +235,39 @@ class Views:
             hit = self._payloads.get(key)
         if hit is not None:
             return hit
+        with self._lock:
+            building = self._building.setdefault(key, threading.Lock())
+        with building:  # the same answer is built once (the warm-up's and the page's first request)
+            with self._lock:
+                hit = self._payloads.get(key)
+            try:
+                return hit if hit is not None else self._build_runs_json(key, where, sort)
+            finally:
+                with self._lock:
+                    self._building.pop(key, None)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Around a request: while one is answered, the background reading of stats pauses, so a filter or a
+        page asked during a first load is not slowed by it (both need the GIL)."""
+        with self._lock:
+            self._serving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._serving -= 1
+
+    def warm(self) -> None:
+        """Build the table's first answer (/api/runs, no filter) in a background thread, begun as the server
+        starts: the browser's first request then waits for a build already under way, or finds it done."""
+        def build() -> None:
+            with contextlib.suppress(Exception):  # the request will meet the same error and report it
+                self.runs_json()
+
+        threading.Thread(target=build, name="gitexp-ui-warm", daemon=True).start()
+
+    def _build_runs_json(self, key: tuple[str, str, str], where: str | None, sort: str | None) -> bytes:
         payload = self.runs_payload(where, sort)
         rows = payload.pop("runs")
         head = to_json_bytes({**payload, "runs": []})
@@ -287,6 +324,8 @@ class Views:
             def fill() -> None:
                 try:
                     for r in runs:
+                        while self._serving:  # a request first (a plain read of an int: no lock needed)
+                            time.sleep(0.005)
                         if r.commit not in self._extras:
                             self._extra(r)
                 finally:
