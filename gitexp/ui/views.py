@@ -96,6 +96,10 @@ def _finite(x: Any) -> float | None:
     return x if isinstance(x, float) and math.isfinite(x) else (float(x) if isinstance(x, int) and not isinstance(x, bool) else None)
 
 
+# Seconds after a request during which the background reading of stats waits (the page's next request,
+# the server's own reading and sending of it, also need the GIL).
+GIVE_WAY = 0.25
+
 class Views:
     """The payloads over one repository; safe to use from several threads (one Store per thread)."""
 
@@ -111,6 +115,7 @@ class Views:
         self._series: OrderedDict[str, dict[str, list[Point]]] = OrderedDict()
         self._lock = threading.Lock()
         self._serving = 0  # requests being answered: the background reading of stats gives way to them
+        self._served_at = 0.0  # and for a moment after one (the page asks for the next thing then)
         self._building: dict[tuple[str, str, str], threading.Lock] = {}  # per answer: a second asker waits for it
         self._every: tuple[str, list[RunSummary], list[str]] | None = None
         self._payloads: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
@@ -257,6 +262,7 @@ class Views:
         finally:
             with self._lock:
                 self._serving -= 1
+                self._served_at = time.monotonic()
 
     def warm(self) -> None:
         """Build the table's first answer (/api/runs, no filter) in a background thread, begun as the server
@@ -324,7 +330,7 @@ class Views:
             def fill() -> None:
                 try:
                     for r in runs:
-                        while self._serving:  # a request first (a plain read of an int: no lock needed)
+                        while self._serving or time.monotonic() - self._served_at < GIVE_WAY:  # requests first
                             time.sleep(0.005)
                         if r.commit not in self._extras:
                             self._extra(r)
