@@ -209,3 +209,28 @@ def test_data_fetched_from_a_data_remote_is_hashed_as_it_arrives_and_stamped_the
     assert (tmp_path / "m.bin").read_text() == "weights from afar"
     local = clone / ".git/gitexp/cache/objects" / digest[:2] / digest[2:]
     assert (clone / ".git/gitexp/cache/verified" / digest[:2] / digest[2:]).read_text() == stamp_text(local)
+
+
+def test_a_large_object_is_copied_whole_into_a_preallocated_file_stamped_or_hashed(ws: Workspace, tmp_path: Path) -> None:
+    from gitexp.get import PREALLOCATE
+
+    size = PREALLOCATE + 12345  # over the preallocation threshold, not a multiple of a block
+    ws.write(".gitexp.yaml", "outputs: [model.bin]\n")
+    ws.write(".gitignore", "model.bin\n")
+    ws.write("train.py", f"import os\nopen('model.bin', 'wb').write(os.urandom({size}))\n")
+    ws.commit_all("base")
+    ws.run("-n", "big", "--", sys.executable, "train.py")
+    want = (ws.root / "model.bin").read_bytes()
+    digest = ws.gitexp("which", "model.bin", "--json").json()["digest"]  # type: ignore[index]
+    for stamped in (True, False):
+        if not stamped:
+            stamp_file(ws, digest).unlink()  # the other path: hashed beside the copy
+        out = tmp_path / f"got-{stamped}.bin"
+        result = ws.gitexp("get", "big", "model.bin", "-o", str(out))
+        assert result.code == 0, result.err
+        assert out.stat().st_size == size and out.read_bytes() == want
+    assert stamp_file(ws, digest).is_file(), "the hashed copy stamped the object again"
+    tamper(cache_object(ws, digest))
+    refused = ws.gitexp("get", "big", "model.bin", "-o", str(tmp_path / "bad.bin"))
+    assert refused.code == 1 and "corrupted" in refused.err
+    assert not (tmp_path / "bad.bin").exists() and not list(tmp_path.glob(".bad.bin*"))
