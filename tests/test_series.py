@@ -75,6 +75,16 @@ def test_parse_skips_damaged_lines_and_a_truncated_last_line() -> None:
     assert series.parse(data) == {"loss": [Point(1, 1.0, 1.0)]}
 
 
+def test_parse_of_a_file_with_lines_that_are_not_one_value_each_reads_line_by_line() -> None:
+    # Read whole as one JSON array, these would give more (or fewer) values than lines: each line stands alone.
+    good = {"step": 1, "time": 1.0, "values": {"loss": 1.0}}
+    two = lines(good).rstrip(b"\n") + b", " + lines({"step": 9, "time": 9.0, "values": {"loss": 9.0}})
+    split = b'{"step": 5, "time": 5.0,\n"values": {"loss": 5.0}}\n'
+    assert series.parse(two + lines(good)) == {"loss": [Point(1, 1.0, 1.0)]}
+    assert series.parse(split + lines(good)) == {"loss": [Point(1, 1.0, 1.0)]}
+    assert series.parse(lines(good) + b"NaN\n" + lines(good)) == {"loss": [Point(1, 1.0, 1.0)] * 2}
+
+
 def test_parse_skips_values_that_are_not_numbers() -> None:
     data = lines(
         {"step": 0, "time": 1.0, "values": {"loss": 0.5, "name": "adam", "flag": True, "none": None, "list": [1]}},

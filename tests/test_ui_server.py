@@ -474,6 +474,9 @@ def test_a_first_load_of_many_runs_answers_at_once_and_reads_stats_in_the_backgr
     from gitexp.ui import views as ui_views
 
     monkeypatch.setattr(ui_views, "SYNC_EXTRAS", 2)  # as if the repository had thousands of runs
+    import shutil
+
+    shutil.rmtree(lab.root / ".git/gitexp/ui-cache", ignore_errors=True)  # as if no server had read them before
     views = ui_views.Views(Store.discover(lab.root, bare_ok=True))
     before = views.version()
     first = views.runs_payload()
@@ -482,6 +485,8 @@ def test_a_first_load_of_many_runs_answers_at_once_and_reads_stats_in_the_backgr
     wait_for(lambda: views.version() != before)  # the background read ended: the version says so
     second = views.runs_payload()
     assert second["pending"] == 0 and second["runs"] == get(lab, "/api/runs")["runs"]  # type: ignore[index]
+    restarted = ui_views.Views(Store.discover(lab.root, bare_ok=True)).runs_payload()  # what was read is kept on disk
+    assert restarted["pending"] == 0 and restarted["runs"] == second["runs"]
 
 
 # -- hostile runs and failures -------------------------------------------------------------

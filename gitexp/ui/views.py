@@ -4,7 +4,7 @@ Every payload comes from the functions the CLI uses: query.runs/select/resolve (
 filter (its errors, with their column), grouping (list --group-by, diff -g's Welch test), compare
 (compare, diff --code), lineage (tree), series (show's curves), logs (logs), get (get), query.details
 (show --json). Nothing here writes to the repository except the tag and note edits (query.set_tags/set_note,
-as `gitexp tag` and `gitexp note`).
+as `gitexp tag` and `gitexp note`) and the derived data of diskcache under .git/gitexp/ui-cache.
 
 Caching. A run commit never changes, so what is read from one is kept keyed by its commit id: its summary
 (the trailers), its command (run.json) and its per-series statistics; parsed step series in a small LRU.
@@ -37,11 +37,13 @@ from gitexp.errors import GitexpError, RunNotFound
 from gitexp.model import RunSummary
 from gitexp.series import Point
 from gitexp.store import Store
+from gitexp.ui import diskcache
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".webp": "image/webp", ".svg": "image/svg+xml"}
 X_AXES = ("step", "time", "relative")
 MAX_POINTS = 100_000  # the most points a series request may ask for
+PAGE_POINTS = 2000  # the points per curve the page asks for (app.js): a long run's answer is made ready in advance
 LOG_CHUNK = 1 << 20  # the most bytes of output one logs request returns
 SERIES_CACHE = 32  # runs whose parsed step series are kept
 ROWS_CACHE = 100_000  # encoded rows kept (emptied when it grows past this)
@@ -112,6 +114,8 @@ class Views:
         self._local = threading.local()
         self._summaries: dict[tuple[str, str], RunSummary] = {}
         self._extras: dict[str, _Extra] = {}
+        self._kept = diskcache.load_stats(self._common)  # what earlier servers read (commit -> command, stats)
+        self._unsaved: list[tuple[str, str, diskcache.Stats]] = []
         self._series: OrderedDict[str, dict[str, list[Point]]] = OrderedDict()
         self._lock = threading.Lock()
         self._serving = 0  # requests being answered: the background reading of stats gives way to them
@@ -308,10 +312,15 @@ class Views:
         version, found, every = self.select(where, sort)
         names = {r.commit: r.name for r in every}
         missing = [r for r in found if r.status != "running" and r.commit not in self._extras]
+        for r in missing:
+            if r.commit in self._kept:  # read by an earlier server: a lookup
+                self._extra(r)
+        missing = [r for r in missing if r.commit not in self._extras]
         if wait or len(missing) <= SYNC_EXTRAS:
             for r in missing:
                 self._extra(r)
             missing = []
+            self.save_stats()
         else:
             self._fill_in_background(missing)
         rows = [self.row(r, names, pending=True) for r in found]
@@ -335,6 +344,7 @@ class Views:
                         if r.commit not in self._extras:
                             self._extra(r)
                 finally:
+                    self.save_stats()
                     with self._lock:
                         self._generation += 1
 
@@ -363,28 +373,47 @@ class Views:
         }
 
     def _extra(self, run: RunSummary) -> _Extra:
-        """The command and per-series statistics of a run: read once per commit (unless still running)."""
-        if run.status != "running":
+        """The command and per-series statistics of a run: read once per commit (unless still running), and kept
+        on disk (diskcache) for the next server."""
+        finished = run.status != "running"
+        if finished:
             hit = self._extras.get(run.commit)
             if hit is not None:
                 return hit
         config = self.config()
-        stats = {}
-        try:
-            curves = self.all_series(run, keep=False)
-        except GitexpError:
-            curves = {}
-        for name, points in curves.items():
-            values = [p.value for p in points if math.isfinite(p.value)]
-            if not values:
-                continue
-            low, high = min(values), max(values)
-            stats[name] = {"last": _finite(points[-1].value), "min": low, "max": high,
-                           "best": high if higher_is_better(config, name) else low}
-        extra = _Extra(self._command(run), stats)
-        if run.status != "running":
+        kept = self._kept.get(run.commit) if finished else None
+        if kept is not None:
+            command, triples = kept
+        else:
+            triples = {}
+            try:
+                curves = self.all_series(run, keep=False)
+                readable = True
+            except GitexpError:
+                curves, readable = {}, False
+            for name, points in curves.items():
+                values = [p.value for p in points if math.isfinite(p.value)]
+                if values:
+                    triples[name] = (_finite(points[-1].value), min(values), max(values))
+            command = self._command(run)
+            if finished and _long(curves):  # the curves page's first answer ready before it is asked
+                self._keep_answer(run, curves, "step", PAGE_POINTS)
+            if finished and readable:
+                self._unsaved.append((run.commit, command, triples))
+                if len(self._unsaved) >= 500:
+                    self.save_stats()
+        stats = {name: {"last": last, "min": low, "max": high, "best": high if higher_is_better(config, name) else low}
+                 for name, (last, low, high) in triples.items()}
+        extra = _Extra(command, stats)
+        if finished:
             self._extras[run.commit] = extra
         return extra
+
+    def save_stats(self) -> None:
+        """Append the statistics read since the last call to the disk cache."""
+        with self._lock:
+            unsaved, self._unsaved = self._unsaved, []
+        diskcache.append_stats(self._common, unsaved)
 
     def _command(self, run: RunSummary) -> str:
         from gitexp.safeload import json_object
@@ -495,7 +524,11 @@ class Views:
             if hit is not None:
                 self._series.move_to_end(run.commit)
                 return hit
-        found = {name: list(s.points) for name, s in api.Run(run, self.store()).all_series().items()}
+        found = diskcache.load(self._common, run.commit) if run.status != "running" else None
+        if found is None:
+            found = {name: list(s.points) for name, s in api.Run(run, self.store()).all_series().items()}
+            if run.status != "running":
+                diskcache.save(self._common, run.commit, found)
         if keep and run.status != "running":
             with self._lock:
                 self._series[run.commit] = found
@@ -522,16 +555,24 @@ class Views:
         if not 2 <= points <= MAX_POINTS:
             raise BadRequest(f"points must be between 2 and {MAX_POINTS}, not {points}")
         run = self.resolve(spec)
+        whole = xmin is None and xmax is None and run.status != "running"
+        kept = diskcache.load_answer(self._common, run.commit, x, points) if whole else None
+        if kept is not None:  # a long run's whole-range curves, drawn before (by this server or an earlier one)
+            wanted = sorted(kept) if names is None else [n for n in names if n in kept]
+            return {"run": run.name, "x": x, "series": {name: kept[name] for name in wanted}}
         curves = self.all_series(run)
-        wanted = sorted(curves) if names is None else names
-        out: dict[str, Any] = {}
-        for name in wanted:
-            if name not in curves:
-                continue
-            raw_x, raw_y = coordinates(curves[name], x)
-            xs, ys, exact = downsample(raw_x, raw_y, points, xmin, xmax)
-            out[name] = {"x": xs, "y": [v if math.isfinite(v) else None for v in ys], "exact": exact}
+        if whole and _long(curves):
+            out = self._keep_answer(run, curves, x, points)
+            out = {name: out[name] for name in (sorted(out) if names is None else names) if name in out}
+        else:
+            out = _curves_answer(curves, sorted(curves) if names is None else names, x, points, xmin, xmax)
         return {"run": run.name, "x": x, "series": out}
+
+    def _keep_answer(self, run: RunSummary, curves: dict[str, list[Point]], x: str, points: int) -> dict[str, Any]:
+        """The whole-range answer of every curve of a long finished run, kept on disk for the next asker."""
+        out = _curves_answer(curves, sorted(curves), x, points, None, None)
+        diskcache.save_answer(self._common, run.commit, x, points, out)
+        return out
 
     # -- logs, diff, files ---------------------------------------------------------
 
@@ -783,9 +824,17 @@ def downsample(xs: list[float], ys: list[float], points: int, xmin: float | None
     buckets = max(1, points // 2)
     out_x: list[float] = []
     out_y: list[float] = []
+    all_finite = all(map(math.isfinite, ys))
     for b in range(buckets):
         start, end = b * n // buckets, (b + 1) * n // buckets
         if start >= end:
+            continue
+        if all_finite:  # the common case, in C: min, max and index over the bucket's slice (the first of equals)
+            seg = ys[start:end]
+            low, high = start + seg.index(min(seg)), start + seg.index(max(seg))
+            for i in sorted({low, high}):
+                out_x.append(xs[i])
+                out_y.append(ys[i])
             continue
         finite = [i for i in range(start, end) if math.isfinite(ys[i])]
         if not finite:
@@ -798,6 +847,22 @@ def downsample(xs: list[float], ys: list[float], points: int, xmin: float | None
             out_x.append(xs[i])
             out_y.append(ys[i])
     return clean(out_x), out_y, False
+
+
+def _long(curves: dict[str, list[Point]]) -> bool:
+    """Whether a run's curves are long enough to keep what is read of them on disk."""
+    return sum(len(p) for p in curves.values()) >= diskcache.MIN_POINTS
+
+
+def _curves_answer(curves: dict[str, list[Point]], names: list[str], x: str, points: int,
+                   xmin: float | None, xmax: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        if name in curves:
+            raw_x, raw_y = coordinates(curves[name], x)
+            xs, ys, exact = downsample(raw_x, raw_y, points, xmin, xmax)
+            out[name] = {"x": xs, "y": [v if math.isfinite(v) else None for v in ys], "exact": exact}
+    return out
 
 
 def run_not_found(exc: RunNotFound) -> NotFound:

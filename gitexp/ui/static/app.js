@@ -772,8 +772,10 @@
       const names = seriesNames(runs);
       let Plotly;
       try {
-        Plotly = await loadPlotly();
-        const results = await Promise.all(runs.map((r) => fetchRun(r.name, names, null).then((d) => [r.name, d])));
+        // Plotly (4.8 MB) loads while the series are fetched
+        const both = await Promise.all([loadPlotly(), Promise.all(runs.map((r) => fetchRun(r.name, names, null).then((d) => [r.name, d])))]);
+        Plotly = both[0];
+        const results = both[1];
         for (const [n, d] of results) fetched.set(n, d);
       } catch (err) {
         clear(errorSlot).appendChild(errorBox(err));
@@ -781,7 +783,9 @@
       }
       clear(errorSlot);
       if (!alive || !runs.length) return;
-      const present = names.filter((n) => runs.some((r) => (((fetched.get(r.name) || {}).series || {})[n])));
+      // names not known yet (the table's statistics still being read): every series the server sent
+      const asked = names.length ? names : [...new Set(runs.flatMap((r) => Object.keys((fetched.get(r.name) || {}).series || {})))].sort();
+      const present = asked.filter((n) => runs.some((r) => (((fetched.get(r.name) || {}).series || {})[n])));
       for (const [n, c] of charts) {
         if (!present.includes(n)) {
           Plotly.purge(c.div);
