@@ -22,7 +22,7 @@ DEFAULT_SAMPLE_INTERVAL = 2.0
 LOWER_IS_BETTER_WORDS = frozenset({
     "loss", "losses", "error", "errors", "err", "mse", "mae", "rmse", "mape", "nll", "bpc", "bpd", "ppl",
     "perplexity", "wer", "cer", "fid", "logloss", "mlogloss", "time", "runtime", "latency", "duration", "seconds",
-    "sec", "ms", "regret",
+    "sec", "ms", "regret", "minimize",  # (an Optuna objective recorded under its direction's name)
 })
 _PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")  # words: runs of letters, camelCase split too
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,

@@ -242,8 +242,12 @@ def test_xgboost_callback_records_data_metric_series_as_evals_result(ws: Workspa
         for metric, values in metrics.items():
             assert points(run, f"{data}-{metric}") == [(i, pytest.approx(v)) for i, v in enumerate(values)]
     assert run.metrics["eval-rmse"] == pytest.approx(result["eval"]["rmse"][-1])
+    # the booster's training parameters: those given, and XGBoost's defaults, numbers as numbers
+    assert run.params["max_depth"] == 2 and run.params["eta"] == 0.3 and run.params["subsample"] == 1
+    assert run.params["objective"] == "reg:squarederror" and run.params["booster"] == "gbtree"
     standalone(ws)
-    assert only_new_run(ws, {"xgb"}).series("eval-rmse").steps == [0, 1, 2, 3]
+    other = only_new_run(ws, {"xgb"})
+    assert other.series("eval-rmse").steps == [0, 1, 2, 3] and other.params["max_depth"] == 2
 
 
 # -- LightGBM -------------------------------------------------------------------------------------
@@ -274,8 +278,11 @@ def test_lightgbm_callback_records_dataset_metric_series_per_iteration(ws: Works
     for data, metrics in result.items():
         for metric, values in metrics.items():
             assert points(run, f"{data}-{metric}") == [(i, pytest.approx(v)) for i, v in enumerate(values)]
+    assert run.params["objective"] == "regression" and run.params["num_leaves"] == 4 and run.params["min_data_in_leaf"] == 2
     standalone(ws)
-    assert only_new_run(ws, {"lgb"}).status == "completed"
+    other = only_new_run(ws, {"lgb"})
+    assert other.status == "completed" and other.params["num_leaves"] == 4
+    assert points(other, "valid-l2") == points(run, "valid-l2")
 
 
 # -- Optuna ---------------------------------------------------------------------------------------
@@ -358,6 +365,24 @@ def test_optuna_track_records_the_finished_trials_of_a_study_already_optimized(w
     best = min((t for t in trials if t["state"] == "COMPLETE"), key=lambda t: t["value"])
     top = gitexp.runs(where="status = completed", sort="metrics.loss", limit=1, repo=ws.root)[0]
     assert top.params == best["params"] and top.metrics["loss"] == pytest.approx(best["value"])
+
+
+def test_optuna_names_the_value_after_the_studys_direction_by_default_so_better_follows_it(ws: Workspace) -> None:
+    need("optuna")
+    from gitexp.config import Config, higher_is_better
+
+    prepare(ws, OPTUNA.replace("callbacks=[GitexpCallback(metric_name=\"loss\")], ", "").replace(
+        "json.dump(", "from gitexp.optuna import track\ntrack(study)\njson.dump(", 1))
+    standalone(ws)
+    trials = {t["number"]: t for t in reported(ws)}
+    completed = [r for r in gitexp.runs(repo=ws.root) if r.status == "completed"]
+    assert completed and all(r.metrics["minimize"] == pytest.approx(trials[r.sweep["index"]]["value"]) for r in completed)
+    assert not higher_is_better(Config(), "minimize") and higher_is_better(Config(), "maximize")
+    ranked = sorted(completed, key=lambda r: r.metrics["minimize"])
+    assert len(ranked) >= 2
+    table = json.loads(ws.gitexp("compare", ranked[-1].name, ranked[0].name, "--json").out)
+    (row,) = [r for r in table["rows"] if r["key"] == "metrics.minimize"]
+    assert row["best"] == 1, "the smaller value of a minimized objective is the better one"
 
 
 def test_lightning_logger_outside_gitexp_run_ends_its_run_failed_when_training_raises(ws: Workspace) -> None:

@@ -1,6 +1,7 @@
 """A LightGBM callback writing into a gitexp run: `lgb.train(..., callbacks=[callback()])`.
 
-After each iteration, every evaluation result becomes a point of the series `<dataset>-<metric>`
+At the first iteration the training params (`env.params`: what was given to lgb.train, with LightGBM's
+aliases resolved) become the run's params. After each iteration, every evaluation result becomes a point of the series `<dataset>-<metric>`
 (`training-l2`, `valid_0-l2`: LightGBM's names, as in `record_evaluation`) at step = the iteration
 (0-based).
 """
@@ -23,6 +24,8 @@ def callback(run_name: str | None = None) -> Callable[[Any], None]:
     def _callback(env: Any) -> None:
         if env.iteration == env.begin_iteration:
             scope.open()
+            if env.params:
+                tracking.log_params(dict(env.params))
         point = {f"{item[0]}-{item[1]}": item[2] for item in env.evaluation_result_list or ()}
         if point:
             tracking.log(point, step=env.iteration)

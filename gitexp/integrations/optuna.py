@@ -1,8 +1,8 @@
 """Optuna studies in gitexp: `study.optimize(objective, callbacks=[GitexpCallback()])` or `track(study)`.
 
 Outside `gitexp run`, each finished trial is recorded as a run of its own: the trial's params, its
-value as the metric `metric_name` (default `value`; one name per objective for a multi-objective
-study), status `completed` (COMPLETE), `failed` (FAIL) or `interrupted` with the tag `pruned`
+value as the metric `metric_name` (by default named after the study's direction, `minimize` or
+`maximize`, so gitexp's "better" follows it; one name per objective for a multi-objective study), status `completed` (COMPLETE), `failed` (FAIL) or `interrupted` with the tag `pruned`
 (PRUNED), and the sweep record {id, index = trial number, study, direction}: every trial of a study
 shares the sweep id `sw-` + 8 hex digits derived from the study's name, so
 `gitexp list --where "sweep = <id>"` and `--group-by` treat the study like a sweep.
@@ -35,17 +35,26 @@ def sweep_id(study: Any) -> str:
 class GitexpCallback:
     """`study.optimize(..., callbacks=[GitexpCallback()])`: record each trial as it finishes."""
 
-    def __init__(self, metric_name: str | Sequence[str] = "value", n_trials: int | None = None) -> None:
-        self._names = [metric_name] if isinstance(metric_name, str) else list(metric_name)
+    def __init__(self, metric_name: str | Sequence[str] | None = None, n_trials: int | None = None) -> None:
+        self._metric_name = metric_name
         self._size = n_trials
 
     def __call__(self, study: Any, trial: Any) -> None:
-        record_trial(study, trial, self._names, self._size)
+        record_trial(study, trial, metric_names(study, self._metric_name), self._size)
 
 
-def track(study: Any, metric_name: str | Sequence[str] = "value") -> None:
+def metric_names(study: Any, metric_name: str | Sequence[str] | None) -> list[str]:
+    """The names of a study's objectives: as given, else named after each objective's direction (`minimize`,
+    `maximize`; `minimize_0`, `maximize_1`... for several), so gitexp's "better" follows the study."""
+    if metric_name is not None:
+        return [metric_name] if isinstance(metric_name, str) else list(metric_name)
+    directions = [d.name.lower() for d in study.directions]
+    return directions if len(directions) == 1 else [f"{d}_{i}" for i, d in enumerate(directions)]
+
+
+def track(study: Any, metric_name: str | Sequence[str] | None = None) -> None:
     """Record every finished trial of a study already optimized (trials still running are left out)."""
-    names = [metric_name] if isinstance(metric_name, str) else list(metric_name)
+    names = metric_names(study, metric_name)
     finished = [t for t in study.trials if t.state.is_finished()]
     for trial in finished:
         record_trial(study, trial, names, len(study.trials))
