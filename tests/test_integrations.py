@@ -121,13 +121,18 @@ def check_lightning(run: gitexp.Run, report: Any) -> None:
     assert run.read_bytes(report["checkpoint"])[:2] == b"PK"  # torch.save's zip, recorded as an artifact
 
 
-def test_lightning_logger_records_hparams_metrics_at_the_trainers_step_and_checkpoints(ws: Workspace) -> None:
+@pytest.mark.parametrize("package", ["lightning", "pytorch_lightning"])
+def test_lightning_logger_records_hparams_metrics_at_the_trainers_step_and_checkpoints(ws: Workspace, package: str) -> None:
     need("torch")
-    if importlib.util.find_spec("lightning") is None:
-        need("pytorch_lightning")
-    prepare(ws, LIGHTNING)
+    need(package)
+    script = LIGHTNING if package == "lightning" else LIGHTNING.replace(
+        "try:\n    import lightning.pytorch as pl\nexcept ImportError:\n    import pytorch_lightning as pl\n", "import pytorch_lightning as pl\n")
+    script = script.replace('"checkpoint": ', '"base": GitexpLogger.__mro__[1].__module__, "checkpoint": ')
+    prepare(ws, script)
     ws.run("-n", "lit", "--", PY, "train.py")
-    check_lightning(gitexp.run("lit", repo=ws.root), reported(ws))
+    report = reported(ws)
+    assert report["base"].startswith(f"{package}."), "the Logger class of the package the script uses"
+    check_lightning(gitexp.run("lit", repo=ws.root), report)
     standalone(ws)  # outside gitexp run: the logger starts a run and ends it in finalize
     check_lightning(only_new_run(ws, {"lit"}), reported(ws))
 

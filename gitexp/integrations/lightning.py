@@ -1,6 +1,7 @@
 """A Lightning `Logger` writing into a gitexp run: `Trainer(logger=GitexpLogger())`.
 
-Works with `lightning` (imported first) and `pytorch_lightning`. Hyperparameters become the run's
+Works with `lightning` and `pytorch_lightning`: the Logger class of the one the script imported (when both
+are installed and the script imported neither yet, `lightning`). Hyperparameters become the run's
 params, metrics its series at the trainer's step (rank zero only), and with `log_model=True` the
 checkpoints ModelCheckpoint saved are recorded as artifacts when training ends.
 """
@@ -8,6 +9,7 @@ checkpoints ModelCheckpoint saved are recorded as artifacts when training ends.
 from __future__ import annotations
 
 import os
+import sys
 from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
@@ -15,12 +17,16 @@ from typing import Any
 from gitexp import tracking
 from gitexp.integrations import RunScope, numbers
 
-try:
-    from lightning.pytorch.loggers.logger import Logger  # type: ignore[import-not-found]
-    from lightning.pytorch.utilities import rank_zero_only  # type: ignore[import-not-found]
-except ImportError:  # the older package name
-    from pytorch_lightning.loggers.logger import Logger  # type: ignore[no-redef]
-    from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
+if "pytorch_lightning" in sys.modules and "lightning" not in sys.modules:  # the package the script imported
+    from pytorch_lightning.loggers.logger import Logger
+    from pytorch_lightning.utilities import rank_zero_only
+else:
+    try:
+        from lightning.pytorch.loggers.logger import Logger  # type: ignore[import-not-found,no-redef,assignment]
+        from lightning.pytorch.utilities import rank_zero_only  # type: ignore[import-not-found,no-redef]
+    except ImportError:  # the older package name
+        from pytorch_lightning.loggers.logger import Logger  # type: ignore[no-redef]
+        from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
 
 
 class GitexpLogger(Logger):  # type: ignore[misc]
