@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,7 @@ def test_a_missing_object_is_named_and_nothing_is_written(trained: Workspace, tm
     result = ws.gitexp("get", "r1", "out", "-o", str(tmp_path / "out"))
     assert result.code == 1, result.err
     assert "out/" in result.err and "neither in the local cache nor on a data remote" in result.err
+    assert re.search(r"\([0-9a-f]{32}\)", result.err), "the missing object is named by its digest"
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
     unknown = ws.gitexp("get", "r1", "nothere.txt")
     assert unknown.code == 1 and "no file or directory 'nothere.txt'" in unknown.err
