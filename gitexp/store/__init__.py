@@ -262,23 +262,42 @@ class Store:
         )
 
     def run_refs(self, problems: list[str] | None = None) -> Iterator[tuple[str, str]]:
-        """(name, commit id) of every run ref; a ref whose name no run can have is skipped (and named in problems)."""
+        """(name, commit id) of every run ref; a ref whose name no run can have is skipped (and named in problems).
+
+        Read through libgit2, or from refcache while the ref files are unchanged since it was last read."""
+        from gitexp.store import refcache
+
+        common = self.git_common_dir()
+        stamp = refcache.fingerprint(common)
+        kept = refcache.load(common, stamp[0]) if stamp is not None else None
+        if kept is None:
+            kept = self._read_run_refs()
+            if stamp is not None:
+                refcache.save(common, stamp[0], stamp[1], *kept)
+        pairs, found = kept
+        if problems is not None:
+            problems += found
+        yield from pairs
+
+    def _read_run_refs(self) -> tuple[list[tuple[str, str]], list[str]]:
         from gitexp.names import readable
 
         prefix = fmt.REF_PREFIX
+        pairs: list[tuple[str, str]] = []
+        problems: list[str] = []
         for ref in self.repo.references.iterator():
             if ref.name.startswith(prefix):
                 name = ref.name[len(prefix) :]
                 if not readable(name):
-                    if problems is not None:
-                        problems.append(
-                            f"skipped {ref.name!a}: not a run name (A-Z a-z 0-9 . _ -, no '/'); "
-                            f"rename it with git update-ref refs/experiments/NEW {ref.name!a} && git update-ref -d {ref.name!a}"
-                        )
+                    problems.append(
+                        f"skipped {ref.name!a}: not a run name (A-Z a-z 0-9 . _ -, no '/'); "
+                        f"rename it with git update-ref refs/experiments/NEW {ref.name!a} && git update-ref -d {ref.name!a}"
+                    )
                     continue
                 target = ref.target
                 if isinstance(target, pygit2.Oid):
-                    yield name, str(target)
+                    pairs.append((name, str(target)))
+        return pairs, problems
 
     def refs_under(self, prefix: str) -> list[tuple[str, str | None]]:
         """(ref name, the object id it points at; None for a symbolic ref) of every ref under prefix."""
