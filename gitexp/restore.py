@@ -673,6 +673,11 @@ def _refuse_while_busy(store: Store) -> None:
     operation = store.operation_in_progress()
     if operation:
         raise GitexpError(f"a git {operation} is in progress here; finish or abort it first; nothing was changed")
+    if (Path(store.repo.path) / "index.lock").exists():
+        raise GitexpError(
+            f"{Path(store.repo.path) / 'index.lock'} exists: a git command is using the index (or one was killed; "
+            "then remove that file); nothing was changed"
+        )
     busy = live.running_in(store.git_common_dir(), store.root)
     if busy:
         raise GitexpError(

@@ -289,13 +289,30 @@ def checkout_lock(state_dir: Path) -> Iterator[None]:
             pid = checkout_in_progress(state_dir)
             if pid is not None or attempt == 2:
                 raise CheckoutInProgress(pid or -1) from None
-            path.unlink(missing_ok=True)  # left by a checkout killed outright
+            _clear_after_killed_checkout(path)
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps({"pid": os.getpid(), "host": hostname()}))
     try:
         yield
     finally:
         path.unlink(missing_ok=True)
+
+
+def _clear_after_killed_checkout(lock: Path) -> None:
+    """Remove the checkout.lock of a checkout killed outright (its process is gone), and the index.lock it
+    left if it was killed while writing the index: one made since that checkout took its lock (git leaves a
+    lock file of a killed process for a person to remove; here the process that made it is known dead)."""
+    try:
+        taken = lock.stat().st_mtime_ns
+    except FileNotFoundError:
+        return
+    index_lock = lock.parent.parent / "index.lock"  # the state dir is <git dir>/gitexp
+    try:
+        if index_lock.stat().st_mtime_ns >= taken:
+            index_lock.unlink()
+    except FileNotFoundError:
+        pass
+    lock.unlink(missing_ok=True)
 
 
 def _as_written(path: Path, entry: dict[str, str | None]) -> bool:

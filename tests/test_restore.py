@@ -600,6 +600,26 @@ def test_a_checkout_in_progress_holds_off_other_checkouts_and_runs_until_it_ends
     assert ws.gitexp("run", "-n", "B", "--", "true").code == 0
 
 
+def test_the_index_lock_of_a_checkout_killed_while_writing_the_index_is_cleared_and_no_other(ws: Workspace) -> None:
+    ws.run("-n", "A", "--", "true")
+    lock, index_lock = ws.root / ".git/gitexp/checkout.lock", ws.root / ".git/index.lock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    index_lock.write_bytes(b"")  # older than the dead checkout's lock: not its own (someone else's, or git's)
+    os.utime(index_lock, ns=(1, 1))
+    lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    refused = ws.gitexp("checkout", "A")
+    assert refused.code == 1 and "index.lock exists" in refused.err and "nothing was changed" in refused.err
+    assert index_lock.exists()
+    lock.write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    os.utime(lock, ns=(1, 1))  # the killed checkout took its lock, then died while writing the index
+    index_lock.write_bytes(b"DIRC")
+    result = ws.gitexp("checkout", "A")
+    assert result.code == 0, result.err
+    assert not index_lock.exists() and not lock.exists()
+    assert ws.git("status", "--porcelain").strip() == ""
+
+
 def test_reproduce_works_in_a_copy_and_clears_the_copies_of_killed_ones(ws: Workspace, tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     (tmp / "gitexp-wt-999999-dead").mkdir(parents=True)  # a pid that is not running: a copy left by a kill
