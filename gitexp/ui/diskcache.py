@@ -23,7 +23,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from array import array
 from itertools import repeat
 from pathlib import Path
@@ -123,17 +122,11 @@ def save(common_dir: Path, commit: str, found: dict[str, list[Point]]) -> None:
 
 
 def _write_atomic(path: Path, chunks: list[bytes]) -> None:
-    """Write path whole or not at all (a temporary file renamed over it); a failure is ignored."""
+    """Write path whole or not at all (workspace.atomic_write, not made durable: derived data); a failure is ignored."""
+    from gitexp.workspace import atomic_write
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(b"".join(chunks))
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, b"".join(chunks), durable=False)
     except OSError:
         return
 
