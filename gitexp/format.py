@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from gitexp.errors import UnsupportedFormat
@@ -109,7 +110,24 @@ def build_message(subject: str, note: str, trailers: list[tuple[str, str]]) -> s
 
 def parse_trailers(message: str) -> dict[str, str]:
     """The Gitexp-* trailers of a run commit message (last paragraph only)."""
-    block = message.rstrip("\n").rsplit("\n\n", 1)[-1]
+    return _trailers(_paragraphs(message)[2])
+
+
+def parse_note(message: str) -> str:
+    """The free-text note between the subject and the trailers ('' if none)."""
+    return _paragraphs(message)[1]
+
+
+def _paragraphs(message: str) -> tuple[str, str, str]:
+    """(subject line, note, last paragraph) of a message: the note is every paragraph between the first
+    and the last, stripped."""
+    head, _, last = message.rstrip("\n").rpartition("\n\n")
+    return message.split("\n", 1)[0], head.partition("\n\n")[2].strip(), last
+
+
+def _trailers(block: str) -> dict[str, str]:
+    """Gitexp-* key -> value of each line "KEY: VALUE" of block (the key ends at the line's first ": "; a
+    later line of the same key wins)."""
     trailers: dict[str, str] = {}
     for line in block.split("\n"):
         key, sep, value = line.partition(": ")
@@ -118,10 +136,15 @@ def parse_trailers(message: str) -> dict[str, str]:
     return trailers
 
 
-def parse_note(message: str) -> str:
-    """The free-text note between the subject and the trailers ('' if none)."""
-    paragraphs = message.rstrip("\n").split("\n\n")
-    return "\n\n".join(paragraphs[1:-1]).strip()
+_WRITTEN_KEYS = (T_FORMAT, T_RUN, T_STATUS, T_EXIT, T_STARTED, T_DURATION, T_USER, T_BASE, T_BRANCH, T_PARENT, T_TAGS,
+                 T_PARAMS, T_METRICS, T_RESOURCES, T_SWEEP, T_INCOMPLETE, T_RECORDER, T_LEASE, T_ATTEMPT, T_RETRY_OF)
+_OPTIONAL = {T_BRANCH, T_PARENT, T_TAGS, T_RESOURCES, T_SWEEP, T_INCOMPLETE, T_RECORDER, T_LEASE, T_ATTEMPT, T_RETRY_OF}
+# Every trailer in the order run_trailers (and the remote queue) writes them, each on one line, nothing else:
+# summary_from_message reads such a block with one match (any other with _trailers).
+_WRITTEN = re.compile("".join(
+    f"(?:{'' if i == 0 else chr(10)}{re.escape(key)}: ([^\n]*))" + ("?" if key in _OPTIONAL else "")
+    for i, key in enumerate(_WRITTEN_KEYS)
+))
 
 
 def run_trailers(run: RunSummary) -> list[tuple[str, str]]:
@@ -156,39 +179,45 @@ def run_trailers(run: RunSummary) -> list[tuple[str, str]]:
 
 
 def summary_from_message(name: str, commit: str, message: str) -> RunSummary:
-    """Read a run's summary back from its commit message (tolerant of missing trailers)."""
+    """Read a run's summary back from its commit message (tolerant of missing trailers).
+
+    `gitexp list` reads every run through here: 100,000 runs must take well under a second."""
     if len(message) > MAX_MESSAGE_BYTES:
         raise UnreadableRecord(f"the commit message of run {name!r}", f"it is larger than {MAX_MESSAGE_BYTES >> 20} MiB")
-    t = parse_trailers(message)
-    version = t.get(T_FORMAT, str(FORMAT_VERSION))
-    if not (version.isascii() and version.isdigit()) or len(version) > 9 or int(version) > FORMAT_VERSION:
+    subject, note, block = _paragraphs(message)
+    whole = _WRITTEN.fullmatch(block)
+    if whole is not None:
+        values = whole.groups()
+    else:
+        found = _trailers(block)
+        values = tuple(found.get(key) for key in _WRITTEN_KEYS)
+    version, _, status, exit_code, started, duration, user, base, branch, parent, tags, params, metrics, resources, \
+        sweep, incomplete, recorder = values[:17]
+    if version is not None and version != _VERSION and (
+        not (version.isascii() and version.isdigit()) or len(version) > 9 or int(version) > FORMAT_VERSION
+    ):
         raise UnsupportedFormat(f"run {name!r}", version[:20])
-    tags = _json(t.get(T_TAGS), [], name, T_TAGS)
-    return RunSummary(
-        name=name,
-        commit=commit,
-        status=t.get(T_STATUS, "unknown"),
-        exit_code=_int_or_none(t.get(T_EXIT)),
-        started=t.get(T_STARTED, ""),
-        duration=_float_or_none(t.get(T_DURATION)),
-        user=t.get(T_USER, ""),
-        base=_none(t.get(T_BASE)),
-        base_branch=t.get(T_BRANCH),
-        parent=t.get(T_PARENT),
-        tags=tuple(tag for tag in tags if isinstance(tag, str)),
-        params=_json(t.get(T_PARAMS), {}, name, T_PARAMS),
-        metrics=_json(t.get(T_METRICS), {}, name, T_METRICS),
-        resources=_json(t.get(T_RESOURCES), {}, name, T_RESOURCES),
-        sweep=_json(t.get(T_SWEEP), {}, name, T_SWEEP),
-        recorder=t.get(T_RECORDER, ""),
-        incomplete=tuple(str(x) for x in _json(t.get(T_INCOMPLETE), [], name, T_INCOMPLETE)),
-        note=parse_note(message),
-        subject=message.split("\n", 1)[0],
-    )
-
-
-def _none(value: str | None) -> str | None:
-    return None if value in (None, "", "none") else value
+    return RunSummary.of({
+        "name": name,
+        "commit": commit,
+        "status": "unknown" if status is None else status,
+        "exit_code": _int_or_none(exit_code),
+        "started": started or "",
+        "duration": _float_or_none(duration),
+        "user": user or "",
+        "base": None if base in (None, "", "none") else base,
+        "base_branch": branch,
+        "parent": parent,
+        "tags": tuple(tag for tag in _json(tags, [], name, T_TAGS) if isinstance(tag, str)) if tags else (),
+        "params": _json(params, {}, name, T_PARAMS),
+        "metrics": _json(metrics, {}, name, T_METRICS),
+        "resources": _json(resources, {}, name, T_RESOURCES) if resources else {},
+        "sweep": _json(sweep, {}, name, T_SWEEP) if sweep else {},
+        "recorder": recorder or "",
+        "incomplete": tuple(str(x) for x in _json(incomplete, [], name, T_INCOMPLETE)) if incomplete else (),
+        "note": note,
+        "subject": subject,
+    })
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -211,9 +240,14 @@ def _json(value: str | None, default: Any, run: str, trailer: str) -> Any:
     if value is None:
         return default
     if len(value) <= _FAST_JSON_CHARS and value.count("{") + value.count("[") <= MAX_DEPTH:
-        try:  # within the bounds by construction (every trailer of every run is read by `gitexp list`)
-            result = json.loads(value)
-        except (ValueError, RecursionError):
+        # within the bounds by construction (every trailer of every run is read by `gitexp list`): decoded by
+        # json's C scanner directly, as json.loads would (surrounding JSON whitespace allowed, nothing else)
+        text = value.strip(_JSON_SPACE)
+        try:
+            result, end = _SCAN(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            return default
+        if end != len(text):
             return default
         return result if isinstance(result, type(default)) else default
     try:
@@ -225,6 +259,9 @@ def _json(value: str | None, default: Any, run: str, trailer: str) -> Any:
     return result if isinstance(result, type(default)) else default
 
 
+_VERSION = str(FORMAT_VERSION)
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # (the C scanner json.loads ends in)
+_JSON_SPACE = " \t\n\r"
 _FAST_JSON_CHARS = MAX_BYTES // 4  # a text this long is at most MAX_BYTES once encoded as UTF-8
 
 

@@ -32,6 +32,15 @@ class RunSummary:
     sweep: dict[str, Any] = field(default_factory=dict)  # {"id", "index", "size", "seed_param"} of a sweep's run
     incomplete: tuple[str, ...] = ()  # the parts of the record that could not be kept (run.json says why)
 
+    @classmethod
+    def of(cls, fields: dict[str, Any]) -> RunSummary:
+        """A summary from a dict of every one of its fields (taken, not copied), made without the frozen
+        dataclass's __init__, which sets each field through object.__setattr__: `gitexp list` makes
+        100,000 of them."""
+        run = object.__new__(cls)
+        run.__dict__.update(fields)
+        return run
+
     @property
     def config(self) -> str:
         """The params without the seed (the sweep's seed param, else `seed`), as one text: repeats share it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -310,10 +311,18 @@ class Store:
 
     def commit_message(self, commit: str) -> str:
         """The message of a commit (StorageError if it is not one; UnreadableRecord beyond the bounds)."""
-        obj = self.repo.get(commit)
+        obj = self._object(commit)
         if not isinstance(obj, pygit2.Commit):
             raise StorageError(f"{commit[:12]} is not a commit")
         return _message(obj)
+
+    def _object(self, oid: str) -> pygit2.Object | None:
+        """The object of a full id (None when absent): looked up by Oid, not as a prefix of unknown length."""
+        try:
+            key: str | pygit2.Oid = pygit2.Oid(hex=oid)
+        except (ValueError, TypeError):
+            key = oid
+        return self.repo.get(key)
 
     def set_ref(self, refname: str, commit: str | None) -> None:
         """Point refname at commit, whatever it pointed at (None: delete it). For refs only gitexp uses."""
@@ -329,16 +338,53 @@ class Store:
     def summaries(self, problems: list[str] | None = None) -> list[RunSummary]:
         """Every readable run; what cannot be read is described in problems, never fatal."""
         out = []
-        for name, commit in self.run_refs(problems):
-            try:
-                out.append(self.summary(name, commit))
-            except GitexpError as exc:
-                if problems is not None:
-                    problems.append(f"skipped {fmt.REF_PREFIX}{name}: {exc.message}")
+        pairs = list(self.run_refs(problems))
+        with bulk_reading():
+            for (name, commit), message in zip(pairs, self._messages([c for _, c in pairs])):
+                try:
+                    if message is None:
+                        raise StorageError(f"{fmt.REF_PREFIX}{name} does not point to a commit (run 'git fsck')")
+                    if isinstance(message, GitexpError):
+                        raise message
+                    out.append(fmt.summary_from_message(name, commit, message))
+                except GitexpError as exc:
+                    if problems is not None:
+                        problems.append(f"skipped {fmt.REF_PREFIX}{name}: {exc.message}")
         return out
 
+    def _messages(self, commits: list[str]) -> Iterator[str | GitexpError | None]:
+        """The message of each commit, in order (None: not a commit; the error when it cannot be read).
+        Many are read by git beside this process (store.batch), the rest (or all, if git fails) here."""
+        from gitexp.store import batch
+
+        done = 0
+        found = batch.messages(self.repo.path, commits, MAX_MESSAGE_BYTES + (1 << 20)) if len(commits) >= batch.WORTH_IT else None
+        if found is not None:
+            try:
+                for item in found:
+                    done += 1
+                    if isinstance(item, batch.NotACommit):
+                        yield None
+                    elif isinstance(item, batch.TooLarge):
+                        yield UnreadableRecord(f"the commit message of {commits[done - 1][:12]}", f"it is larger than {MAX_MESSAGE_BYTES >> 20} MiB")
+                    elif len(item[0]) > MAX_MESSAGE_BYTES:
+                        yield UnreadableRecord(f"the commit message of {commits[done - 1][:12]}", f"it is larger than {MAX_MESSAGE_BYTES >> 20} MiB")
+                    else:
+                        yield _decode(*item)
+            except (OSError, ValueError):  # git stopped (BrokenPipeError among them): the rest are read here
+                pass
+        for commit in commits[done:]:
+            obj = self._object(commit)
+            if not isinstance(obj, pygit2.Commit):
+                yield None
+                continue
+            try:
+                yield _message(obj)
+            except UnreadableRecord as exc:
+                yield exc
+
     def summary(self, name: str, commit: str) -> RunSummary:
-        obj = self.repo.get(commit)
+        obj = self._object(commit)
         if not isinstance(obj, pygit2.Commit):
             raise StorageError(f"{fmt.REF_PREFIX}{name} does not point to a commit (run 'git fsck')")
         return fmt.summary_from_message(name, commit, _message(obj))
@@ -1000,6 +1046,28 @@ class Store:
             raise StorageError(f"cannot put {rel} in the run's tree: {exc}") from exc
 
 
+@contextmanager
+def bulk_reading() -> Iterator[None]:
+    """While reading every run's commit once (100,000 of them: `gitexp list`), as `git cat-file` does: no
+    hash check of each object read (git checks objects as they arrive, in fetch and index-pack, and in
+    fsck; not on every read), nothing kept in libgit2's object cache (each is read once), and no cyclic
+    garbage collection (summaries make no cycles; collecting while they are made cost a quarter of the
+    time). Together: 1.6 s down to 0.6 s for 100,000 commits."""
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()
+    pygit2.settings.enable_strict_hash_verification(False)
+    pygit2.settings.enable_caching(False)
+    try:
+        yield
+    finally:
+        pygit2.settings.enable_caching(True)
+        pygit2.settings.enable_strict_hash_verification(True)
+        if collecting:
+            gc.enable()
+
+
 def _note_in(repo: pygit2.Repository, tree: pygit2.Tree | None, commit: str) -> tuple[list[str], pygit2.Blob | None]:
     """Where the note of commit is in a notes tree (and its blob), or where a new one goes.
 
@@ -1055,8 +1123,13 @@ def _message(commit: pygit2.Commit) -> str:
     raw = commit.raw_message
     if len(raw) > MAX_MESSAGE_BYTES:
         raise UnreadableRecord(f"the commit message of {str(commit.id)[:12]}", f"it is larger than {MAX_MESSAGE_BYTES >> 20} MiB")
+    return _decode(raw, commit.message_encoding or "")
+
+
+def _decode(raw: bytes, encoding: str) -> str:
+    """A message in the encoding its commit's header names (UTF-8 when none, or one Python does not know)."""
     try:
-        return raw.decode(commit.message_encoding or "utf-8", "replace")
+        return raw.decode(encoding or "utf-8", "replace")
     except LookupError:
         return raw.decode("utf-8", "replace")
 
