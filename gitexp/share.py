@@ -11,7 +11,7 @@ from pathlib import Path
 from gitexp import config as config_mod
 from gitexp import format as fmt
 from gitexp.data.cache import Cache
-from gitexp.data.needs import Needs
+from gitexp.data.needs import Needs, Totals
 from gitexp.data.remote import DataRemote, TransferReport, open_remote
 from gitexp.data.session import cache_root
 from gitexp.errors import GitexpError, RunInProgress
@@ -85,19 +85,19 @@ def push(
     (work in progress gitexp saved before a checkout): those are pushed only when named.
     """
     report = ShareReport()
-    needs = Needs(store)  # statuses and data of every run, derived once per commit id
-    statuses = {name: need.status for name, need in needs.every().items()}
-    in_progress = {n for n, status in statuses.items() if status in ("queued", "running")}
-    queued = {n for n, status in statuses.items() if status == "queued"}  # handed over to the remote's queue
+    needs = Needs(store)
+    totals = needs.totals()  # statuses and data of every run, derived once per commit id, added up once per refs
+    in_progress = {n for n, status in totals.special.items() if status in ("queued", "running")}
+    queued = {n for n, status in totals.special.items() if status == "queued"}  # handed over to the remote's queue
     for name in runs:
         if name in in_progress - queued:
             raise RunInProgress(name)
     handing = [n for n in runs if n in queued] if runs else sorted(queued)
     finished = [n for n in runs if n not in queued]
     refspecs = [f"{fmt.REF_PREFIX}{n}:{fmt.REF_PREFIX}{n}" for n in finished] or ([] if runs else [RUNS_REFSPEC])
-    left_out = set()
+    left_out: set[str] = set()
     if not runs:  # a run in progress would later end as a commit that does not fast-forward the pushed one
-        saved = set() if include_saved else {n for n, status in statuses.items() if status == "saved"}
+        saved = set() if include_saved else {n for n, status in totals.special.items() if status == "saved"}
         left_out = in_progress | saved
         refspecs += [f"^{fmt.REF_PREFIX}{name}" for name in sorted(left_out)]
         report.warnings += [f"{name} has not finished (running, or crashed and not yet finalized): not pushed"
@@ -110,18 +110,23 @@ def push(
     refspecs.append(NOTES_REFSPEC)
     target = _data_remote(store, data_remote, remote, sending=True)  # refused before anything is sent
     _git_transfer(store.root, ["push", "--porcelain", remote, *refspecs], report)
-    pushed = runs or [n for n in statuses if n not in left_out]
-    _lfs_transfer(store, needs, remote, pushed, report, sending=True)
+    if runs:
+        lfs = runs if store.info_attributes_use_lfs() else [n for n in runs if n in totals.lfs]
+    else:
+        every = [n for n, _ in store.run_refs()] if store.info_attributes_use_lfs() else totals.lfs
+        lfs = [n for n in every if n not in left_out]
+    _lfs_transfer(store, remote, lfs, report, sending=True)
+    # a queued run's inputs go too: for the remote's workers
+    digests = _wanted(needs, runs, report) if runs else _every_wanted(totals, report, ("", "queued", *(["saved"] if include_saved else [])))
     if target is None:
-        _no_data_remote(needs, runs, report)
+        _no_data_remote(digests, report)
     else:
         report.data_remote = target.url
-        digests = _wanted(needs, runs, report, left_out - queued)  # a queued run's inputs: for the remote's workers
         cache = Cache(cache_root(store.git_common_dir()))
         cache.pin(digests)  # a concurrent rm and gc cannot take them from under the push
         try:
-            progress.start("pushing data", sum(cache.path(d).stat().st_size for d in digests if cache.has(d)))
-            report.data = target.push(cache, digests, progress.advance, verify_remote)
+            report.data = target.push(cache, digests, progress.advance, verify_remote,
+                                      start=lambda total: progress.start("pushing data", total))
         finally:
             progress.done()
             cache.release()
@@ -135,7 +140,7 @@ def push(
 
 
 def _keep(needs: Needs) -> None:
-    """Save what was derived; every run was asked about, so commits no run points to any more are dropped."""
+    """Save what was derived; when every run was asked about, commits no run points to any more are dropped."""
     needs.forget_unused()
     needs.save()
 
@@ -225,39 +230,39 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
     _git_transfer(store.root, ["fetch", remote, *refspecs], report)
     store.pack_refs_if_many()  # a large pull leaves one loose file per run
     needs = Needs(store)
-    if data:
+    totals = needs.totals() if data else None
+    if totals is not None:
         fetched = set(runs) | {r.removeprefix(fmt.REF_PREFIX) for r in report.refs if r.startswith(fmt.REF_PREFIX)}
-        _lfs_transfer(store, needs, remote, sorted(fetched), report, sending=False)
+        uses_lfs = store.info_attributes_use_lfs()
+        _lfs_transfer(store, remote, sorted(n for n in fetched if uses_lfs or n in totals.lfs), report, sending=False)
     target = _data_remote(store, data_remote, remote) if data else None
-    if target is None and data:
-        _no_data_remote(needs, runs, report)
-    if target is not None:
-        report.data_remote = target.url
-        cache = Cache(cache_root(store.git_common_dir()))
-        progress.start("pulling data", 0)
-        try:
-            report.data = target.pull(cache, _wanted(needs, runs, report), progress.advance)
-        finally:
-            progress.done()
-            cache.release()  # the pulled objects' pins: the fetched runs point at them
-    if data:
+    if totals is not None:
+        digests = _wanted(needs, runs, report) if runs else _every_wanted(totals, report, ("", "queued", "running", "saved"))
+        if target is None:
+            _no_data_remote(digests, report)
+        else:
+            report.data_remote = target.url
+            cache = Cache(cache_root(store.git_common_dir()))
+            progress.start("pulling data", 0)
+            try:
+                report.data = target.pull(cache, digests, progress.advance)
+            finally:
+                progress.done()
+                cache.release()  # the pulled objects' pins: the fetched runs point at them
         _keep(needs)
     return report
 
 
-def _lfs_transfer(store: Store, needs: Needs, remote: str, runs: list[str], report: ShareReport, sending: bool) -> None:
+def _lfs_transfer(store: Store, remote: str, runs: list[str], report: ShareReport, sending: bool) -> None:
     """The Git LFS objects the runs' code points to travel through the git remote's own LFS storage, with
     git-lfs (`git lfs push REMOTE --object-id`, `git lfs fetch REMOTE REF`), as a branch's would: a run
-    with a modified LFS file needs its object wherever it is checked out. Failures are warnings (the runs
-    themselves went)."""
+    with a modified LFS file needs its object wherever it is checked out. runs: those that may use it
+    (filter=lfs in their .gitattributes, known per commit; every run when .git/info/attributes sets it).
+    Failures are warnings (the runs themselves went)."""
     import shutil
 
     wanted: dict[str, str] = {}  # oid -> run
-    every = {} if store.info_attributes_use_lfs() else needs.every()
     for name in runs:
-        need = every.get(name)
-        if need is not None and not need.lfs:
-            continue  # no filter=lfs in its .gitattributes (known per commit): nothing to look at
         commit = store.run_commit(name)
         try:  # a run may come from anyone: one whose tree cannot be walked is skipped, with a warning
             found = store.lfs_pointers(commit) if commit else None
@@ -290,25 +295,33 @@ def _lfs_transfer(store: Store, needs: Needs, remote: str, runs: list[str], repo
             report.warnings.append(f"git {' '.join(args[:2])} of the runs' Git LFS objects failed: {reason}")
 
 
-def _no_data_remote(needs: Needs, runs: list[str], report: ShareReport) -> None:
-    if _wanted(needs, runs, report):
+def _no_data_remote(digests: set[str], report: ShareReport) -> None:
+    if digests:
         report.warnings.append(
             "these runs point to data, but no data remote is configured, so their data did not travel "
             "(gitexp remote add NAME DIR-OR-URL, and commit .gitexp.yaml)"
         )
 
 
-def _wanted(needs: Needs, runs: list[str], report: ShareReport, left_out: Collection[str] = ()) -> set[str]:
-    """Digests of the cached content the given runs (all but left_out when empty) point to; a run whose
-    record cannot be read is left out, with a warning in report."""
-    chosen = set(runs)
+def _wanted(needs: Needs, runs: list[str], report: ShareReport) -> set[str]:
+    """Digests of the cached content the named runs point to; a run whose record cannot be read is left
+    out, with a warning in report."""
     problems: list[str] = []
     found: set[str] = set()
-    for name, need in needs.every(problems).items():
-        if need.digests and (name in chosen if chosen else name not in left_out):
+    for name in runs:
+        commit = needs.store.run_commit(name)
+        need = needs.of(name, commit, problems) if commit else None
+        if need is not None and need.digests:
             found |= need.digests
     report.warnings += [p for p in problems if p not in report.warnings]
     return found
+
+
+def _every_wanted(totals: Totals, report: ShareReport, statuses: tuple[str, ...]) -> set[str]:
+    """Digests of the cached content of every run whose status is one of statuses ("": any other status);
+    runs whose record cannot be read are left out, with a warning in report."""
+    report.warnings += [p for p in totals.problems if p not in report.warnings]
+    return set().union(*(totals.digests[s] for s in statuses))
 
 
 def data_remotes(store: Store) -> dict[str, str]:
@@ -351,8 +364,13 @@ _FETCH_LINE = re.compile(r"^ (?P<flag>[*+ !=t-]) +(?P<summary>\[[^]]+\]|\S+) +\S
 
 def _git_transfer(root: Path, args: list[str], report: ShareReport) -> None:
     """Run git push/fetch with the user's own git; turn refusals into clear reasons."""
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
-    lines = proc.stdout.splitlines() if args[0] == "push" else proc.stderr.splitlines()
+    # `push --porcelain` lists every ref, up to date or not, and would first work out how to abbreviate each
+    # one's commit id: 0.1 s at 100,000 runs, for nothing. core.abbrev=no (git 2.31+; retried without).
+    quick = ["-c", "core.abbrev=no"] if args[0] == "push" else []
+    proc = subprocess.run(["git", *quick, *args], cwd=root, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    if quick and proc.returncode != 0 and "core.abbrev" in proc.stderr:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line[:1] != "="] if args[0] == "push" else proc.stderr.splitlines()
     for line in lines:
         match = _PUSH_LINE.match(line) if args[0] == "push" else _FETCH_LINE.match(line)
         if match is None or match["flag"] == "=":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,10 @@ def many_runs(repo: Path, prefix: str, count: int) -> list[str]:
 
 def needs_file(ws: Workspace) -> Path:
     return ws.root / ".git" / "gitexp" / "needs"
+
+
+def totals_file(ws: Workspace) -> Path:
+    return ws.root / ".git" / "gitexp" / "needs-totals"
 
 
 def test_a_push_derives_what_runs_need_once_and_a_push_with_nothing_new_reuses_it(team: tuple[Workspace, Path, Path]) -> None:
@@ -69,13 +74,10 @@ def test_a_damaged_needs_file_is_rebuilt_and_the_push_sends_the_same(team: tuple
     os.chmod(store / "objects" / lost[:2] / lost[2:], 0o644)
     (store / "objects" / lost[:2] / lost[2:]).unlink()  # the data remote lost one: the next push must send it again
     path = needs_file(ws)
+    totals_file(ws).unlink()  # (else the totals kept for these refs answer, and the needs file is not read)
     body = good.partition(b"\n")[2]
-    if damage == "garbage":
-        path.write_bytes(os.urandom(300))
-    elif damage == "empty":
-        path.write_bytes(b"")
-    elif damage == "truncated":
-        path.write_bytes(good[: len(good) // 2])
+    if damaged_plainly(path, good, damage):
+        pass
     elif damage == "says-nothing-needed-with-a-stale-checksum":
         emptied = b"".join(b" ".join(line.split(b" ")[:3] + [b"-"]) + b"\n" for line in body.splitlines())
         path.write_bytes(good.partition(b"\n")[0] + b"\n" + emptied)
@@ -85,15 +87,76 @@ def test_a_damaged_needs_file_is_rebuilt_and_the_push_sends_the_same(team: tuple
         lines = body.splitlines()
         lines = [b" ".join(line.split(b" ")[:3] + [b"../../outside"]) for line in lines]
         path.write_bytes(_valid(b"".join(line + b"\n" for line in lines)))
-    else:
+    push_sends_again(ws, store, lost, path, good if damage != "a-directory" else None)
+
+
+def damaged_plainly(path: Path, good: bytes, damage: str) -> bool:
+    """Damage path as any file can be (garbage, empty, truncated, a directory in its place); False for other damage."""
+    if damage == "garbage":
+        path.write_bytes(os.urandom(300))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "a-directory":
         path.unlink()
         path.mkdir()
+    else:
+        return False
+    return True
+
+
+def push_sends_again(ws: Workspace, store: Path, lost: str, path: Path, good: bytes | None) -> None:
+    """The next push sends the object the data remote lost, and rewrites path as it was (good; None: not checked)."""
     result = ws.gitexp("push", "origin")
     assert result.code == 0, result.err
     assert "1 object(s)" in result.out, result.out
     assert lost in objects(store)
-    if damage != "a-directory":
-        assert path.read_bytes() == good, "rebuilt exactly as derived the first time"
+    if good is not None:
+        assert path.read_bytes() == good, "rebuilt exactly as made the first time"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage", "empty", "truncated", "says-nothing-needed-with-a-stale-checksum", "checksummed-with-a-malformed-digest",
+     "checksummed-with-a-name-no-run-can-have", "checksummed-for-other-refs", "a-directory"],
+)
+def test_damaged_totals_are_rebuilt_and_the_push_sends_the_same(team: tuple[Workspace, Path, Path], damage: str) -> None:
+    ws, bare, store = team
+    assert ws.gitexp("push", "origin").code == 0
+    path = totals_file(ws)
+    good = path.read_bytes()
+    data = json.loads(good.partition(b"\n")[2])
+    lost = sorted(objects(store))[0]
+    os.chmod(store / "objects" / lost[:2] / lost[2:], 0o644)
+    (store / "objects" / lost[:2] / lost[2:]).unlink()  # the data remote lost one: the next push must send it again
+
+    def checksummed(changed: dict[str, object]) -> bytes:
+        body = json.dumps(changed).encode()
+        return b"gitexp-needs-totals 1 " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+    if damaged_plainly(path, good, damage):
+        pass
+    elif damage == "says-nothing-needed-with-a-stale-checksum":
+        path.write_bytes(good.partition(b"\n")[0] + b"\n" + json.dumps({**data, "digests": {k: [] for k in data["digests"]}}).encode())
+    elif damage == "checksummed-with-a-malformed-digest":
+        path.write_bytes(checksummed({**data, "digests": {**data["digests"], "": ["../../outside"]}}))
+    elif damage == "checksummed-with-a-name-no-run-can-have":
+        path.write_bytes(checksummed({**data, "special": {"../x": "running"}}))
+    elif damage == "checksummed-for-other-refs":
+        path.write_bytes(checksummed({**data, "refs": "0" * 64, "stamp": "1" * 64, "digests": {k: [] for k in data["digests"]}}))
+    push_sends_again(ws, store, lost, path, good if damage != "a-directory" else None)
+
+
+def test_totals_follow_the_refs_a_new_run_is_pushed_with_its_data(team: tuple[Workspace, Path, Path]) -> None:
+    ws, bare, store = team
+    assert ws.gitexp("push", "origin").code == 0
+    before = totals_file(ws).read_bytes()
+    ws.run("-n", "later", "--", sys.executable, "train.py", "3")  # a new model.bin: one new object
+    result = ws.gitexp("push", "origin")
+    assert result.code == 0 and "1 object(s)" in result.out, result.out + result.err
+    assert totals_file(ws).read_bytes() != before
+    assert git(bare, "rev-parse", "refs/experiments/later").strip() == ws.runs()["later"]
 
 
 def test_a_run_whose_data_record_is_unreadable_is_warned_about_on_every_push_and_never_kept(team: tuple[Workspace, Path, Path]) -> None:

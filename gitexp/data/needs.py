@@ -42,12 +42,46 @@ class Needs:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.path = needs_path(store.git_common_dir())
-        self._known = _load(self.path)
+        self._loaded: dict[str, str] | None = None
         self._used: set[str] = set()
         self._changed = False
         self._every: dict[str, Need] | None = None
         self._parsed: dict[str, Need] = {}
         self._problems: list[str] = []
+
+    @property
+    def _known(self) -> dict[str, str]:
+        if self._loaded is None:  # read when first asked: a push whose totals are known never reads it
+            self._loaded = _load(self.path)
+        return self._loaded
+
+    def totals(self) -> Totals:
+        """What every run needs, added up; kept in <common dir>/gitexp/needs-totals for the run refs it was
+        made for (a push with nothing new at 100,000 runs then reads neither the runs nor the needs file)."""
+        from gitexp.store import refcache
+
+        path = self.path.with_name("needs-totals")
+        stamp = refcache.fingerprint(self.store.git_common_dir())
+        kept = _load_totals(path)
+        if kept is not None and stamp is not None and kept[1] == stamp[0]:
+            return kept[0]  # the ref files are as they were when these were added up: the refs are not even read
+        pairs = sorted(self.store.run_refs())
+        key = hashlib.sha256("".join(f"{n} {c}\n" for n, c in pairs).encode()).hexdigest()
+        if kept is not None and kept[2] == key:
+            if stamp is not None:
+                _save_totals(path, stamp, key, kept[0])  # the same refs in other files (packed since): noted
+            return kept[0]
+        problems: list[str] = []
+        every = self.every(problems)
+        special = {n: need.status for n, need in every.items() if need.status in SPECIAL}
+        digests: dict[str, set[str]] = {status: set() for status in ("", *SPECIAL)}
+        for name, need in every.items():
+            digests[special.get(name, "")] |= need.digests or set()
+        totals = Totals(special, frozenset(n for n, need in every.items() if need.lfs),
+                        {s: frozenset(d) for s, d in digests.items()}, tuple(problems))
+        if not problems:  # an unreadable record is read again, and warned about, on every push
+            _save_totals(path, stamp, key, totals)
+        return totals
 
     def of(self, name: str, commit: str, problems: list[str] | None = None) -> Need:
         """The needs of run `name` at commit (digests None, and a line in problems, when its record cannot be read)."""
@@ -77,7 +111,7 @@ class Needs:
 
     def save(self) -> None:
         """Write the file if anything was learned (keeping only commits asked about when every run was)."""
-        if not self._changed:
+        if not self._changed or self._loaded is None:
             return
         from gitexp.workspace import atomic_write
 
@@ -89,7 +123,9 @@ class Needs:
         self._changed = False
 
     def forget_unused(self) -> None:
-        """Drop commits not asked about since loading (runs deleted or moved); call after every()."""
+        """Drop commits not asked about since loading (runs deleted or moved); only after every()."""
+        if self._every is None or self._loaded is None:
+            return
         stale = set(self._known) - self._used
         for commit in stale:
             del self._known[commit]
@@ -111,6 +147,70 @@ class Needs:
                 problems.append(f"skipped {fmt.REF_PREFIX}{name}: {exc.message}")
             digests = None
         return Need(status, self.store.top_attributes_use_lfs(commit), digests)
+
+
+# The statuses a push of every run treats apart: queued runs go to the remote's queue, running and saved ones stay.
+SPECIAL = ("queued", "running", "saved")
+TOTALS_MAGIC = "gitexp-needs-totals 1"
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What every run needs, added up: what a push of all runs asks."""
+
+    special: dict[str, str]  # run name -> status, for the runs whose status is one of SPECIAL
+    lfs: frozenset[str]  # the runs whose code uses Git LFS
+    digests: dict[str, frozenset[str]]  # "" -> the cache objects of every other run; status -> of those runs
+    problems: tuple[str, ...]  # runs whose record could not be read (then never kept)
+
+
+def _save_totals(path: Path, stamp: tuple[str, int] | None, key: str, totals: Totals) -> None:
+    """Keep totals for the refs whose digest is key and, unless too recent to be trusted (refcache.RACY),
+    for the stat data of the ref files (refcache.fingerprint)."""
+    import json
+    import time
+
+    from gitexp.store.refcache import RACY
+    from gitexp.workspace import atomic_write
+
+    trusted = stamp[0] if stamp is not None and time.time_ns() - stamp[1] >= RACY * 1e9 else ""
+    body = json.dumps({"refs": key, "stamp": trusted, "special": totals.special, "lfs": sorted(totals.lfs),
+                       "digests": {s: sorted(d) for s, d in totals.digests.items()}}, sort_keys=True).encode()
+    try:
+        atomic_write(path, f"{TOTALS_MAGIC} {hashlib.sha256(body).hexdigest()}\n".encode() + body, durable=False)
+    except OSError:
+        pass  # only a cache
+
+
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+def _load_totals(path: Path) -> tuple[Totals, str, str] | None:
+    """(the totals kept, the fingerprint of the ref files they were added up for ("" when none was
+    trusted), the digest of the run refs); None when missing or damaged in any way (every name and digest
+    is checked: nothing in it is used unless this code could have written it)."""
+    import json
+
+    from gitexp.names import readable
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    head, sep, body = raw.partition(b"\n")
+    if not sep or head != f"{TOTALS_MAGIC} {hashlib.sha256(body).hexdigest()}".encode():
+        return None
+    try:
+        data = json.loads(body)
+        key, stamp, special, lfs, digests = data["refs"], data["stamp"], data["special"], data["lfs"], data["digests"]
+        if not (isinstance(key, str) and isinstance(stamp, str) and isinstance(special, dict) and isinstance(lfs, list) and isinstance(digests, dict)
+                and set(digests) == {"", *SPECIAL} and set(special.values()) <= set(SPECIAL)
+                and all(isinstance(n, str) and readable(n) for n in [*special, *lfs])
+                and all(isinstance(d, list) and all(isinstance(x, str) and _DIGEST.fullmatch(x) for x in d) for d in digests.values())):
+            return None
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return Totals(dict(special), frozenset(lfs), {s: frozenset(d) for s, d in digests.items()}, ()), stamp, key
 
 
 def _line(need: Need) -> str:
@@ -151,8 +251,9 @@ def _parse(rest: str) -> Need | None:
 
 
 def remove(common_dir: Path) -> None:
-    """Delete the file (tests and benchmarks that want a cold start)."""
-    try:
-        os.unlink(needs_path(common_dir))
-    except FileNotFoundError:
-        pass
+    """Delete the files (tests and benchmarks that want a cold start)."""
+    for path in (needs_path(common_dir), needs_path(common_dir).with_name("needs-totals")):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -69,9 +69,11 @@ class DataRemote:
             return False
 
     def push(
-        self, cache: Cache, digests: Iterable[str], progress: Callable[[int], None] | None = None, verify_remote: bool = False
+        self, cache: Cache, digests: Iterable[str], progress: Callable[[int], None] | None = None, verify_remote: bool = False,
+        start: Callable[[int], None] | None = None,
     ) -> TransferReport:
-        """Send the objects the remote lacks (each verified on the way).
+        """Send the objects the remote lacks (each verified on the way); start, if given, is told how many
+        bytes that is before any is sent.
 
         With verify_remote, objects the remote already has are re-hashed there
         too, and damaged ones replaced by the local good copy.
@@ -92,6 +94,8 @@ class DataRemote:
                 report.missing.append(d)
             else:
                 todo.append(d)
+        if start is not None:
+            start(sum(cache.path(d).stat().st_size for d in todo))
 
         def send(d: str) -> tuple[str, int, bool]:
             src = cache.path(d)
