@@ -19,7 +19,7 @@ Setup (untimed; kept between invocations with --reuse DIR):
 Measured (spawn to exit, the console script, cwd the repository; median of --repeat rounds, the two
 sides alternating which goes first; page cache warm):
 
-  list        `gitexp list` with no gitexp cache in .git/gitexp (deleted before each sample: "cold") and
+  list        `gitexp list` with no gitexp cache in .git/gitexp (run-refs deleted before each sample: "cold") and
               again right after ("warm"); floor: `git for-each-ref refs/experiments/
               --format='%(objectname) %(contents:trailers)'`.  Target: cold < 2 s.
   no-op push  `gitexp push origin` with nothing new; floor: `git push floor.git 'refs/experiments/*:refs/experiments/*'`
@@ -31,7 +31,9 @@ sides alternating which goes first; page cache warm):
   restore     `gitexp checkout A` then `gitexp checkout B` (3 files, 11 MiB change, each way); floor:
               `git checkout -q --detach C1` + `cp` of the 11 MiB file (and back).  Target: <= 2x floor + start-up.
 
-start-up is the median of `gitexp --version` (interpreter, click, gitexp's top module).
+start-up is the median of `gitexp --version` (interpreter, click, gitexp's top module); the verdicts use it.
+Also reported: what every command that opens the repository imports (`python -c "import gitexp.cli,
+gitexp.store"`: pygit2 among them), the floor of such a command, for reading the restore figure.
 This script reports; it is not a test: it exits 0 whatever the figures, non-zero only if it crashed.
 
     python bench/scale.py [--runs N] [--repeat N] [--reuse DIR] [--json]
@@ -216,9 +218,10 @@ def med(xs: list[float]) -> float:
 
 
 def drop_gitexp_caches(repo: Path) -> None:
-    """Remove what gitexp keeps to list faster (not the data cache, trust, stats, nor what push needs)."""
+    """Remove what gitexp keeps to list faster: the run refs as last read (store/refcache.py). Not the data
+    cache, trust, stats, nor what push needs."""
     state = repo / ".git" / "gitexp"
-    for name in ("summaries",):
+    for name in ("run-refs",):
         for p in state.glob(f"{name}*"):
             if p.is_dir():
                 shutil.rmtree(p)
@@ -229,7 +232,7 @@ def drop_gitexp_caches(repo: Path) -> None:
 def measure(d: Path, cmd: list[str], repeat: int) -> dict[str, Any]:
     work, origin, floor = d / "work", d / "origin.git", d / "floor.git"
     s: dict[str, list[float]] = {k: [] for k in (
-        "startup", "list_cold", "list_warm", "list_floor", "noop", "noop_floor", "push10", "push10_floor",
+        "startup", "startup_store", "list_cold", "list_warm", "list_floor", "noop", "noop_floor", "push10", "push10_floor",
         "pull1000", "pull1000_floor", "restore", "restore_floor")}
     checks: list[str] = []
     state = json.loads((d / "build.json").read_text())
@@ -241,6 +244,7 @@ def measure(d: Path, cmd: list[str], repeat: int) -> dict[str, Any]:
     for r in range(repeat):
         first = r % 2 == 0
         s["startup"].append(run_t([*cmd, "--version"], work))
+        s["startup_store"].append(run_t([sys.executable, "-c", "import gitexp.cli, gitexp.store"], work))
         # list
         pair = [("list_floor", ["git", "for-each-ref", "refs/experiments/", "--format=%(objectname) %(contents:trailers)"])]
         for key, argv in ([("gitexp", None)] + pair) if first else (pair + [("gitexp", None)]):
@@ -345,7 +349,8 @@ def main() -> int:
                           "checks": result["checks"], "verdicts": v}, indent=2))
         return 0
     print(f"gitexp at {args.runs} runs; median of {args.repeat} rounds; gitexp = {' '.join(cmd)}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"start-up (`gitexp --version`): {med(s['startup']):.3f}s")
+    print(f"start-up (`gitexp --version`): {med(s['startup']):.3f}s; what every command that opens the repository "
+          f"imports (interpreter, click, pygit2, gitexp.store): {med(s['startup_store']):.3f}s")
     print(f"list: cold {med(s['list_cold']):.3f}s, warm {med(s['list_warm']):.3f}s; git for-each-ref {med(s['list_floor']):.3f}s")
     for line in result["checks"]:
         print(f"check: {line}")
