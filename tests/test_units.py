@@ -88,3 +88,31 @@ def test_runs_sort_by_instant_not_by_text_across_time_zones() -> None:
     broken = run_summary(name="broken", started="")
     ordered = sorted([broken, early, late], key=lambda r: r.started_at, reverse=True)
     assert [r.name for r in ordered] == ["late", "early", "broken"]
+
+
+def test_ctrl_c_inside_a_half_made_object_says_aborted_and_nothing_else(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C landing inside a library's constructor leaves an object whose destructor fails (pygit2's
+    Index, seen in CI): the user sees "aborted" and exit 130, not a traceback from the garbage collector."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import click\n"
+        "from gitexp import cli\n"
+        "class HalfMade:\n"
+        "    def __init__(self):\n"
+        "        raise KeyboardInterrupt\n"
+        "    def __del__(self):\n"
+        "        self._handle.free()\n"
+        "@click.command()\n"
+        "def interrupted():\n"
+        "    HalfMade()\n"
+        "sys.modules['interrupted_cmd'] = type(sys)('interrupted_cmd')\n"
+        "sys.modules['interrupted_cmd'].command = interrupted\n"
+        "cli.COMMANDS['interrupted'] = ('interrupted_cmd', 'a command interrupted while it makes an object')\n"
+        "sys.exit(cli.main(['interrupted']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "gitexp: aborted", proc.stderr

@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         _say("gitexp: aborted")
+        # Ctrl-C can land inside a library's constructor (pygit2's Index), whose destructor then fails on
+        # the half-made object as the process ends: nothing to tell the user beyond "aborted".
+        sys.unraisablehook = lambda _: None
         return 130
     except click.ClickException as exc:
         exc.show()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -246,6 +245,8 @@ def open_remote(url: str, repo_root: Path) -> DataRemote:
 def _parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     if len(items) <= 1:
         return [fn(i) for i in items]
+    from concurrent.futures import ThreadPoolExecutor  # (and logging with it: only when something moves)
+
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         return list(pool.map(fn, items))
 
