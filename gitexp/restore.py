@@ -876,15 +876,11 @@ def _recoverable(
     A code file can if the same content sits at the same path at HEAD or in the
     workspace's current run; a data file if its bytes are in the cache.
     """
-    known: dict[str, set[tuple[int, str]]] = {}
     pointer = read_pointer(store.state_dir, store.head()[1])
     revs = ["HEAD"] + ([pointer.commit] if pointer and store.run_commit(pointer.name) == pointer.commit else [])
-    for rev in revs:
-        tree = store.tree_of(rev)
-        for path, mode, oid in store.code_entries(tree) if tree else []:
-            known.setdefault(path, set()).add((mode, oid))
-    for path in touched:
-        if path in code and code[path] not in known.get(path, set()):
+    trees = [tree for tree in map(store.tree_of, revs) if tree]
+    for path in touched:  # each path looked up: the cost follows the change, not the size of the trees
+        if path in code and all(store.file_entry(tree, path) != code[path] for tree in trees):
             return False
         if path in data and (data[path].startswith("link:") or not cache.has(data[path])):
             return False

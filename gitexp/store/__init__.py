@@ -616,6 +616,19 @@ class Store:
             builder.remove(fmt.RECORD_DIR)
         return str(builder.write())
 
+    def file_entry(self, tree: str, path: str) -> tuple[int, str] | None:
+        """(mode, id) of the file (blob, link or submodule) at path in tree, as code_entries lists it; None
+        when there is none there (a directory, or under the record directory, counts as none). Looks the
+        path up, without walking the tree."""
+        if path == fmt.RECORD_DIR or path.startswith(fmt.RECORD_DIR + "/"):
+            return None
+        try:
+            entry = self.repo[pygit2.Oid(hex=tree)].peel(pygit2.Tree)[path]
+        except (KeyError, ValueError, TypeError, pygit2.GitError):
+            return None
+        mode = int(entry.filemode)
+        return None if mode == FileMode.TREE else (mode, str(entry.id))
+
     def tree_of(self, rev: str) -> str | None:
         try:
             return str(self.repo.revparse_single(rev).peel(pygit2.Tree).id)
