@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 

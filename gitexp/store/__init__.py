@@ -365,9 +365,7 @@ class Store:
                     done += 1
                     if isinstance(item, batch.NotACommit):
                         yield None
-                    elif isinstance(item, batch.TooLarge):
-                        yield UnreadableRecord(f"the commit message of {commits[done - 1][:12]}", f"it is larger than {MAX_MESSAGE_BYTES >> 20} MiB")
-                    elif len(item[0]) > MAX_MESSAGE_BYTES:
+                    elif isinstance(item, batch.TooLarge) or len(item[0]) > MAX_MESSAGE_BYTES:
                         yield UnreadableRecord(f"the commit message of {commits[done - 1][:12]}", f"it is larger than {MAX_MESSAGE_BYTES >> 20} MiB")
                     else:
                         yield _decode(*item)
