@@ -68,17 +68,18 @@ def execute(
     check_command(argv[0], cwd, env)
     out_r, out_w = _channel(sys.stdout)
     err_r, err_w = _channel(sys.stderr)
+    guard = _SignalGuard()  # before the command starts: a signal from then on is the command's to take
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out_w, stderr=err_w)
-    except FileNotFoundError as exc:
-        _close(out_r, out_w, err_r, err_w)
-        raise CommandNotFound(argv[0]) from exc
-    except PermissionError as exc:
-        _close(out_r, out_w, err_r, err_w)
-        raise CommandNotExecutable(argv[0], "permission denied") from exc
     except OSError as exc:
         _close(out_r, out_w, err_r, err_w)
+        guard.restore(started=False)
+        if isinstance(exc, FileNotFoundError):
+            raise CommandNotFound(argv[0]) from exc
+        if isinstance(exc, PermissionError):
+            raise CommandNotExecutable(argv[0], "permission denied") from exc
         raise CommandNotExecutable(argv[0], exc.strerror or str(exc)) from exc
+    guard.attach(proc)
     _close(out_w, err_w)
     pump = _Pump(
         [(out_r, _fileno(sys.stdout), stdout_log, "stdout"), (err_r, _fileno(sys.stderr), stderr_log, "stderr")],
@@ -86,7 +87,6 @@ def execute(
         {out_r: output_sink, err_r: output_sink} if output_sink is not None else {},
     )
     pump.start()
-    guard = _SignalGuard(proc)
     try:
         if on_start is not None:
             on_start(proc.pid)
@@ -309,17 +309,28 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 class _SignalGuard:
     """While the command runs: Ctrl-C and SIGTERM stop it (gently, then firmly), never us."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self._proc = proc
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
         self.interrupted = False
+        self._early: list[int] = []  # signals that came while the command was being started
         self._count = 0
         self._timers: list[threading.Timer] = []
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for sig in _STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
 
+    def attach(self, proc: subprocess.Popen[bytes]) -> None:
+        """The command runs: the signals that came while it started are handled now, as if they came now."""
+        self._proc = proc
+        early, self._early = self._early, []
+        for signum in early:
+            self._handle(signum, None)
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._proc is None:
+            self._early.append(signum)
+            return
         self.interrupted = True
         self._count += 1
         if signum != signal.SIGINT:
@@ -340,14 +351,17 @@ class _SignalGuard:
             self._timers.append(timer)
 
     def _send(self, sig: int) -> None:
-        if self._proc.poll() is None:
+        if self._proc is not None and self._proc.poll() is None:
             try:
                 self._proc.send_signal(sig)
             except ProcessLookupError:
                 pass
 
-    def restore(self) -> None:
+    def restore(self, started: bool = True) -> None:
+        """Put the previous handlers back; a signal that came while a command failed to start is raised again."""
         for timer in self._timers:
             timer.cancel()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if not started and self._early:
+            signal.raise_signal(self._early[0])

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Workspace, run_in_pty
 
 
@@ -180,3 +181,52 @@ def test_a_killed_gitexp_leaves_no_scratch_behind_after_the_next_run(ws: Workspa
     proc.wait()
     ws.run("-n", "next", "--", "true")
     assert list((ws.root / ".git/gitexp/tmp").glob("run-*")) == []
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_a_sigterm_that_comes_while_the_command_starts_is_passed_on_to_it(tmp_path: Path, monkeypatch) -> None:
+    """Seen in CI: a worker stopped just as its command started raised past the command, which ran on
+    unrecorded. The signal lands here between the command's start and the return of Popen."""
+    from gitexp import process
+
+    real = subprocess.Popen
+
+    def started_then_signalled(*args, **kwargs):  # type: ignore[no-untyped-def]
+        proc = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])  # a point where Python runs the handler, before returning
+        return proc
+
+    def stop(signum, frame):  # type: ignore[no-untyped-def]
+        raise _Stopped  # what a worker's own handler does outside a run
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    monkeypatch.setattr(process.subprocess, "Popen", started_then_signalled)
+    try:
+        outcome = process.execute(["sleep", "60"], tmp_path, dict(os.environ), tmp_path / "out", tmp_path / "err")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert outcome.interrupted and outcome.exit_code == 128 + signal.SIGTERM
+
+
+def test_a_sigterm_that_comes_while_a_command_fails_to_start_is_not_lost(tmp_path: Path, monkeypatch) -> None:
+    from gitexp import process
+
+    def signalled_then_failed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        raise PermissionError(13, "Permission denied")
+
+    def stop(signum, frame):  # type: ignore[no-untyped-def]
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    monkeypatch.setattr(process.subprocess, "Popen", signalled_then_failed)
+    try:
+        with pytest.raises(_Stopped):
+            process.execute(["sleep", "60"], tmp_path, dict(os.environ), tmp_path / "out", tmp_path / "err")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
