@@ -31,9 +31,11 @@ sides alternating which goes first; page cache warm):
   restore     `gitexp checkout A` then `gitexp checkout B` (3 files, 11 MiB change, each way); floor:
               `git checkout -q --detach C1` + `cp` of the 11 MiB file (and back).  Target: <= 2x floor + start-up.
 
-start-up is the median of `gitexp --version` (interpreter, click, gitexp's top module); the verdicts use it.
-Also reported: what every command that opens the repository imports (`python -c "import gitexp.cli,
-gitexp.store"`: pygit2 among them), the floor of such a command, for reading the restore figure.
+start-up, in the verdicts, is what the issue calls start-up ("about 90 ms of the 100 ms of `gitexp list`;
+pygit2 alone 28 ms plus the ssl/socket modules it pulls in"): the median of `python -c "import gitexp.cli,
+gitexp.store"` (interpreter, click, pygit2, gitexp.store), the floor of every command that opens the
+repository. Also reported, and printed beside each verdict that adds start-up, the stricter limit with
+`gitexp --version` (interpreter, click, gitexp's top module: no pygit2) as start-up.
 This script reports; it is not a test: it exits 0 whatever the figures, non-zero only if it crashed.
 
     python bench/scale.py [--runs N] [--repeat N] [--reuse DIR] [--json]
@@ -305,18 +307,20 @@ def measure(d: Path, cmd: list[str], repeat: int) -> dict[str, Any]:
 
 def verdicts(s: dict[str, list[float]]) -> list[dict[str, Any]]:
     m = {k: med(v) for k, v in s.items()}
-    su = m["startup"]
+    su, bare = m["startup_store"], m["startup"]
     return [
         {"check": "cold `gitexp list` < 2 s", "value": m["list_cold"], "floor": m["list_floor"],
          "limit": 2.0, "pass": m["list_cold"] < 2.0},
         {"check": "no-op push < 2x git push + start-up", "value": m["noop"], "floor": m["noop_floor"],
-         "limit": 2 * m["noop_floor"] + su, "pass": m["noop"] < 2 * m["noop_floor"] + su},
+         "limit": 2 * m["noop_floor"] + su, "pass": m["noop"] < 2 * m["noop_floor"] + su,
+         "strict_limit": 2 * m["noop_floor"] + bare},
         {"check": "push of 10 runs <= 1.5x git push", "value": m["push10"], "floor": m["push10_floor"],
          "limit": 1.5 * m["push10_floor"], "pass": m["push10"] <= 1.5 * m["push10_floor"]},
         {"check": "pull of 1000 runs <= 1.5x git fetch", "value": m["pull1000"], "floor": m["pull1000_floor"],
          "limit": 1.5 * m["pull1000_floor"], "pass": m["pull1000"] <= 1.5 * m["pull1000_floor"]},
         {"check": "small restore <= 2x (checkout + cp) + start-up", "value": m["restore"], "floor": m["restore_floor"],
-         "limit": 2 * m["restore_floor"] + su, "pass": m["restore"] <= 2 * m["restore_floor"] + su},
+         "limit": 2 * m["restore_floor"] + su, "pass": m["restore"] <= 2 * m["restore_floor"] + su,
+         "strict_limit": 2 * m["restore_floor"] + bare},
     ]
 
 
@@ -351,15 +355,17 @@ def main() -> int:
                           "checks": result["checks"], "verdicts": v}, indent=2))
         return 0
     print(f"gitexp at {args.runs} runs; median of {args.repeat} rounds; gitexp = {' '.join(cmd)}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"start-up (`gitexp --version`): {med(s['startup']):.3f}s; what every command that opens the repository "
-          f"imports (interpreter, click, pygit2, gitexp.store): {med(s['startup_store']):.3f}s")
+    print(f"start-up (what every command that opens the repository imports: interpreter, click, pygit2, gitexp.store): "
+          f"{med(s['startup_store']):.3f}s; `gitexp --version`: {med(s['startup']):.3f}s")
     print(f"list: cold {med(s['list_cold']):.3f}s, warm {med(s['list_warm']):.3f}s; git for-each-ref {med(s['list_floor']):.3f}s")
     for line in result["checks"]:
         print(f"check: {line}")
     for x in v:
         ratio = x["value"] / x["floor"] if x["floor"] else float("nan")
+        strict = (f"; with `gitexp --version` as start-up the limit would be {x['strict_limit']:.3f}s: "
+                  f"{'within' if x['value'] <= x['strict_limit'] else 'over'}") if "strict_limit" in x else ""
         print(f"{x['check']}: {x['value']:.3f}s vs floor {x['floor']:.3f}s ({ratio:.2f}x; limit {x['limit']:.3f}s): "
-              f"{'PASS' if x['pass'] else 'FAIL'}")
+              f"{'PASS' if x['pass'] else 'FAIL'}{strict}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -46,18 +47,17 @@ class Config:
     warnings: tuple[str, ...] = ()
 
 
-def load(root: Path) -> Config:
+def load(root: Path, state_dir: Path | None = None) -> Config:
+    """The config of the workspace at root. With state_dir (the store's), what the file parsed to is kept
+    there, keyed by the file's whole text, so that the next command reads it without importing YAML."""
     path = root / CONFIG_FILE
     if not path.is_file():
         return Config()
-    import yaml
-
-    from gitexp.safeload import yaml_loads
-
     try:
-        data = yaml_loads(path.read_text(encoding="utf-8"), CONFIG_FILE)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
         raise InvalidConfig(CONFIG_FILE, f"not valid YAML ({_first_line(exc)})") from exc
+    data = _parsed(text, state_dir)
     if data is None:
         return Config()
     if not isinstance(data, dict):
@@ -85,6 +85,40 @@ def load(root: Path) -> Config:
         params_explicit="params" in data,
         warnings=warnings,
     )
+
+
+_PARSED = "config-parsed.json"  # in the state dir: {"text": the file's text, "data": what it parsed to}
+
+
+def _parsed(text: str, state_dir: Path | None) -> Any:
+    import json
+
+    kept = state_dir / _PARSED if state_dir is not None else None
+    if kept is not None:
+        try:
+            found = json.loads(kept.read_bytes())
+            if isinstance(found, dict) and found.get("text") == text and "data" in found:
+                return found["data"]
+        except (OSError, ValueError, RecursionError):
+            pass  # none yet, or damaged: parsed again below
+    import yaml
+
+    from gitexp.safeload import yaml_loads
+
+    try:
+        data = yaml_loads(text, CONFIG_FILE)
+    except yaml.YAMLError as exc:
+        raise InvalidConfig(CONFIG_FILE, f"not valid YAML ({_first_line(exc)})") from exc
+    if kept is not None:
+        try:
+            encoded = json.dumps({"text": text, "data": data}, allow_nan=False)
+            if json.loads(encoded)["data"] == data:  # only what JSON gives back the same (not dates, int keys)
+                tmp = kept.with_name(f"{_PARSED}.{os.getpid()}.tmp")
+                tmp.write_text(encoded, encoding="utf-8")
+                os.replace(tmp, kept)
+        except (OSError, TypeError, ValueError, RecursionError):
+            pass  # kept or not, the config is the same: only the next command's time differs
+    return data
 
 
 def _patterns(value: Any) -> tuple[str, ...]:

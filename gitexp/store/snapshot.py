@@ -45,26 +45,31 @@ def take(
     left out of the tree; the large ones are listed in Snapshot.large so the
     caller can record them as data pointers.
     """
-    index = _private_index(repo)
-    hashing = _Hashing(repo, index)
-    root = Path(repo.workdir)
-    skipped: list[str] = []
-    large: list[str] = []
-    prefixes = tuple(p.rstrip("/") + "/" for p in exclude)
-    for path, flags in repo.status(untracked_files="no", ignored=False).items():
-        entry = _entry(index, path)
-        if entry is not None and _kept_from_index(index, path):
-            continue  # skip-worktree or assume-unchanged: git add leaves the entry alone
-        if entry is not None and entry.mode == FileMode.COMMIT:
-            hashing.gitlink(path, entry)
-        elif flags & FileStatus.CONFLICTED:
-            _drop_conflict(index, path)
-            hashing.add(path)
-        elif flags & _FROM_WORKDIR:
-            hashing.add(path)
-        elif flags & FileStatus.WT_DELETED:
-            index.remove(path)
-    for path in _untracked(repo):
+    untracked = _Untracked(repo)  # git lists them while libgit2 finds the changed tracked files
+    try:
+        index = _private_index(repo)
+        hashing = _Hashing(repo, index)
+        root = Path(repo.workdir)
+        skipped: list[str] = []
+        large: list[str] = []
+        prefixes = tuple(p.rstrip("/") + "/" for p in exclude)
+        for path, flags in repo.status(untracked_files="no", ignored=False).items():
+            entry = _entry(index, path)
+            if entry is not None and _kept_from_index(index, path):
+                continue  # skip-worktree or assume-unchanged: git add leaves the entry alone
+            if entry is not None and entry.mode == FileMode.COMMIT:
+                hashing.gitlink(path, entry)
+            elif flags & FileStatus.CONFLICTED:
+                _drop_conflict(index, path)
+                hashing.add(path)
+            elif flags & _FROM_WORKDIR:
+                hashing.add(path)
+            elif flags & FileStatus.WT_DELETED:
+                index.remove(path)
+        listed = untracked.paths()
+    finally:
+        untracked.close()
+    for path in listed:
         bare = path.rstrip("/")
         if bare in exclude or bare.startswith(prefixes):
             continue
@@ -200,16 +205,29 @@ class _Hashing:
             self.index.remove(path)
 
 
-def _untracked(repo: pygit2.Repository) -> list[str]:
-    """The untracked, not ignored paths, as git lists them (a nested repository as 'dir/')."""
-    env = {**os.environ, "GIT_DIR": repo.path, "GIT_WORK_TREE": repo.workdir}
-    env.pop("GIT_INDEX_FILE", None)
-    proc = subprocess.run(
-        ["git", "ls-files", "-z", "-o", "--exclude-standard"], cwd=repo.workdir, capture_output=True, env=env, check=False
-    )
-    if proc.returncode != 0:
-        raise StorageError(f"git ls-files failed: {proc.stderr.decode(errors='replace').strip()}")
-    return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+class _Untracked:
+    """The untracked, not ignored paths, as git lists them (a nested repository as 'dir/'), from a
+    `git ls-files` started at once and read by paths()."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        env = {**os.environ, "GIT_DIR": repo.path, "GIT_WORK_TREE": repo.workdir}
+        env.pop("GIT_INDEX_FILE", None)
+        self.proc = subprocess.Popen(
+            ["git", "ls-files", "-z", "-o", "--exclude-standard"], cwd=repo.workdir, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+
+    def paths(self) -> list[str]:
+        out, err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            raise StorageError(f"git ls-files failed: {err.decode(errors='replace').strip()}")
+        return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+
+    def close(self) -> None:
+        """After paths(), or instead of it (an error came first): git is not left behind."""
+        if self.proc.returncode is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def _filter_drivers(repo: pygit2.Repository) -> frozenset[str]:
