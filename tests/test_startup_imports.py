@@ -57,6 +57,7 @@ def test_list_and_show_import_no_data_cache_recording_restoring_or_yaml(recorded
         loaded = imported(recorded.root, *args)
         assert "pygit2" in loaded  # the control: they read runs
         assert not loaded & {"yaml", "xxhash", "sqlite3", "gitexp.data.cache", *RECORDING, *RESTORING, *HEAVY}, (args, loaded)
+        assert "ssl" not in loaded, "pygit2 is loaded without Python's ssl (see gitexp/store/binding.py)"
 
 
 def test_get_imports_the_cache_but_not_its_sqlite_nor_the_remote_yaml_recording_or_query_language(recorded: Workspace, tmp_path: Path) -> None:
@@ -80,3 +81,34 @@ def test_a_checkout_imports_neither_yaml_once_the_config_was_read_nor_a_thread_p
     assert "gitexp.restore" in loaded  # the control
     assert (recorded.root / "model.bin").read_text() == "weights"
     assert not loaded & {"yaml", "concurrent.futures", "gitexp.recorder", *QUERYING}, loaded
+
+
+PYGIT2_WORKS = """
+import ssl, sys, tempfile
+import pygit2
+repo = pygit2.init_repository(tempfile.mkdtemp())
+assert repo.is_empty
+ssl.create_default_context()  # the real ssl loads as usual afterwards
+print(pygit2.settings.ssl_cert_file, pygit2.settings.ssl_cert_dir)
+"""
+
+
+def test_pygit2_loaded_without_ssl_works_and_the_real_ssl_loads_afterwards() -> None:
+    script = "import sys\nfrom gitexp.store import binding\nbinding.load()\nassert 'ssl' not in sys.modules\n" + PYGIT2_WORKS
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "None", "libgit2 was given a certificate directory only"
+
+
+def test_a_pygit2_that_wants_more_of_ssl_is_imported_the_ordinary_way() -> None:
+    script = (
+        "import sys, types\nfrom gitexp.store import binding\n"
+        "for name in [n for n in sys.modules if n.split('.')[0] == 'pygit2']:\n    del sys.modules[name]\n"
+        "class Deaf(types.ModuleType):  # a stand-in that keeps nothing: pygit2's 'from ssl import ...' fails\n"
+        "    def __setattr__(self, name, value): pass\n"
+        "binding.types = types.SimpleNamespace(ModuleType=Deaf)\n"
+        "binding.load()\nassert 'ssl' in sys.modules\n" + PYGIT2_WORKS
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] != "None", "the ordinary import gave libgit2 the CA bundle"

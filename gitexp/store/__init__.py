@@ -13,8 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pygit2
-from pygit2.enums import FileMode
+from gitexp.store import binding
+
+binding.load()  # pygit2 without the ssl module (see binding.py)
+
+import pygit2  # noqa: E402
+from pygit2.enums import FileMode  # noqa: E402
 
 from gitexp import format as fmt
 from gitexp.environment import hostname, login
