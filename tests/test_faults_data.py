@@ -39,7 +39,11 @@ def identity(paths: dict[str, Path]) -> dict[str, tuple[int, int]]:
 
 
 def tmp_files(tmp: Path) -> list[Path]:
-    return [p for p in tmp.rglob("*") if not p.is_dir()] if tmp.is_dir() else []
+    """The files under tmp now; a directory its owner removes while it is listed counts as empty."""
+    try:
+        return [p for p in tmp.rglob("*") if not p.is_dir()] if tmp.is_dir() else []
+    except FileNotFoundError:
+        return []
 
 
 def dead_process_tag() -> str:
