@@ -29,7 +29,6 @@ from typing import Any
 from gitexp import format as fmt
 from gitexp.environment import hostname
 from gitexp.model import RunSummary
-from gitexp.series import last_line_of_each
 from gitexp.workspace import atomic_write, pid_alive
 
 HEARTBEAT_SECONDS = 2.0
@@ -207,6 +206,8 @@ class _Tail:
         self._latest: dict[str, Any] = {}
 
     def latest(self) -> dict[str, Any]:
+        from gitexp.series import last_line_of_each  # (here: a checkout asks live.py only who is running)
+
         try:
             with open(self.path, "rb") as f:
                 f.seek(self._offset)

@@ -17,13 +17,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, Protocol
 
 from gitexp.errors import CommandNotExecutable, CommandNotFound
+from gitexp.signals import STOP_SIGNALS
 
 LINGER_SECONDS = 2.0  # how long to keep reading output held open by a background grandchild
 ESCALATION = (  # after an interrupt: (seconds since it, signal sent to the command if still alive)
@@ -284,28 +285,6 @@ def _write_all(fd: int, data: bytes) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (the record of a run is being written)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    # A signal ignored (nohup, a background job of a script) stays ignored: deferring it would end us after all.
-    watched = [sig for sig in _STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
-    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum)) for sig in watched}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if caught and caught[0] == signal.SIGINT:
-        raise KeyboardInterrupt
-
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 class _SignalGuard:
     """While the command runs: Ctrl-C and SIGTERM stop it (gently, then firmly), never us."""
 
@@ -317,7 +296,7 @@ class _SignalGuard:
         self._timers: list[threading.Timer] = []
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in _STOP_SIGNALS:
+            for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
 
     def attach(self, proc: subprocess.Popen[bytes]) -> None:

@@ -27,6 +27,7 @@ from gitexp.live import Heartbeat, LiveState, boot_id, recorder_tag
 from gitexp.live import remove as remove_live
 from gitexp.model import Progress, RunSummary, Snapshot
 from gitexp.scalars import ScalarCapture, compile_pattern
+from gitexp.signals import signals_deferred
 from gitexp.store import Store
 from gitexp.trust import Trust
 from gitexp.workspace import (
@@ -123,7 +124,7 @@ def record_run(request: RunRequest, notify: Notify = lambda _msg: None, progress
     recording = Recording.begin(request, notify, progress)
     try:
         outcome = recording.execute()
-        with process.signals_deferred():  # a second Ctrl-C must not lose the run being written
+        with signals_deferred():  # a second Ctrl-C must not lose the run being written
             return recording.finish(outcome.exit_code, outcome.interrupted, outcome.usage, outcome.lost)
     finally:
         recording.close()

@@ -383,7 +383,7 @@ class Worker:
         self._data_remote()  # an untrusted or unknown data remote is refused before any run is claimed
 
     def close(self) -> None:
-        from gitexp.process import signals_deferred
+        from gitexp.signals import signals_deferred
 
         with signals_deferred():
             shutil.rmtree(self.scratch, ignore_errors=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gitexp.model import RunSummary
 
 if TYPE_CHECKING:
-    from gitexp.data.inventory import Missing
+    from gitexp.data.upkeep import Missing
     from gitexp.stats import Summary
 
 LOG_TAIL_LINES = 20

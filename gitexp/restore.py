@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NoReturn, TypeVar
+from typing import NamedTuple, NoReturn, TypeVar
 
 from gitexp import config as config_mod
 from gitexp import format as fmt
@@ -30,6 +30,7 @@ from gitexp.data.session import cache_root, stat_db
 from gitexp.errors import GitexpError
 from gitexp.model import Progress, RunSummary
 from gitexp.store import TREE_MEMO, Store, TreeItems
+from gitexp.store.snapshot import Status
 from gitexp.trust import Exclude
 from gitexp.workspace import ParamsGuard, Pointer, checkout_lock, read_pointer, write_pointer
 
@@ -50,8 +51,7 @@ class MissingData(GitexpError):
         self.paths = paths
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):  # (a tuple: a run has thousands, each made in a fraction of a dataclass's time)
     """One file of a run's workspace and where its bytes come from."""
 
     path: str
@@ -65,6 +65,7 @@ class Target:
     entries: dict[str, Entry]
     owned: tuple[str, ...]  # data and output paths: extra files under them are the run's to remove
     uncached: tuple[tuple[str, str], ...]  # (path, digest) of inputs recorded without their bytes
+    code: list[tuple[str, int, str]]  # (path, mode, id) of each file of the run's code tree, submodules too
 
 
 def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECTION_ROLES)) -> Target:
@@ -73,7 +74,8 @@ def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECT
     from gitexp.query import settled
 
     settled(run)  # a run in progress has no outputs yet
-    entries = code_entries(store, run)
+    code = checked_files(store, run)
+    entries = _entries(store, code)
     owned: list[str] = []
     uncached: list[tuple[str, str]] = []
     for section, pointers in run_pointers(store, run.commit).items():
@@ -102,22 +104,15 @@ def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECT
                         if not p.cached:
                             uncached.append((path, e["digest"]))
     _check_layout(run, entries, owned)
-    return Target(entries, tuple(owned), tuple(uncached))
+    return Target(entries, tuple(owned), tuple(uncached), code)
 
 
-def code_entries(store: Store, run: RunSummary, tree: str | None = None) -> dict[str, Entry]:
-    """The files of the run's code tree (or of another tree it brings), refusing a tree that names a path
-    twice (two entries of one name), an unsafe name (see pointers.path_problem: '.', '..', '/', NUL, .git
-    in any spelling), an unknown mode or an unusable link target.
-
-    Each tree object is checked once per process (what makes it unsafe is in the object itself, bar the
-    length of the whole path and the record directory at the top, checked for each path): the trees of a
-    run, of its base commit and of the workspace share most of their subtrees.
-    """
+def _entries(store: Store, files: list[tuple[str, int, str]]) -> dict[str, Entry]:
+    """What to write for each file of a code tree (submodules are not written)."""
     entries: dict[str, Entry] = {}
-    for path, mode, oid in checked_files(store, run, tree):
+    for path, mode, oid in files:
         if mode == GITLINK_MODE:
-            continue  # a submodule: not written
+            continue
         if mode == LINK_MODE:
             entries[path] = Entry(path, "link", _link_target(store, oid))
         else:
@@ -126,12 +121,27 @@ def code_entries(store: Store, run: RunSummary, tree: str | None = None) -> dict
 
 
 def checked_files(store: Store, run: RunSummary, tree: str | None = None) -> list[tuple[str, int, str]]:
-    """(path, mode, id) of each file of the run's code tree (or of tree), with code_entries' checks."""
+    """(path, mode, id) of each file of the run's code tree (or of another tree it brings), refusing a
+    tree that names a path twice (two entries of one name), an unsafe name (see pointers.path_problem:
+    '.', '..', '/', NUL, .git in any spelling), an unknown mode or an unusable link target.
+
+    Each tree object is checked once per process (what makes it unsafe is in the object itself, bar the
+    length of the whole path and the record directory at the top, checked for each path): the trees of a
+    run, of its base commit and of the workspace share most of their subtrees.
+    """
     found = store.code_entries(tree or run.commit, visit=functools.partial(_check_tree, store, run))
     for path, _, _ in found:
         if len(path) * 4 > MAX_PATH:  # (only a long one can be over in bytes)
             _check_path(path, run)
     return found
+
+
+def _check_changes(store: Store, run: RunSummary, tree: str) -> None:
+    """Refuse tree (one the index will hold) as checked_files would; of it, only what differs from the run's
+    code tree (checked already) is read."""
+    for path in store.changed_files(run.commit, tree, visit=functools.partial(_check_tree, store, run)):
+        if len(path) * 4 > MAX_PATH:
+            _check_path(path, run)
 
 
 def _check_tree(store: Store, run: RunSummary, tree_id: str, items: TreeItems, prefix: str) -> None:
@@ -159,7 +169,7 @@ def _check_tree(store: Store, run: RunSummary, tree_id: str, items: TreeItems, p
         _SAFE_TREES.add(tree_id)
 
 
-_SAFE_TREES: set[str] = set()  # ids of subtrees whose entries passed code_entries' checks
+_SAFE_TREES: set[str] = set()  # ids of subtrees whose entries passed checked_files' checks
 _MODES = frozenset((TREE_MODE, 0o100644, EXEC_MODE, LINK_MODE, GITLINK_MODE))
 
 
@@ -585,24 +595,46 @@ def _under(path: str, paths: tuple[str, ...]) -> bool:
 def _checkout(
     store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None, only: tuple[str, ...] | None
 ) -> CheckoutResult:
+    from gitexp.query import settled
+
+    settled(run)  # a run in progress has no outputs yet: said first, whatever else is going on
+    _refuse_while_busy(store)
+    for note in ParamsGuard(store.state_dir, store.root).recover():  # the user's params first: they may need saving
+        notify(note)
+    status = store.workspace_status()  # git reads the workspace while the run is read and checked
+    try:
+        return _checkout_status(store, run, notify, progress, only, status)
+    finally:
+        status.close()
+
+
+def _checkout_status(
+    store: Store, run: RunSummary, notify: Callable[[str], None], progress: Progress | None, only: tuple[str, ...] | None,
+    status: Status,
+) -> CheckoutResult:
     root = store.root
     tgt = target(store, run)
     if only is not None:
         only = restore_paths(run, list(only), tgt)
     staged = store.tree_of(f"{run.commit}:{fmt.RECORD_DIR}/{fmt.INDEX_TREE}")
-    index_paths: set[str] = set()
-    if only is None and (staged or (run.base and run.base != store.head()[0])):
-        # the index will hold it: refused now, not half-way
-        index_paths = {path for path, mode, _ in checked_files(store, run, staged or run.base) if mode != GITLINK_MODE}
+    indexed = staged or run.base
+    if only is None and indexed and (staged or indexed != store.head()[0]):
+        _check_changes(store, run, indexed)  # the index will hold it: refused now, not half-way
     # A sparse checkout leaves files outside it unwritten (and their index entries skip-worktree), as git does.
     sparse = store.sparse_outside([p for p, e in tgt.entries.items() if e.kind != "object"])
-    _refuse_while_busy(store)
-    for note in ParamsGuard(store.state_dir, root).recover():  # the user's params first: they may need saving
-        notify(note)
     config = config_mod.load(root, store.state_dir)
     declared = tuple(dict.fromkeys(config.data + config.outputs + tgt.owned))
-    current = store.snapshot(exclude=declared, large_threshold=config.large_files)
-    current_code = {path: (mode, oid) for path, mode, oid in store.code_entries(current.tree)}
+    current = store.snapshot(exclude=declared, large_threshold=config.large_files, status=status)
+    # The workspace's code: the run's, but where the two trees differ (compared by id: only the subtrees
+    # that differ are read; the cost follows the change, not the size of the tree).
+    changed = store.changed_files(current.tree, run.commit)
+    current_code = {path: (mode, oid) for path, mode, oid in tgt.code}
+    for path, was in changed.items():
+        if was is None:
+            current_code.pop(path, None)
+        else:
+            current_code[path] = was
+    ignores_differ = any(p.rpartition("/")[2] == ".gitignore" for p in changed)
     stats = StatCache(stat_db(store.git_common_dir()))
     try:
         current_data = _files_under(root, declared + current.large, stats, Exclude(config.exclude).why)
@@ -619,7 +651,8 @@ def _checkout(
         removals = sorted(
             p for p in (set(current_code) | (set(current_data) & theirs)) - set(tgt.entries) if _removable(root / p)
         )
-        removals = _not_ignored_by_run(store, tgt, current_code, removals)
+        if ignores_differ:
+            removals = _not_ignored_by_run(store, tgt, current_code, removals)
         if only is not None:  # as git checkout RUN -- PATH: code files the run lacks stay; its data paths hold only its files
             todo = [e for e in todo if _under(e.path, only)]
             removals = [p for p in removals if _under(p, only) and p in current_data and p in theirs]
@@ -654,8 +687,7 @@ def _checkout(
                     written = [e.path for e in todo if e.kind == "blob"]
                     head = store.move_head(run.base, run.base_branch, index_tree, run.commit, written)
                     if sparse:
-                        if not index_paths:
-                            index_paths = {p for p, _, _ in store.code_entries(index_tree or run.base or run.commit)}
+                        index_paths = {p for p, _, _ in store.code_entries(index_tree or run.base or run.commit)}
                         store.mark_skip_worktree(sorted(sparse & index_paths))
                     _, branch = store.head()
                     write_pointer(store.state_dir, branch, Pointer(run.name, run.commit))
@@ -669,7 +701,7 @@ def _checkout(
             shutil.rmtree(stage.scratch, ignore_errors=True)
     finally:
         stats.close()
-    if _gitignores_differ(tgt, current_code):
+    if ignores_differ:
         after = {path for path, _, _ in store.code_entries(store.snapshot(exclude=declared, large_threshold=config.large_files).tree)}
         shown = sorted(after - set(tgt.entries) - set(current_code))
         if shown:
@@ -754,7 +786,7 @@ def _refuse_while_busy(store: Store) -> None:
 def _completed_once_started(run: RunSummary, saved: RunSummary | None, notify: Callable[[str], None]) -> Iterator[None]:
     """Once the workspace starts to change: Ctrl-C waits for the end (half a checkout is a mix of two
     states), and an error says what state the workspace is in and how to finish."""
-    from gitexp.process import signals_deferred
+    from gitexp.signals import signals_deferred
 
     try:
         with signals_deferred():
@@ -812,10 +844,10 @@ def _not_ignored_by_run(store: Store, tgt: Target, code: dict[str, tuple[int, st
     """removals less the files the run's own .gitignore files ignore: the run could not have had them.
 
     (Files ignored now are never candidates; this is for those that ignore rules of the
-    workspace no longer hide, as when its .gitignore differs from the run's.)
+    workspace no longer hide: called when its .gitignore files differ from the run's.)
     """
     candidates = [p for p in removals if p in code]  # under the run's data and output paths, all extra files go
-    if not candidates or not _gitignores_differ(tgt, code):
+    if not candidates:
         return removals
     ignored = store.ignored_by(_gitignores(tgt), candidates)
     return [p for p in removals if p not in ignored]
@@ -824,11 +856,6 @@ def _not_ignored_by_run(store: Store, tgt: Target, code: dict[str, tuple[int, st
 def _gitignores(tgt: Target) -> dict[str, str]:
     """The run's .gitignore files: path -> blob id."""
     return {p: e.source for p, e in tgt.entries.items() if e.kind == "blob" and p.rpartition("/")[2] == ".gitignore"}
-
-
-def _gitignores_differ(tgt: Target, code: dict[str, tuple[int, str]]) -> bool:
-    # (paths from trees and the index: no empty, '.' or trailing components, so the last one is the name)
-    return {p: oid for p, (_, oid) in code.items() if p.rpartition("/")[2] == ".gitignore"} != _gitignores(tgt)
 
 
 def _files_under(

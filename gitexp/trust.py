@@ -42,17 +42,39 @@ def _regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 @lru_cache(maxsize=1)
-def _secrets() -> re.Pattern[str] | None:
-    return _regex(SECRET_PATTERNS)  # compiled when first needed: `gitexp run` without data never pays for it
+def _secrets() -> tuple[tuple[str, str, str], ...]:
+    """SECRET_PATTERNS, in order, as plain string tests with no regular expression to compile (a checkout
+    or a run with data asks of every file): (pattern, how, text), how being 'name', 'prefix' ('id_rsa*'),
+    'suffix' ('*.pem') or 'glob' (the others)."""
+    out = []
+    for p in SECRET_PATTERNS:
+        wild = [i for i, c in enumerate(p) if c in "*?["]
+        if not wild:
+            out.append((p, "name", p))
+        elif wild == [len(p) - 1] and p.endswith("*"):
+            out.append((p, "prefix", p[:-1]))
+        elif wild == [0] and p.startswith("*"):
+            out.append((p, "suffix", p[1:]))
+        else:
+            out.append((p, "glob", p))
+    return tuple(out)
 
 
 def secret_pattern(name: str) -> str | None:
-    """The default secret pattern the file name matches, or None."""
+    """The first default secret pattern the file name matches (case-insensitively), or None."""
     low = name.lower()
-    secrets = _secrets()
-    if secrets is None or not secrets.match(low):
-        return None
-    return next(p for p in SECRET_PATTERNS if fnmatch.fnmatchcase(low, p))
+    for pattern, how, text in _secrets():
+        if how == "name":
+            found = low == text
+        elif how == "prefix":
+            found = low.startswith(text)
+        elif how == "suffix":
+            found = low.endswith(text)
+        else:
+            found = fnmatch.fnmatchcase(low, text)
+        if found:
+            return pattern
+    return None
 
 
 @dataclass(frozen=True)

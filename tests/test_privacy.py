@@ -236,3 +236,20 @@ def test_gitexp_start_refuses_an_artifact_outside_the_workspace(ws: Workspace) -
     assert proc.returncode == 0 and "is outside the workspace" in proc.stderr, proc.stderr
     assert ws.git("show", "refs/experiments/nb:.gitexp/run.json")
     assert ws.gitexp("show", "--json", "nb").json()["data"] is None  # type: ignore[index]
+
+
+def test_a_name_is_a_secret_by_the_first_pattern_it_matches_case_insensitively() -> None:
+    """secret_pattern tests names with plain string operations: it must say what fnmatch would."""
+    import fnmatch
+    import itertools
+
+    from gitexp.trust import SECRET_PATTERNS, secret_pattern
+
+    stems = ["", ".env", ".ENV.", "id_rsa", "ID_Ed25519", "credentials", "my", ".netrc", "_netrc", ".npmrc", "x"]
+    ends = ["", ".pem", ".KEY", ".json", ".p12", ".pfx", ".pub", ".yaml", "-prod.json", ".local"]
+    names = ["".join(p) for p in itertools.product(stems, ends)] + ["key", "pem", "env", "credentials*.json", "[a]"]
+    for name in names:
+        expected = next((p for p in SECRET_PATTERNS if fnmatch.fnmatchcase(name.lower(), p)), None)
+        assert secret_pattern(name) == expected, name
+    assert secret_pattern("id_rsa.pem") == "*.pem"  # the pattern listed first wins
+    assert secret_pattern("model.pt") is None

@@ -8,7 +8,7 @@ import click
 def command(repair: bool) -> int:
     """Verify the data cache: every object hashes to its name; list cached content runs miss."""
     from gitexp import render
-    from gitexp.data.inventory import fsck
+    from gitexp.data.upkeep import fsck
     from gitexp.store import Store
 
     from gitexp.cli import warn

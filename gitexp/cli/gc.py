@@ -9,7 +9,7 @@ import click
 @click.option("-n", "--dry-run", is_flag=True, help="Only report what would be freed.")
 def command(min_age: float, now: bool, dry_run: bool) -> None:
     """Free cache objects that no run refers to."""
-    from gitexp.data.inventory import gc
+    from gitexp.data.upkeep import gc
     from gitexp.render import size
     from gitexp.store import Store
 

@@ -79,12 +79,18 @@ class Store:
     # -- workspace ---------------------------------------------------------
 
     def snapshot(
-        self, replace: dict[str, bytes] | None = None, exclude: tuple[str, ...] = (), large_threshold: int | None = None
+        self, replace: dict[str, bytes] | None = None, exclude: tuple[str, ...] = (), large_threshold: int | None = None,
+        status: _snapshot.Status | None = None,
     ) -> Snapshot:
+        """The workspace's code state (see snapshot.take); status: one from workspace_status(), closed here."""
         try:
-            return _snapshot.take(self.repo, replace, exclude, large_threshold)
+            return _snapshot.take(self.repo, replace, exclude, large_threshold, status)
         except pygit2.GitError as exc:
             raise StorageError(f"cannot snapshot the workspace: {exc}") from exc
+
+    def workspace_status(self) -> _snapshot.Status:
+        """Start git reading the workspace's status for a snapshot to come; close() it if none comes."""
+        return _snapshot.Status(self.repo)
 
     def head(self) -> tuple[str | None, str | None]:
         return _snapshot.head(self.repo)
@@ -475,6 +481,45 @@ class Store:
                     out.append(item if not prefix else (path, mode, oid))
         except (KeyError, ValueError, pygit2.GitError) as exc:
             raise StorageError(f"cannot read the tree of {commit[:12]}: {exc}") from exc
+        return out
+
+    def changed_files(self, old: str, new: str, visit: TreeVisitor | None = None) -> dict[str, tuple[int, str] | None]:
+        """Each path where the code states of old and new (commits or trees; the record directory left out)
+        hold different files, with old's (mode, id) there, or None where old has no file.
+
+        The trees are compared by id first: a subtree of one id on both sides is not read, so the cost
+        follows the change, not the size of the trees. visit, as for code_entries, sees each tree object
+        of new that is read: those that differ from old's.
+        """
+        out: dict[str, tuple[int, str] | None] = {}
+        try:
+            stack = [(str(self.repo[old].peel(pygit2.Tree).id), str(self.repo[new].peel(pygit2.Tree).id), "")]
+            while stack:
+                a, b, prefix = stack.pop()
+                if a == b:
+                    continue
+                was = {name: (mode, oid) for name, mode, oid in self._tree_items(a, None, prefix)} if a else {}
+                now = {name: (mode, oid) for name, mode, oid in self._tree_items(b, visit, prefix)} if b else {}
+                for name in was.keys() | now.keys():
+                    before, after = was.get(name), now.get(name)
+                    path = prefix + name
+                    if before == after or path == fmt.RECORD_DIR:
+                        continue
+                    if before is not None and after is not None and before[0] == after[0] == FileMode.TREE:
+                        stack.append((before[1], after[1], path + "/"))
+                        continue
+                    if after is not None:  # a file of new, or new's subtree (each of its files: None)
+                        if after[0] == FileMode.TREE:
+                            stack.append(("", after[1], path + "/"))
+                        else:
+                            out.setdefault(path, None)
+                    if before is not None:
+                        if before[0] == FileMode.TREE:
+                            stack.append((before[1], "", path + "/"))
+                        else:
+                            out[path] = before
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise StorageError(f"cannot compare the trees of {old[:12]} and {new[:12]}: {exc}") from exc
         return out
 
     def _tree_items(self, tree: str, visit: TreeVisitor | None, prefix: str) -> TreeItems:

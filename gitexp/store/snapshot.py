@@ -3,9 +3,11 @@
 Built in a private in-memory index loaded from the user's .git/index, so the
 stat data already there spares re-hashing unchanged files, and the user's index
 file, HEAD and work tree are never written. libgit2 finds the changed tracked
-files and hashes them; git itself lists the untracked files (libgit2 misses a
-nested .gitignore's negation of a parent's pattern) and hashes the paths that a
-configured filter (Git LFS) must clean. Where git keeps the index's entry, so
+files and hashes them; git itself (`git status`, in a process of its own, beside
+the caller's work) says which tracked files changed and lists the untracked ones
+(libgit2 misses a nested .gitignore's negation of a parent's pattern, and holds
+the interpreter while it looks), and hashes the paths that a configured filter
+(Git LFS) must clean. Where git keeps the index's entry, so
 does the snapshot: skip-worktree (sparse checkout) and assume-unchanged
 entries, a symlink checked out as a plain file under core.symlinks=false, the
 mode under core.fileMode=false; a submodule (or a nested repository) is recorded
@@ -20,13 +22,12 @@ import subprocess
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import FileMode, FileStatus
+from pygit2.enums import FileMode
 
 from gitexp.errors import ReservedPath, StorageError
 from gitexp.format import RECORD_DIR
 from gitexp.model import Snapshot
 
-_FROM_WORKDIR = FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
 _SKIP_WORKTREE = 1 << 14  # git_index_entry.flags_extended
 _ASSUME_VALID = 0x8000  # git_index_entry.flags
 
@@ -36,6 +37,7 @@ def take(
     replace: dict[str, bytes] | None = None,
     exclude: tuple[str, ...] = (),
     large_threshold: int | None = None,
+    status: Status | None = None,
 ) -> Snapshot:
     """Snapshot the workspace.
 
@@ -43,9 +45,11 @@ def take(
     an `exclude` path (declared data and outputs), or larger than
     `large_threshold` bytes (and not cleaned by a filter such as Git LFS), are
     left out of the tree; the large ones are listed in Snapshot.large so the
-    caller can record them as data pointers.
+    caller can record them as data pointers. `status`: one the caller started earlier (to overlap it
+    with its own work), read and closed here.
     """
-    untracked = _Untracked(repo)  # git lists them while libgit2 finds the changed tracked files
+    if status is None:
+        status = Status(repo)
     try:
         index = _private_index(repo)
         hashing = _Hashing(repo, index)
@@ -53,22 +57,22 @@ def take(
         skipped: list[str] = []
         large: list[str] = []
         prefixes = tuple(p.rstrip("/") + "/" for p in exclude)
-        for path, flags in repo.status(untracked_files="no", ignored=False).items():
-            entry = _entry(index, path)
-            if entry is not None and _kept_from_index(index, path):
-                continue  # skip-worktree or assume-unchanged: git add leaves the entry alone
-            if entry is not None and entry.mode == FileMode.COMMIT:
-                hashing.gitlink(path, entry)
-            elif flags & FileStatus.CONFLICTED:
-                _drop_conflict(index, path)
-                hashing.add(path)
-            elif flags & _FROM_WORKDIR:
-                hashing.add(path)
-            elif flags & FileStatus.WT_DELETED:
-                index.remove(path)
-        listed = untracked.paths()
+        changed, listed = status.read()
     finally:
-        untracked.close()
+        status.close()
+    for path, change in changed.items():
+        entry = _entry(index, path)
+        if entry is not None and _kept_from_index(index, path):
+            continue  # skip-worktree or assume-unchanged: git add leaves the entry alone
+        if entry is not None and entry.mode == FileMode.COMMIT:
+            hashing.gitlink(path, entry)
+        elif change == CONFLICTED:
+            _drop_conflict(index, path)
+            hashing.add(path)
+        elif change == DELETED:
+            index.remove(path)
+        else:
+            hashing.add(path)
     for path in listed:
         bare = path.rstrip("/")
         if bare in exclude or bare.startswith(prefixes):
@@ -205,26 +209,52 @@ class _Hashing:
             self.index.remove(path)
 
 
-class _Untracked:
-    """The untracked, not ignored paths, as git lists them (a nested repository as 'dir/'), from a
-    `git ls-files` started at once and read by paths()."""
+CHANGED, DELETED, CONFLICTED = "changed", "deleted", "conflicted"
+
+
+class Status:
+    """What `git status` says of the workspace: the tracked paths whose work-tree file differs from the
+    index, and the untracked, not ignored paths (a nested repository as 'dir/'). git is started at once
+    and works beside the caller (a process of its own); read() waits for it. It never writes the index
+    (--no-optional-locks), and git's own rules decide: ignore files, filters, core.fileMode and the like.
+    """
 
     def __init__(self, repo: pygit2.Repository) -> None:
         env = {**os.environ, "GIT_DIR": repo.path, "GIT_WORK_TREE": repo.workdir}
         env.pop("GIT_INDEX_FILE", None)
         self.proc = subprocess.Popen(
-            ["git", "ls-files", "-z", "-o", "--exclude-standard"], cwd=repo.workdir, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            ["git", "--no-optional-locks", "status", "--porcelain=v2", "-z", "--untracked-files=all", "--no-renames",
+             "--ignore-submodules=none"],
+            cwd=repo.workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
 
-    def paths(self) -> list[str]:
+    def read(self) -> tuple[dict[str, str], list[str]]:
+        """({path: CHANGED | DELETED | CONFLICTED} of the tracked files the work tree changed, untracked paths)."""
         out, err = self.proc.communicate()
         if self.proc.returncode != 0:
-            raise StorageError(f"git ls-files failed: {err.decode(errors='replace').strip()}")
-        return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+            raise StorageError(f"git status failed: {err.decode(errors='replace').strip()}")
+        changed: dict[str, str] = {}
+        untracked: list[str] = []
+        records = iter(out.decode("utf-8", "surrogateescape").split("\0"))
+        for record in records:
+            kind = record[:2]
+            if kind == "? ":
+                untracked.append(record[2:])
+            elif kind in ("1 ", "2 "):  # 1 XY sub mH mI mW hH hI path; 2 ... X-score path NUL origPath
+                fields = record.split(" ", 8 if kind == "1 " else 9)
+                if kind == "2 ":
+                    next(records, None)
+                worktree = fields[1][1:2]
+                if worktree == "D":
+                    changed[fields[-1]] = DELETED
+                elif worktree not in (".", ""):
+                    changed[fields[-1]] = CHANGED  # M, T, or A (an intent-to-add entry: git add -A stages it)
+            elif kind == "u ":  # u XY sub m1 m2 m3 mW h1 h2 h3 path
+                changed[record.split(" ", 10)[-1]] = CONFLICTED
+        return changed, untracked
 
     def close(self) -> None:
-        """After paths(), or instead of it (an error came first): git is not left behind."""
+        """After read(), or instead of it (an error came first): git is not left behind."""
         if self.proc.returncode is None:
             self.proc.kill()
             self.proc.communicate()
