@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import itertools
 import math
+import operator
 import re
 import shlex
 from collections.abc import Callable
@@ -159,27 +161,37 @@ def _column_texts(column: str, runs: list[RunSummary], csv: bool) -> list[str]:
     """The text of one column for every run ("" where a run has no value), terminal-safe (inert)."""
     section, _, key = column.partition(".")
     if section in ("params", "metrics"):  # any recorded key, even one the filter language cannot spell
-        values = [m.get(key) for m in (getattr(r, section) for r in runs)]
+        values = list(map(operator.methodcaller("get", key), map(operator.attrgetter(section), runs)))
     elif column == "name":
-        values = [r.name for r in runs]
+        values = list(map(operator.attrgetter("name"), runs))
     else:
         read = column_reader(column)
         values = [read(r) for r in runs]
     if column == "created":
         return _when_all(values)
+    kinds = set(map(type, values))  # one kind in a column is the usual case: then one loop in C
     if csv and column not in ("tag", "tags"):
-        texts = [
-            "" if v is None else str(v) if type(v) in (float, int, str) else _csv(v) for v in values
-        ]
+        if kinds <= _PLAIN:
+            texts = list(map(str, values))
+        else:
+            texts = ["" if v is None else str(v) if type(v) in _PLAIN else _csv(v) for v in values]
     elif column_formatter(column) is value:
-        texts = [
-            "" if v is None else f"{v:.6g}" if type(v) is float else str(v) if type(v) in (int, str) else value(v)
-            for v in values
-        ]
+        if kinds == {float}:
+            texts = list(map(format, values, itertools.repeat(".6g")))
+        elif kinds <= {int, str}:
+            texts = list(map(str, values))
+        else:
+            texts = [
+                "" if v is None else f"{v:.6g}" if type(v) is float else str(v) if type(v) in (int, str) else value(v)
+                for v in values
+            ]
     else:
         shown = column_formatter(column)
         texts = ["" if v is None else shown(v) for v in values]
     return _inert_all(texts)
+
+
+_PLAIN = {float, int, str}
 
 
 def _inert_all(texts: list[str]) -> list[str]:
@@ -231,8 +243,12 @@ def _aligned(headers: list[str], columns: list[list[str]], width: int | None) ->
     def pad(cells: list[str], w: int, plain: bool) -> list[str]:
         return [c.ljust(w) for c in cells] if plain else [c + " " * (w - _width(c)) for c in cells]
 
-    padded = [pad([h, *col], w, plain and h.isascii()) for h, col, w, plain in zip(headers, columns, widths[:kept], ascii)]
-    lines = [gap.join(cells).rstrip() for cells in zip(*padded)]
+    if all(ascii[:kept]) and all(h.isascii() for h in headers[:kept]):  # one format per line (a column at a time: 3x slower)
+        line = gap.join(f"{{:<{w}}}" for w in widths[:kept])
+        lines = [line.format(*headers[:kept]).rstrip(), *(line.format(*cells).rstrip() for cells in zip(*columns[:kept]))]
+    else:
+        padded = [pad([h, *col], w, plain and h.isascii()) for h, col, w, plain in zip(headers, columns, widths[:kept], ascii)]
+        lines = [gap.join(cells).rstrip() for cells in zip(*padded)]
     table = [lines[0], gap.join("-" * w for w in widths[:kept]), *lines[1:]]
     if kept < len(headers):
         table.append(dropped_note(len(headers) - kept))

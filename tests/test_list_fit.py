@@ -175,3 +175,42 @@ def test_differing_counts_a_lacking_key_unless_told_not_to() -> None:
     assert differing([{"a": 1}, {"a": True}, {"a": "1"}], ignore_missing=True) == ["a"]
     assert fitting([4, 16, 9], 10) == 1 and fitting([4, 16, 9], 22) == 2 and fitting([4, 16, 9], None) == 3
     assert fitting([40], 3) == 1, "the first column always"
+
+
+def test_a_column_of_one_kind_of_value_reads_as_each_value_shown_alone() -> None:
+    """runs_output builds a column of floats, ints or strings in one C loop; it must show what the
+    per-value rules show (6 significant digits, '' for none, JSON for lists), in every format, aligned."""
+    from gitexp.format import summary_from_message
+    from gitexp.render import runs_output, value
+
+    kinds = {
+        "floats": [0.1, 1e-9, 123456789.0, float("inf"), -0.0],
+        "ints": [1, -20, 10**20, 0, 7],
+        "strs": ["a", "", "b c", "long text", "x"],
+        "mixed": [0.1, 3, "s", None, [1, 2]],
+        "bools": [True, False, True, None, False],
+        "wide": ["日本", "é", "a", "ab", "abc"],
+    }
+    runs = []
+    for i in range(5):
+        message = f"gitexp run r{i}\n\nGitexp-Format: 1\nGitexp-Run: r{i}\nGitexp-Status: completed\n" \
+                  f"Gitexp-Params: {json.dumps({k: v[i] for k, v in kinds.items() if v[i] is not None})}\n"
+        runs.append(summary_from_message(f"r{i}", f"{i:040x}", message))
+    columns = ["name", *(f"params.{k}" for k in kinds)]
+
+    rows = list(csv.reader(io.StringIO(runs_output(runs, columns, "csv"))))
+    for i, run in enumerate(runs):
+        for j, key in enumerate(kinds):
+            v = run.params.get(key)
+            expected = "" if v is None else str(v) if type(v) in (float, int, str) else json.dumps(v, separators=(",", ":"))
+            assert rows[i + 1][j + 1] == expected, (key, v)
+
+    table = runs_output(runs, columns, "table").splitlines()
+    starts = [table[0].index(c) for c in columns]
+    for i, run in enumerate(runs):
+        line = table[i + 2]
+        for j, key in enumerate(kinds):
+            v = run.params.get(key)
+            shown = "" if v is None else value(v)
+            if key != "wide" and all(c.isascii() for c in line[: starts[j + 1]]):
+                assert line[starts[j + 1]:].startswith(shown), (key, v, line)
