@@ -113,7 +113,18 @@ def push_sends_again(ws: Workspace, store: Path, lost: str, path: Path, good: by
     assert "1 object(s)" in result.out, result.out
     assert lost in objects(store)
     if good is not None:
-        assert path.read_bytes() == good, "rebuilt exactly as made the first time"
+        assert _without_stamp(path.read_bytes()) == _without_stamp(good), "rebuilt exactly as made the first time"
+
+
+def _without_stamp(totals: bytes) -> object:
+    """A needs file as it is; a totals file without its stamp and checksum: the refs' stat fingerprint is
+    kept only once it is 2 s old (git's racy rule), so a push on a busy machine may keep it where the
+    first one could not."""
+    if not totals.startswith(b"gitexp-needs-totals "):
+        return totals
+    data = json.loads(totals.partition(b"\n")[2])
+    data.pop("stamp")
+    return data
 
 
 @pytest.mark.parametrize(
