@@ -238,3 +238,32 @@ def test_a_local_data_remote_survives_checking_out_an_older_config(ws: Workspace
     pushed = ws.gitexp("push")
     assert pushed.code == 0 and "1 object(s)" in pushed.out
     assert ws.gitexp("remote", "list").out.split() == ["mine", str(store)]
+
+
+@pytest.mark.parametrize("how", ["rewritten", "bit-rot-with-the-old-times"])
+def test_a_damaged_cache_object_is_never_pushed(team: tuple[Workspace, Path, Path], how: str) -> None:
+    """Objects are copied to a directory remote by the kernel, trusting a cache object's stamp (hashed in
+    full since it last changed); a damaged object, even one whose size and times were put back, is hashed,
+    refused and named, and the good ones still travel."""
+    import os
+
+    from gitexp.data.hashing import digest_bytes
+
+    ws, _, store = team
+    victim = ws.root / ".git/gitexp/cache/objects"
+    digest = digest_bytes(b"weights 1")
+    path = victim / digest[:2] / digest[2:]
+    st = path.stat()
+    os.chmod(path, 0o644)
+    path.write_bytes(b"weights 9")  # same size
+    if how == "bit-rot-with-the-old-times":
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    result = ws.gitexp("push", "origin")
+    assert result.code == 1, result.out + result.err
+    assert f"object {digest} did not match its digest and was rejected" in result.err
+    assert digest not in objects(store)
+    assert digest_bytes(b"weights 2") in objects(store)  # the good one travelled, intact
+    for name in objects(store):
+        assert digest_bytes((store / "objects" / name[:2] / name[2:]).read_bytes()) == name
+    assert not list((store / "tmp").rglob("*.*")), "no partial copy left behind"

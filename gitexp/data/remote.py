@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gitexp.data.cache import Cache, TamperedObject, clear_dead, owned_tmp, owner_alive, process_tag
+from gitexp.data.cache import Cache, CorruptObject, TamperedObject, clear_dead, owned_tmp, owner_alive, process_tag
 from gitexp.data.hashing import copy_hashing, is_digest
 from gitexp.errors import GitexpError
 
@@ -51,8 +51,9 @@ class DataRemote:
     def open_read(self, digest: str) -> BinaryIO:
         raise NotImplementedError
 
-    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
-        """Copy src (a cache object) under a temporary name, verifying its bytes on the way, then give it its name."""
+    def write(self, cache: Cache, digest: str, progress: Callable[[int], None] | None) -> None:
+        """Copy the cache's object under a temporary name, verified on the way, then give it its name;
+        TamperedObject when the cache's bytes do not hash to digest."""
         raise NotImplementedError
 
     def clear_tmp(self) -> None:
@@ -97,12 +98,11 @@ class DataRemote:
             start(sum(cache.path(d).stat().st_size for d in todo))
 
         def send(d: str) -> tuple[str, int, bool]:
-            src = cache.path(d)
             try:
-                self.write(d, src, progress)
+                self.write(cache, d, progress)
             except TamperedObject:
                 return d, 0, False
-            return d, src.stat().st_size, True
+            return d, cache.path(d).stat().st_size, True
 
         for d, size, ok in _parallel(send, todo):
             if ok:
@@ -162,15 +162,19 @@ class DirectoryRemote(DataRemote):
     def open_read(self, digest: str) -> BinaryIO:
         return open(self.objects / digest[:2] / digest[2:], "rb")
 
-    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
+    def write(self, cache: Cache, digest: str, progress: Callable[[int], None] | None) -> None:
+        """Copied by the kernel, as `cp` does (Cache.copy_out): an object whose stamp says it was hashed in
+        full since it last changed is not hashed again; any other is hashed beside the copy."""
         final = self.objects / digest[:2] / digest[2:]
         with owned_tmp(self.root / "tmp") as tmp_dir:
             tmp = tmp_dir / f"{digest}.{os.urandom(3).hex()}"
             try:
-                with open(src, "rb") as f, open(tmp, "wb") as out:
-                    got = copy_hashing(f, out, progress)
-                if got != digest:
-                    raise TamperedObject(digest, "the local cache")
+                try:
+                    size = cache.copy_out(digest, tmp, "the local cache")
+                except CorruptObject:
+                    raise TamperedObject(digest, "the local cache") from None
+                if progress is not None:
+                    progress(size)
                 # Like git's loose objects, no fsync: the rename is atomic, and every reader re-hashes
                 # what it gets (pull rejects a damaged object; push --verify-remote replaces it).
                 final.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +217,8 @@ class FsspecRemote(DataRemote):
     def open_read(self, digest: str) -> BinaryIO:
         return self.fs.open(self._path(digest), "rb")  # type: ignore[no-any-return]
 
-    def write(self, digest: str, src: Path, progress: Callable[[int], None] | None) -> None:
+    def write(self, cache: Cache, digest: str, progress: Callable[[int], None] | None) -> None:
+        src = cache.path(digest)
         with open(src, "rb") as f:
             if copy_hashing(f, None, progress) != digest:
                 raise TamperedObject(digest, "the local cache")
