@@ -1,6 +1,7 @@
 """Benchmark: gitexp at 100,000 runs, each operation against its plain-git floor measured in the same run.
 
-Setup (untimed; kept between invocations with --reuse DIR):
+Setup (untimed; kept between invocations with --reuse DIR, and built again once the remote holds 10% more
+runs than --runs: each invocation adds --repeat x 1,010):
 
   work       a repository of a few source files, a `.gitexp.yaml` declaring the data remote `shared`
              (a directory, trusted by this clone), and --runs run refs (default 100,000) written with
@@ -148,6 +149,13 @@ def new_runs(repo: Path, objects: Path | None, prefix: str, count: int, every_ou
     return names
 
 
+def _remote_runs(d: Path) -> int:
+    """How many run refs the remote (origin.git) holds; 0 when there is none."""
+    if not (d / "origin.git").is_dir():
+        return 0
+    return len(git(d / "origin.git", "for-each-ref", "--format=x", "refs/experiments/").split())
+
+
 def build(d: Path, runs: int, cmd: list[str]) -> None:
     """Everything the measurements need, under d (see the module docstring)."""
     work = d / "work"
@@ -237,6 +245,7 @@ def measure(d: Path, cmd: list[str], repeat: int) -> dict[str, Any]:
         "startup", "startup_store", "list_cold", "list_warm", "list_floor", "noop", "noop_floor", "push10", "push10_floor",
         "pull1000", "pull1000_floor", "restore", "restore_floor")}
     checks: list[str] = []
+    remote_runs = _remote_runs(d)
     state = json.loads((d / "build.json").read_text())
     tag = f"{int(time.time())}"
     objects = work / ".git" / "gitexp" / "cache" / "objects"
@@ -302,7 +311,7 @@ def measure(d: Path, cmd: list[str], repeat: int) -> dict[str, Any]:
     if status:
         checks.append(f"restore repo not clean after the rounds: {status[:200]}  <-- FAIL")
     checks.append(f"runs: {state['runs']} built, plus {repeat * 10} pushed and {repeat * 1000} pulled in earlier rounds")
-    return {"samples": s, "checks": checks}
+    return {"samples": s, "checks": checks, "remote_runs": remote_runs}
 
 
 def verdicts(s: dict[str, list[float]]) -> list[dict[str, Any]]:
@@ -337,7 +346,10 @@ def main() -> int:
     try:
         marker = d / "built"
         state = json.loads((d / "build.json").read_text()) if (d / "build.json").is_file() else {}
-        if not (marker.is_file() and marker.read_text() == BUILD_VERSION and state.get("runs") == args.runs):
+        # Each invocation adds repeat x 1,010 runs to the remote and the mates: a DIR reused too often measures
+        # another scale (168,680 runs on the remote was seen). Rebuilt once they hold 10% more than --runs.
+        grown = _remote_runs(d) > args.runs * 1.1 if marker.is_file() else False
+        if grown or not (marker.is_file() and marker.read_text() == BUILD_VERSION and state.get("runs") == args.runs):
             if d.exists():
                 shutil.rmtree(d)
             t0 = time.perf_counter()
@@ -351,10 +363,11 @@ def main() -> int:
     v = verdicts(s)
     load = os.getloadavg()
     if args.json:
-        print(json.dumps({"runs": args.runs, "repeat": args.repeat, "loadavg": load, "samples": s,
+        print(json.dumps({"runs": args.runs, "remote_runs": result["remote_runs"], "repeat": args.repeat, "loadavg": load, "samples": s,
                           "checks": result["checks"], "verdicts": v}, indent=2))
         return 0
-    print(f"gitexp at {args.runs} runs; median of {args.repeat} rounds; gitexp = {' '.join(cmd)}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"gitexp at {args.runs} runs (the remote held {result['remote_runs']} at the start); median of {args.repeat} rounds; "
+          f"gitexp = {' '.join(cmd)}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"start-up (what every command that opens the repository imports: interpreter, click, pygit2, gitexp.store): "
           f"{med(s['startup_store']):.3f}s; `gitexp --version`: {med(s['startup']):.3f}s")
     print(f"list: cold {med(s['list_cold']):.3f}s, warm {med(s['list_warm']):.3f}s; git for-each-ref {med(s['list_floor']):.3f}s")
