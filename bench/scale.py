@@ -239,13 +239,12 @@ def drop_gitexp_caches(repo: Path) -> None:
                 p.unlink()
 
 
-def measure(d: Path, cmd: list[str], repeat: int) -> dict[str, Any]:
+def measure(d: Path, cmd: list[str], repeat: int, remote_runs: int) -> dict[str, Any]:
     work, origin, floor = d / "work", d / "origin.git", d / "floor.git"
     s: dict[str, list[float]] = {k: [] for k in (
         "startup", "startup_store", "list_cold", "list_warm", "list_floor", "noop", "noop_floor", "push10", "push10_floor",
         "pull1000", "pull1000_floor", "restore", "restore_floor")}
     checks: list[str] = []
-    remote_runs = _remote_runs(d)
     state = json.loads((d / "build.json").read_text())
     tag = f"{int(time.time())}"
     objects = work / ".git" / "gitexp" / "cache" / "objects"
@@ -348,14 +347,15 @@ def main() -> int:
         state = json.loads((d / "build.json").read_text()) if (d / "build.json").is_file() else {}
         # Each invocation adds repeat x 1,010 runs to the remote and the mates: a DIR reused too often measures
         # another scale (168,680 runs on the remote was seen). Rebuilt once they hold 10% more than --runs.
-        grown = _remote_runs(d) > args.runs * 1.1 if marker.is_file() else False
-        if grown or not (marker.is_file() and marker.read_text() == BUILD_VERSION and state.get("runs") == args.runs):
+        remote_runs = _remote_runs(d) if marker.is_file() else 0
+        if remote_runs > args.runs * 1.1 or not (marker.is_file() and marker.read_text() == BUILD_VERSION and state.get("runs") == args.runs):
             if d.exists():
                 shutil.rmtree(d)
             t0 = time.perf_counter()
             build(d, args.runs, cmd)
+            remote_runs = args.runs
             print(f"built {args.runs} runs in {d} in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
-        result = measure(d, cmd, args.repeat)
+        result = measure(d, cmd, args.repeat, remote_runs)
     finally:
         if not args.reuse:
             shutil.rmtree(d, ignore_errors=True)

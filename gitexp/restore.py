@@ -15,7 +15,7 @@ import os
 import shutil
 import stat
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple, NoReturn, TypeVar
@@ -65,7 +65,7 @@ class Target:
     entries: dict[str, Entry]
     owned: tuple[str, ...]  # data and output paths: extra files under them are the run's to remove
     uncached: tuple[tuple[str, str], ...]  # (path, digest) of inputs recorded without their bytes
-    code: list[tuple[str, int, str]]  # (path, mode, id) of each file of the run's code tree, submodules too
+    code: tuple[tuple[str, int, str], ...]  # (path, mode, id) of each file of the run's code tree, submodules too
 
 
 def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECTION_ROLES)) -> Target:
@@ -104,7 +104,7 @@ def target(store: Store, run: RunSummary, sections: tuple[str, ...] = tuple(SECT
                         if not p.cached:
                             uncached.append((path, e["digest"]))
     _check_layout(run, entries, owned)
-    return Target(entries, tuple(owned), tuple(uncached), code)
+    return Target(entries, tuple(owned), tuple(uncached), tuple(code))
 
 
 def _entries(store: Store, files: list[tuple[str, int, str]]) -> dict[str, Entry]:
@@ -130,17 +130,20 @@ def checked_files(store: Store, run: RunSummary, tree: str | None = None) -> lis
     run, of its base commit and of the workspace share most of their subtrees.
     """
     found = store.code_entries(tree or run.commit, visit=functools.partial(_check_tree, store, run))
-    for path, _, _ in found:
-        if len(path) * 4 > MAX_PATH:  # (only a long one can be over in bytes)
-            _check_path(path, run)
+    _check_lengths((path for path, _, _ in found), run)
     return found
 
 
 def _check_changes(store: Store, run: RunSummary, tree: str) -> None:
     """Refuse tree (one the index will hold) as checked_files would; of it, only what differs from the run's
     code tree (checked already) is read."""
-    for path in store.changed_files(run.commit, tree, visit=functools.partial(_check_tree, store, run)):
-        if len(path) * 4 > MAX_PATH:
+    _check_lengths(store.changed_files(run.commit, tree, visit=functools.partial(_check_tree, store, run)), run)
+
+
+def _check_lengths(paths: Iterable[str], run: RunSummary) -> None:
+    """The one check of a path that its tree objects cannot vouch for: its whole length."""
+    for path in paths:
+        if len(path) * 4 > MAX_PATH:  # (only a long one can be over in bytes)
             _check_path(path, run)
 
 

@@ -171,3 +171,27 @@ def test_git_dir_and_git_work_tree_are_honoured_like_git_does(ws: Workspace, tmp
     assert ws.tree("refs/experiments/via-env")["a.py"][1] == "in the repo\n"
     wrong = gitexp(elsewhere, "run", "--", "true", env={"GIT_DIR": str(elsewhere / "nope")})
     assert wrong.code == 1 and "GIT_DIR" in wrong.err
+
+
+def test_a_git_status_that_fails_stops_the_run_in_one_line_before_anything_is_recorded(ws: Workspace, tmp_path: object) -> None:
+    """The snapshot asks git itself what changed: when git refuses, the user reads git's words on one line."""
+    import subprocess
+    from pathlib import Path
+
+    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True, check=True).stdout.strip()
+    fake = Path(str(tmp_path)) / "bin"
+    fake.mkdir()
+    (fake / "git").write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" status "*) echo "fatal: first line" >&2; echo "hint: second line" >&2; exit 128;; esac\n'
+        f'exec {real_git} "$@"\n'
+    )
+    (fake / "git").chmod(0o755)
+    ws.write("train.py", "print(1)\n")
+    ws.commit_all()
+    result = gitexp(ws.root, "run", "-n", "refused", "--", "true", env={"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"})
+    assert result.code != 0
+    assert result.err.strip().splitlines() == [
+        "gitexp: error: git status failed: fatal: first line; hint: second line"
+    ], result.err
+    assert "refused" not in ws.runs()

@@ -201,7 +201,7 @@ class _Hashing:
             ["git", "hash-object", "-w", *args], cwd=self.repo.workdir, input=stdin, capture_output=True, env=env, check=False
         )
         if proc.returncode != 0:
-            raise StorageError(f"git hash-object (clean filters) failed: {proc.stderr.decode(errors='replace').strip()}")
+            raise StorageError(f"git hash-object (clean filters) failed: {_one_line(proc.stderr)}")
         return proc.stdout.decode().split()
 
     def _remove(self, path: str) -> None:
@@ -232,7 +232,7 @@ class Status:
         """({path: CHANGED | DELETED | CONFLICTED} of the tracked files the work tree changed, untracked paths)."""
         out, err = self.proc.communicate()
         if self.proc.returncode != 0:
-            raise StorageError(f"git status failed: {err.decode(errors='replace').strip()}")
+            raise StorageError(f"git status failed: {_one_line(err)}")
         changed: dict[str, str] = {}
         untracked: list[str] = []
         records = iter(out.decode("utf-8", "surrogateescape").split("\0"))
@@ -258,6 +258,11 @@ class Status:
         if self.proc.returncode is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+def _one_line(stderr: bytes) -> str:
+    """What git said on stderr, as one line (an error is one line: git may have said several)."""
+    return "; ".join(line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()) or "no message"
 
 
 def _filter_drivers(repo: pygit2.Repository) -> frozenset[str]:
