@@ -16,7 +16,6 @@ import shutil
 import stat
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple, NoReturn, TypeVar
 
@@ -60,8 +59,7 @@ class Entry(NamedTuple):  # (a tuple: a run has thousands, each made in a fracti
     executable: bool = False
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     entries: dict[str, Entry]
     owned: tuple[str, ...]  # data and output paths: extra files under them are the run's to remove
     uncached: tuple[tuple[str, str], ...]  # (path, digest) of inputs recorded without their bytes
@@ -480,8 +478,7 @@ def _remove_empty_tree(fd: int, name: str, shown: str) -> None:
     os.rmdir(name, dir_fd=fd)
 
 
-@dataclass(frozen=True)
-class CheckoutResult:
+class CheckoutResult(NamedTuple):
     run: RunSummary
     written: int
     removed: int

@@ -21,7 +21,7 @@ import shlex
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gitexp.errors import GitexpError
 
@@ -111,8 +111,7 @@ def _within(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
 
-@dataclass(frozen=True)
-class Trust:
+class Trust(NamedTuple):
     """This clone's consent: outside paths it may read (and all below them), data remote destinations."""
 
     root: str  # the work tree, symlinks resolved

@@ -13,8 +13,8 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from gitexp.environment import hostname
 from gitexp.errors import GitexpError
@@ -51,8 +51,7 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None, durable: bool
 # -- the current-run pointer ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Pointer:
+class Pointer(NamedTuple):
     name: str
     commit: str
 
@@ -100,8 +99,7 @@ class ParamsInUse(GitexpError):
         self.files = files
 
 
-@dataclass(frozen=True)
-class Rewrite:
+class Rewrite(NamedTuple):
     """Params files a live gitexp run holds rewritten: their original bytes (None: the run created the file)."""
 
     pid: int

@@ -119,3 +119,51 @@ def test_checkout_after_work_in_a_few_directories_writes_and_removes_only_what_d
     rewritten = [p for p in before if p.exists() and p.stat().st_mtime_ns != before[p] and p != tmp_path / "d1" / "f3.py"]
     assert rewritten == [], f"rewritten although the same: {rewritten}"
     assert git(tmp_path, "status", "--porcelain") == ""
+
+
+def _raw_tree(repo: Path, entries: list[tuple[bytes, bytes, str]]) -> str:
+    """A tree object of exactly these (mode, name, id) entries, as given (git hash-object --literally)."""
+    data = b"".join(mode + b" " + name + b"\0" + bytes.fromhex(oid) for mode, name, oid in entries)
+    (repo / "raw-tree").write_bytes(data)
+    return git(repo, "hash-object", "-w", "-t", "tree", "--literally", "raw-tree").strip()
+
+
+def _libgit2_items(repo: pygit2.Repository, tree: str) -> tuple[tuple[str, int, str], ...]:
+    return tuple((e.name or "", int(e.filemode), str(e.id)) for e in repo[tree].peel(pygit2.Tree))
+
+
+@pytest.mark.parametrize("entries", [
+    [(b"100644", b"a.py", "1" * 40), (b"100755", b"run.sh", "2" * 40), (b"120000", b"link", "3" * 40),
+     (b"160000", b"sub", "4" * 40), (b"40000", b"dir", "5" * 40)],
+    [(b"100664", b"old-git.py", "1" * 40)],  # a mode old git wrote: libgit2 reports it normalised
+    [(b"100644", "naïve-ünïcode.py".encode(), "1" * 40)],
+    [(b"100644", b"latin1-\xe9.py", "1" * 40)],  # not UTF-8
+    [(b"100644", b"a\nb", "1" * 40), (b"100644", b"a.py", "1" * 40), (b"100644", b"a.py", "2" * 40)],  # a name twice
+    [(b"100644", b".git", "1" * 40), (b"100644", b"..", "1" * 40)],
+    [],
+], ids=["every-kind", "old-mode", "unicode-name", "latin1-name", "odd-and-twice", "unsafe-names", "empty"])
+def test_a_tree_object_is_read_as_libgit2_reads_it(tmp_path: Path, entries: list[tuple[bytes, bytes, str]]) -> None:
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    tree = _raw_tree(repo, entries)
+    store = Store(pygit2.Repository(str(repo)))
+    assert store._tree_items(tree, None, "") == _libgit2_items(store.repo, tree)
+
+
+def test_a_tree_object_cut_short_or_padded_is_never_read_as_a_shorter_one(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(repo))
+    good = b"100644 a.py\0" + bytes.fromhex("1" * 40) + b"100644 b.py\0" + bytes.fromhex("2" * 40)
+    store = Store(pygit2.Repository(str(repo)))
+    for data in (good[:-5], good + b"junk", b"junk" + good):
+        (repo / "raw-tree").write_bytes(data)
+        tree = git(repo, "hash-object", "-w", "-t", "tree", "--literally", "raw-tree").strip()
+        try:
+            expected: object = _libgit2_items(store.repo, tree)
+        except (pygit2.GitError, ValueError, KeyError) as exc:
+            expected = type(exc)
+        try:
+            got: object = store._tree_items(tree, None, "")
+        except (pygit2.GitError, ValueError, KeyError) as exc:
+            got = type(exc)
+        assert got == expected

@@ -21,7 +21,7 @@ def command(target: str, as_json: bool) -> None:
     for problem in problems:
         warn(problem)
     if as_json:
-        click.echo(render.to_json({"digest": digest, "uses": [u.__dict__ for u in found]}))
+        click.echo(render.to_json({"digest": digest, "uses": [u._asdict() for u in found]}))
         return
     if not found:
         click.echo(f"no run used or produced {digest} as data, output or large file"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from gitexp import format as fmt
 from gitexp.data.hashing import StatCache
@@ -21,8 +21,7 @@ SECTION_ROLES = {"inputs": "input", "outputs": "output", "large_files": "large f
 _DIGEST = re.compile(rb"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
-@dataclass(frozen=True)
-class Use:
+class Use(NamedTuple):
     """One place a run holds some content: a pointer, or a file inside a directory pointer."""
 
     run: str

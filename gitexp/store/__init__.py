@@ -7,6 +7,7 @@ and gitexp's local state live.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -525,8 +526,9 @@ class Store:
     def _tree_items(self, tree: str, visit: TreeVisitor | None, prefix: str) -> TreeItems:
         items = self._trees.get(tree)
         if items is None:
-            # (each read of filemode builds an enum: once per entry, once per tree object)
-            items = tuple((entry.name or "", int(entry.filemode), str(entry.id)) for entry in self.repo[tree].peel(pygit2.Tree))
+            items = _parsed_tree(self.repo, tree)
+            if items is None:  # (each read of filemode builds an enum: once per entry, once per tree object)
+                items = tuple((entry.name or "", int(entry.filemode), str(entry.id)) for entry in self.repo[tree].peel(pygit2.Tree))
             if len(self._trees) >= TREE_MEMO:
                 self._trees.clear()
             self._trees[tree] = items
@@ -1134,6 +1136,36 @@ class Store:
             return str(index.write_tree(repo))
         except (OSError, pygit2.GitError) as exc:
             raise StorageError(f"cannot put {rel} in the run's tree: {exc}") from exc
+
+
+# One entry of a tree object as git writes it: its mode in octal, a space, its name, NUL, its 20-byte id.
+_TREE_ENTRY = re.compile(rb"(40000|100644|100755|120000|160000) ([^\0]+)\0(.{20})", re.DOTALL)
+_MODE = {b"40000": 0o40000, b"100644": 0o100644, b"100755": 0o100755, b"120000": 0o120000, b"160000": 0o160000}
+
+
+def _parsed_tree(repo: pygit2.Repository, tree: str) -> TreeItems | None:
+    """A tree object's entries read from its bytes (half the time of libgit2's entry objects: 2,000 entries
+    in 1 ms); None, for libgit2 to read it, unless it is a SHA-1 tree of well-formed entries whose modes
+    are the five git writes (libgit2 would report others normalised) and whose names are UTF-8."""
+    if len(tree) != 40:
+        return None
+    try:
+        kind, data = repo.odb.read(tree)
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    if kind != pygit2.enums.ObjectType.TREE:
+        return None
+    out = []
+    end = 0
+    try:
+        for m in _TREE_ENTRY.finditer(data):
+            if m.start() != end:
+                return None
+            end = m.end()
+            out.append((m.group(2).decode(), _MODE[m.group(1)], m.group(3).hex()))
+    except UnicodeDecodeError:
+        return None
+    return tuple(out) if end == len(data) else None
 
 
 @contextmanager
