@@ -29,7 +29,7 @@ from typing import Any
 from gitexp import format as fmt
 from gitexp.environment import hostname
 from gitexp.model import RunSummary
-from gitexp.workspace import atomic_write, pid_alive
+from gitexp.workspace import atomic_write, live_dir, pid_alive
 
 HEARTBEAT_SECONDS = 2.0
 TAIL_LINES = 500  # of the lines logged since the last beat, how many are read for the latest values
@@ -56,8 +56,6 @@ class LiveState:
         return fmt.to_json(self.__dict__).encode()
 
 
-def live_dir(common_dir: Path) -> Path:
-    return common_dir / "gitexp" / "live"
 
 
 def boot_id() -> str:

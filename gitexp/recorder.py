@@ -36,6 +36,7 @@ from gitexp.workspace import (
     ParamsInUse,
     Pointer,
     checkout_in_progress,
+    live_dir,
     pid_alive,
     read_pointer,
     write_pointer,
@@ -741,7 +742,7 @@ def _scratch_root(store: Store) -> Path:
     path = store.state_dir / "tmp"
     path.mkdir(parents=True, exist_ok=True)
     common = store.git_common_dir()
-    awaited = {s.scratch for p in live_mod.live_dir(common).glob("*.json") if (s := live_mod.read(common, p.stem))}
+    awaited = {s.scratch for p in live_dir(common).glob("*.json") if (s := live_mod.read(common, p.stem))}
     for old in path.glob("run-*-*"):
         pid = old.name.split("-")[1]
         if pid.isdigit() and not pid_alive(int(pid), hostname()) and str(old) not in awaited:

@@ -31,7 +31,7 @@ from gitexp.model import Progress, RunSummary
 from gitexp.store import TREE_MEMO, Store, TreeItems
 from gitexp.store.snapshot import Status
 from gitexp.trust import Exclude
-from gitexp.workspace import ParamsGuard, Pointer, checkout_lock, read_pointer, write_pointer
+from gitexp.workspace import ParamsGuard, Pointer, checkout_lock, live_dir, read_pointer, write_pointer
 
 EXEC_MODE = 0o100755
 LINK_MODE = 0o120000
@@ -764,8 +764,6 @@ def _submodules(store: Store, run: RunSummary, notify: Callable[[str], None]) ->
 def _refuse_while_busy(store: Store) -> None:
     """A checkout waits for git operations, and for gitexp runs that work in this workspace (their live
     files say so: one that rewrote the params files has one too)."""
-    from gitexp import live
-
     operation = store.operation_in_progress()
     if operation:
         raise GitexpError(f"a git {operation} is in progress here; finish or abort it first; nothing was changed")
@@ -774,7 +772,12 @@ def _refuse_while_busy(store: Store) -> None:
             f"{Path(store.repo.path) / 'index.lock'} exists: a git command is using the index (or one was killed; "
             "then remove that file); nothing was changed"
         )
-    busy = live.running_in(store.git_common_dir(), store.root)
+    common = store.git_common_dir()
+    if not any(live_dir(common).glob("*.json")):  # no run in progress here: gitexp.live is not even imported
+        return
+    from gitexp import live
+
+    busy = live.running_in(common, store.root)
     if busy:
         raise GitexpError(
             f"run {busy[0].name!r} (pid {busy[0].pid}) is running in this workspace and may still write to it; "

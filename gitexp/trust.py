@@ -17,8 +17,6 @@ import fnmatch
 import json
 import os
 import re
-import shlex
-from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -77,7 +75,6 @@ def secret_pattern(name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
 class Exclude:
     """The files a data or output path never contributes: secrets, and the `exclude:` patterns of .gitexp.yaml.
 
@@ -85,7 +82,8 @@ class Exclude:
     against its path from the repository root (a leading '/' is ignored); '*' also matches '/'.
     """
 
-    patterns: tuple[str, ...] = ()
+    def __init__(self, patterns: tuple[str, ...] = ()) -> None:
+        self.patterns = patterns
 
     @cached_property
     def _names(self) -> re.Pattern[str] | None:
@@ -105,6 +103,12 @@ class Exclude:
             pattern = next(p for p in self.patterns if fnmatch.fnmatchcase(rel if "/" in p.strip("/") else name, p.strip("/")))
             return f"exclude: {pattern}"
         return None
+
+
+def _quoted(text: str) -> str:
+    import shlex  # (for two error messages: not imported by every command that reads data)
+
+    return shlex.quote(text)
 
 
 def _within(path: str, top: str) -> bool:
@@ -145,7 +149,7 @@ class Trust(NamedTuple):
             raise Untrusted(
                 f"refusing to read {what} {shown}: it leads outside the repository and this clone has not "
                 f"allowed that place (a checked-out run can bring such links); {outcome}; if you trust "
-                f"it: gitexp trust {shlex.quote(real)}"
+                f"it: gitexp trust {_quoted(real)}"
             )
 
 
@@ -166,7 +170,7 @@ def require_remote(store: Any, name: str, url: str) -> None:
         raise Untrusted(
             f"refusing to send data to data remote {name!r} ({where}): it is named in .gitexp.yaml, which a "
             f"checked-out run or a fetched commit can change, and this clone has not allowed it; nothing was "
-            f"sent; if you trust it: gitexp remote trust {shlex.quote(name)}"
+            f"sent; if you trust it: gitexp remote trust {_quoted(name)}"
         )
 
 

@@ -74,13 +74,13 @@ def test_run_imports_no_query_language_restoring_or_remote(recorded: Workspace) 
     assert not loaded & {*QUERYING, *RESTORING, "gitexp.data.remote", *HEAVY}, loaded
 
 
-def test_a_checkout_imports_neither_yaml_once_the_config_was_read_nor_a_thread_pool_for_a_few_files(recorded: Workspace) -> None:
+def test_a_checkout_imports_neither_yaml_once_the_config_was_read_nor_a_thread_pool_for_a_few_files_nor_live_runs_when_none_runs(recorded: Workspace) -> None:
     recorded.write("model.bin", "other weights")
     assert recorded.gitexp("run", "-n", "r2", "--", "true").code == 0  # reads .gitexp.yaml once
     loaded = imported(recorded.root, "checkout", "r1")
     assert "gitexp.restore" in loaded  # the control
     assert (recorded.root / "model.bin").read_text() == "weights"
-    assert not loaded & {"yaml", "concurrent.futures", "gitexp.recorder", *QUERYING}, loaded
+    assert not loaded & {"yaml", "concurrent.futures", "gitexp.recorder", "gitexp.live", "shlex", *QUERYING}, loaded
 
 
 PYGIT2_WORKS = """

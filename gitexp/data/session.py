@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,7 @@ class DataSession:
             self.stats.flush()
         self._tell(left_out)
         if unchanged is not None:
-            pointers = [replace(p, fresh=p.path not in unchanged) if p.kind != "missing" else p for p in pointers]
+            pointers = [p._replace(fresh=p.path not in unchanged) if p.kind != "missing" else p for p in pointers]
         self.sections[section].extend(pointers)
         return pointers
 

@@ -169,7 +169,7 @@ class Views:
         inode) and the directory's mtime and inode; packed-refs and the notes ref: inode, mtime, size. A
         repository whose refs are not files (reftable) is read through libgit2 instead.
         """
-        from gitexp.live import live_dir
+        from gitexp.workspace import live_dir
 
         h = hashlib.blake2b(digest_size=12)
         h.update(b"%d\n" % self._generation)
