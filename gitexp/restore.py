@@ -624,20 +624,22 @@ def _checkout_status(
     sparse = store.sparse_outside([p for p, e in tgt.entries.items() if e.kind != "object"])
     config = config_mod.load(root, store.state_dir)
     declared = tuple(dict.fromkeys(config.data + config.outputs + tgt.owned))
-    current = store.snapshot(exclude=declared, large_threshold=config.large_files, status=status)
-    # The workspace's code: the run's, but where the two trees differ (compared by id: only the subtrees
-    # that differ are read; the cost follows the change, not the size of the tree).
-    changed = store.changed_files(current.tree, run.commit)
-    current_code = {path: (mode, oid) for path, mode, oid in tgt.code}
-    for path, was in changed.items():
-        if was is None:
-            current_code.pop(path, None)
-        else:
-            current_code[path] = was
-    ignores_differ = any(p.rpartition("/")[2] == ".gitignore" for p in changed)
     stats = StatCache(stat_db(store.git_common_dir()))
     try:
-        current_data = _files_under(root, declared + current.large, stats, Exclude(config.exclude).why)
+        left_out = Exclude(config.exclude).why
+        current_data = _files_under(root, declared, stats, left_out)  # while git status reads the workspace
+        current = store.snapshot(exclude=declared, large_threshold=config.large_files, status=status)
+        current_data.update(_files_under(root, current.large, stats, left_out))
+        # The workspace's code: the run's, but where the two trees differ (compared by id: only the subtrees
+        # that differ are read; the cost follows the change, not the size of the tree).
+        changed = store.changed_files(current.tree, run.commit)
+        current_code = {path: (mode, oid) for path, mode, oid in tgt.code}
+        for path, was in changed.items():
+            if was is None:
+                current_code.pop(path, None)
+            else:
+                current_code[path] = was
+        ignores_differ = any(p.rpartition("/")[2] == ".gitignore" for p in changed)
         uncached_bad = [p for p, d in tgt.uncached if current_data.get(p) != d]
         if uncached_bad:
             raise GitexpError(

@@ -227,28 +227,33 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
     refspecs.append(NOTES_REFSPEC)
     report = ShareReport()
     _git_transfer(store.root, ["fetch", remote, *refspecs], report)
-    store.pack_refs_if_many()  # a large pull leaves one loose file per run
     needs = Needs(store)
-    totals = needs.totals() if data else None
-    if totals is not None:
-        fetched = set(runs) | {r.removeprefix(fmt.REF_PREFIX) for r in report.refs if r.startswith(fmt.REF_PREFIX)}
-        uses_lfs = store.info_attributes_use_lfs()
-        _lfs_transfer(store, remote, sorted(n for n in fetched if uses_lfs or n in totals.lfs), report, sending=False)
-    target = _data_remote(store, data_remote, remote) if data else None
-    if totals is not None:
-        digests = _wanted(needs, runs, report) if runs else _every_wanted(totals, report, ("", "queued", "running", "saved"))
-        if target is None:
-            _no_data_remote(digests, report)
-        else:
-            report.data_remote = target.url
-            cache = Cache(cache_root(store.git_common_dir()))
-            progress.start("pulling data", 0)
-            try:
-                report.data = target.pull(cache, digests, progress.advance)
-            finally:
-                progress.done()
-                cache.release()  # the pulled objects' pins: the fetched runs point at them
-        _keep(needs)
+    totals = needs.totals() if data else None  # the last listing of the refs until packing them ends
+    # A large pull leaves one loose file per run: git packs them while the data travels.
+    packing = store.start_packing_refs()
+    try:
+        if totals is not None:
+            fetched = set(runs) | {r.removeprefix(fmt.REF_PREFIX) for r in report.refs if r.startswith(fmt.REF_PREFIX)}
+            uses_lfs = store.info_attributes_use_lfs()
+            _lfs_transfer(store, remote, sorted(n for n in fetched if uses_lfs or n in totals.lfs), report, sending=False)
+        target = _data_remote(store, data_remote, remote) if data else None
+        if totals is not None:
+            digests = _wanted(needs, runs, report) if runs else _every_wanted(totals, report, ("", "queued", "running", "saved"))
+            if target is None:
+                _no_data_remote(digests, report)
+            else:
+                report.data_remote = target.url
+                cache = Cache(cache_root(store.git_common_dir()))
+                progress.start("pulling data", 0)
+                try:
+                    report.data = target.pull(cache, digests, progress.advance)
+                finally:
+                    progress.done()
+                    cache.release()  # the pulled objects' pins: the fetched runs point at them
+            _keep(needs)
+    finally:
+        if packing is not None:
+            packing.wait()
     return report
 
 

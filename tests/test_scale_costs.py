@@ -221,6 +221,31 @@ def test_a_large_pull_packs_the_run_refs_and_everything_stays_valid_git(ws: Work
     assert gitexp(mate, "pull", "origin").code == 0  # nothing new
 
 
+def test_a_large_pull_with_data_packs_the_refs_beside_the_data_and_knows_what_every_run_needs(
+    team: tuple[Workspace, Path, Path], tmp_path: Path
+) -> None:
+    ws, bare, store = team
+    names = many_runs(ws.root, "big", 400)  # packed while the data of r1 and r2 travels
+    assert ws.gitexp("push", "origin").code == 0
+    mate = tmp_path / "mate"
+    git(tmp_path, "clone", "-q", str(bare), str(mate))
+    result = gitexp(mate, "pull", "origin")
+    assert result.code == 0, result.err
+    assert "4 object(s)" in result.out, result.out  # each run's input and output
+    loose = mate / ".git" / "refs" / "experiments"
+    assert not loose.exists() or not any(loose.iterdir()), "no loose run ref is left"
+    packed = (mate / ".git" / "packed-refs").read_text()
+    assert all(f"refs/experiments/{n}\n" in packed for n in [*names, "r1", "r2"])
+    assert objects(mate / ".git" / "gitexp" / "cache") == objects(store)  # every run's data arrived
+    for name, content in (("r1", "weights 1"), ("r2", "weights 2")):
+        got = gitexp(mate, "get", name, "model.bin", "-o", str(tmp_path / f"{name}.bin"))
+        assert got.code == 0, got.err
+        assert (tmp_path / f"{name}.bin").read_text() == content
+    again = gitexp(mate, "pull", "origin")  # nothing new: the 4 objects every run needs are all there
+    assert again.code == 0 and "0 object(s)" in again.out and "4 already there" in again.out, again.out
+    assert subprocess.run(["git", "fsck", "--strict"], cwd=mate, capture_output=True).returncode == 0
+
+
 def test_a_small_pull_leaves_its_refs_loose(ws: Workspace, tmp_path: Path) -> None:
     ws.write("train.py", "print(1)\n")
     ws.commit_all("base")

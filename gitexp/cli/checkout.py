@@ -27,6 +27,9 @@ def command(run: str, paths: tuple[str, ...], into: Path | None) -> None:
     those paths (code, data or outputs; relative to the current directory),
     with the same save first; HEAD, the index and the current run stay.
     """
+    import gc
+
+    gc.disable()  # a short-lived process that makes no cycles worth collecting: 1.3 ms of a small checkout
     from gitexp import query, restore
     from gitexp.cli import warn
     from gitexp.cli.progress import TerminalProgress

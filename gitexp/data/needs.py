@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,7 @@ class Needs:
                 _save_totals(path, stamp, key, kept[0])  # the same refs in other files (packed since): noted
             return kept[0]
         problems: list[str] = []
-        every = self.every(problems)
+        every = self.every(problems, pairs)  # the refs the key is made of, not read again
         special = {n: need.status for n, need in every.items() if need.status in SPECIAL}
         digests: dict[str, set[str]] = {status: set() for status in ("", *SPECIAL)}
         for name, need in every.items():
@@ -101,10 +102,12 @@ class Needs:
             self._changed = True
         return need
 
-    def every(self, problems: list[str] | None = None) -> dict[str, Need]:
-        """Run name -> needs, for every run ref (read once per Needs; problems get the unreadable records)."""
+    def every(self, problems: list[str] | None = None, pairs: Iterable[tuple[str, str]] | None = None) -> dict[str, Need]:
+        """Run name -> needs, for every run ref (read once per Needs, unless given as pairs of (name, commit);
+        problems get the unreadable records)."""
         if self._every is None:
-            self._every = {name: self.of(name, commit, self._problems) for name, commit in self.store.run_refs()}
+            refs = self.store.run_refs() if pairs is None else pairs
+            self._every = {name: self.of(name, commit, self._problems) for name, commit in refs}
         if problems is not None:
             problems += [p for p in self._problems if p not in problems]
         return self._every

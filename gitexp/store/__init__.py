@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitexp.store import binding
 
@@ -27,6 +27,9 @@ from gitexp.errors import BareRepository, GitexpError, NotARepository, RunNameTa
 from gitexp.model import RunSummary, Snapshot
 from gitexp.safeload import MAX_LARGE_BYTES, MAX_MESSAGE_BYTES, UnreadableRecord
 from gitexp.store import snapshot as _snapshot
+
+if TYPE_CHECKING:
+    import subprocess
 
 # How long a tag or note update retries while other processes move or lock the notes ref.
 NOTES_RETRY_SECONDS = 60  # 48 concurrent writers at load 26 on 2 cores needed more than 15 s
@@ -231,18 +234,29 @@ class Store:
         `git fetch`, `git for-each-ref` and gitexp's own reads fast. Best effort (git retries or skips a ref
         another process holds); git itself packs them likewise in `git gc` and `git maintenance`.
         """
+        packing = self.start_packing_refs(threshold)
+        return packing is not None and packing.wait() == 0
+
+    def start_packing_refs(self, threshold: int = PACK_REFS_AT) -> subprocess.Popen[bytes] | None:
+        """pack_refs_if_many's `git pack-refs --all`, started and not waited for (None: too few are loose).
+
+        Until it ends, no ref may be listed through libgit2, which reads packed-refs and the loose files
+        apart (a ref moved from one to the other in between would be missed); looking a ref up by name is
+        safe, git writing the new packed-refs before it deletes the loose files."""
         import subprocess
 
         loose = self.git_common_dir() / fmt.REF_PREFIX.rstrip("/")
         try:
             count = sum(1 for entry in os.scandir(loose) if entry.is_file(follow_symlinks=False))
         except OSError:
-            return False
+            return None
         if count < threshold:
-            return False
-        proc = subprocess.run(["git", "pack-refs", "--all"], cwd=self.root, capture_output=True,
-                              stdin=subprocess.DEVNULL, check=False)
-        return proc.returncode == 0
+            return None
+        try:
+            return subprocess.Popen(["git", "pack-refs", "--all"], cwd=self.root, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:
+            return None
 
     def delete_run(self, name: str, commit: str) -> bool:
         """Delete refs/experiments/<name> if it still points at commit."""
@@ -1144,8 +1158,8 @@ _MODE = {b"40000": 0o40000, b"100644": 0o100644, b"100755": 0o100755, b"120000":
 
 
 def _parsed_tree(repo: pygit2.Repository, tree: str) -> TreeItems | None:
-    """A tree object's entries read from its bytes (half the time of libgit2's entry objects: 2,000 entries
-    in 1 ms); None, for libgit2 to read it, unless it is a SHA-1 tree of well-formed entries whose modes
+    """A tree object's entries read from its bytes (a third of the time of libgit2's entry objects: 2,000
+    entries in 0.5 ms); None, for libgit2 to read it, unless it is a SHA-1 tree of well-formed entries whose modes
     are the five git writes (libgit2 would report others normalised) and whose names are UTF-8."""
     if len(tree) != 40:
         return None
@@ -1155,17 +1169,13 @@ def _parsed_tree(repo: pygit2.Repository, tree: str) -> TreeItems | None:
         return None
     if kind != pygit2.enums.ObjectType.TREE:
         return None
-    out = []
-    end = 0
+    found = _TREE_ENTRY.findall(data)
+    if sum(len(mode) + len(name) for mode, name, _ in found) + 22 * len(found) != len(data):
+        return None  # (matches never overlap: they cover the whole object only if they are all of it)
     try:
-        for m in _TREE_ENTRY.finditer(data):
-            if m.start() != end:
-                return None
-            end = m.end()
-            out.append((m.group(2).decode(), _MODE[m.group(1)], m.group(3).hex()))
+        return tuple([(name.decode(), _MODE[mode], oid.hex()) for mode, name, oid in found])
     except UnicodeDecodeError:
         return None
-    return tuple(out) if end == len(data) else None
 
 
 @contextmanager
