@@ -881,6 +881,7 @@ def _files_under(
         full = root / rel
         if left_out(rel) is not None:
             continue
+        stats.prefetch(full)
         if full.is_symlink() or full.is_file():
             add(full)
             continue

@@ -346,6 +346,28 @@ def test_stat_cache_ignores_files_changed_at_the_same_size(tmp_path: Path) -> No
     assert again.digest(f) == xxh(b"bbbb") and again.hashed_files == 1
 
 
+def test_stat_cache_prefetch_reads_a_directory_at_once_and_answers_as_lookups_do(tmp_path: Path) -> None:
+    from gitexp.data.hashing import StatCache
+
+    files = {"data/a.bin": b"a", "data/sub/b.bin": b"bb", "data0/c.bin": b"ccc", "data.bin": b"dddd"}
+    for rel, content in files.items():  # data0/ and data.bin sort right after data/: outside the range
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(content)
+        os.utime(tmp_path / rel, ns=(1_000_000_000, 1_000_000_000))
+    first = StatCache(tmp_path / "s.db")
+    for rel in files:
+        first.digest(tmp_path / rel)
+    first.close()
+    (tmp_path / "data/sub/b.bin").write_bytes(b"xx")  # same size, new mtime: a miss, read again
+    stats = StatCache(tmp_path / "s.db")
+    stats.prefetch(tmp_path / "data")
+    assert sorted(stats._rows) == sorted(os.fsencode(tmp_path / p) for p in ("data/a.bin", "data/sub/b.bin"))
+    got = {rel: stats.digest(tmp_path / rel) for rel in files}
+    assert got == {rel: xxh(b"xx" if rel == "data/sub/b.bin" else content) for rel, content in files.items()}
+    assert stats.hashed_files == 1  # only the changed one was read; the others (inside and out) were known
+    stats.close()
+
+
 def test_a_single_file_input_is_a_file_pointer(ws: Workspace) -> None:
     write_bytes(ws, "corpus.txt", b"hello corpus\n")
     ws.freeze()

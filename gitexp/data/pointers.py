@@ -243,6 +243,7 @@ def collect(root: Path, rel: str, cache: Cache | None, stats: StatCache, progres
             left_out.append((path, why))
         return why is not None
 
+    stats.prefetch(full)
     for sub, entry_st in _walk(full, pruned if leave_out is not None else None):
         sub_rel = sub.relative_to(full).as_posix()
         if stat.S_ISLNK(entry_st.st_mode):
