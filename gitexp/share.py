@@ -227,11 +227,17 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
     refspecs.append(NOTES_REFSPEC)
     report = ShareReport()
     _git_transfer(store.root, ["fetch", remote, *refspecs], report)
-    needs = Needs(store)
-    totals = needs.totals() if data else None  # the last listing of the refs until packing them ends
-    # A large pull leaves one loose file per run: git packs them while the data travels.
+    # A large pull leaves one loose file per run: git packs them while what the runs need is added up (the
+    # refs listed by git itself meanwhile: see Store.run_refs_from_git) and their data travels.
     packing = store.start_packing_refs()
     try:
+        needs = Needs(store)
+        totals = None
+        if data:
+            listed = store.run_refs_from_git([]) if packing is not None else None  # (`list` names odd refs)
+            if listed is None and packing is not None:
+                packing.wait()  # (git could not list them: libgit2 does, once they are packed)
+            totals = needs.totals(listed)
         if totals is not None:
             fetched = set(runs) | {r.removeprefix(fmt.REF_PREFIX) for r in report.refs if r.startswith(fmt.REF_PREFIX)}
             uses_lfs = store.info_attributes_use_lfs()

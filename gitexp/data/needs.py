@@ -56,17 +56,19 @@ class Needs:
             self._loaded = _load(self.path)
         return self._loaded
 
-    def totals(self) -> Totals:
+    def totals(self, refs: list[tuple[str, str]] | None = None) -> Totals:
         """What every run needs, added up; kept in <common dir>/gitexp/needs-totals for the run refs it was
-        made for (a push with nothing new at 100,000 runs then reads neither the runs nor the needs file)."""
+        made for (a push with nothing new at 100,000 runs then reads neither the runs nor the needs file).
+        refs: the (name, commit) of every run ref, listed by the caller while the ref files change (a pull
+        packing them): the totals are then kept for those refs alone, not for the files' stat data."""
         from gitexp.store import refcache
 
         path = self.path.with_name("needs-totals")
-        stamp = refcache.fingerprint(self.store.git_common_dir())
+        stamp = refcache.fingerprint(self.store.git_common_dir()) if refs is None else None
         kept = _load_totals(path)
         if kept is not None and stamp is not None and kept[1] == stamp[0]:
             return kept[0]  # the ref files are as they were when these were added up: the refs are not even read
-        pairs = sorted(self.store.run_refs())
+        pairs = sorted(self.store.run_refs() if refs is None else refs)
         key = hashlib.sha256("".join(f"{n} {c}\n" for n, c in pairs).encode()).hexdigest()
         if kept is not None and kept[2] == key:
             if stamp is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -294,7 +294,10 @@ class Store:
     def run_refs(self, problems: list[str] | None = None) -> Iterator[tuple[str, str]]:
         """(name, commit id) of every run ref; a ref whose name no run can have is skipped (and named in problems).
 
-        Read through libgit2, or from refcache while the ref files are unchanged since it was last read."""
+        Read through libgit2, or from refcache while the ref files are unchanged since it was last read.
+        libgit2 reads packed-refs and the loose files apart, so a ref that another process moves from one to
+        the other meanwhile (`git pack-refs`, which `git gc` runs too) can be missed: when the ref files
+        changed during the read, git itself lists them (it reads the loose refs first: nothing is missed)."""
         from gitexp.store import refcache
 
         common = self.git_common_dir()
@@ -302,32 +305,46 @@ class Store:
         kept = refcache.load(common, stamp[0]) if stamp is not None else None
         if kept is None:
             kept = self._read_run_refs()
-            if stamp is not None:
+            after = refcache.fingerprint(common) if stamp is not None else None
+            if after is not None and stamp is not None and after[0] == stamp[0]:
                 refcache.save(common, stamp[0], stamp[1], *kept)
+            elif stamp is not None:
+                from_git: list[str] = []
+                listed = self.run_refs_from_git(from_git)
+                if listed is not None:
+                    kept = (listed, from_git)
         pairs, found = kept
         if problems is not None:
             problems += found
         yield from pairs
 
     def _read_run_refs(self) -> tuple[list[tuple[str, str]], list[str]]:
-        from gitexp.names import readable
+        refs = ((ref.name, ref.target) for ref in self.repo.references.iterator())
+        return _run_pairs((name, str(target)) for name, target in refs if isinstance(target, pygit2.Oid))
 
-        prefix = fmt.REF_PREFIX
-        pairs: list[tuple[str, str]] = []
-        problems: list[str] = []
-        for ref in self.repo.references.iterator():
-            if ref.name.startswith(prefix):
-                name = ref.name[len(prefix) :]
-                if not readable(name):
-                    problems.append(
-                        f"skipped {ref.name!a}: not a run name (A-Z a-z 0-9 . _ -, no '/'); "
-                        f"rename it with git update-ref refs/experiments/NEW {ref.name!a} && git update-ref -d {ref.name!a}"
-                    )
-                    continue
-                target = ref.target
-                if isinstance(target, pygit2.Oid):
-                    pairs.append((name, str(target)))
-        return pairs, problems
+    def run_refs_from_git(self, problems: list[str]) -> list[tuple[str, str]] | None:
+        """run_refs as `git for-each-ref` lists them (None when git fails): safe while another process packs
+        the refs, git reading the loose refs before packed-refs (libgit2 reads them the other way round, and
+        would miss a ref moved between the two)."""
+        import subprocess
+
+        try:
+            proc = subprocess.run(
+                ["git", "for-each-ref", "--format=%(objectname)%00%(symref)%00%(refname)", fmt.REF_PREFIX],
+                cwd=self.repo.path, capture_output=True, stdin=subprocess.DEVNULL, check=False,
+            )
+        except OSError:
+            return None
+        if proc.returncode != 0:
+            return None
+        listed = []
+        for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines():
+            oid, symref, refname = (line.split("\0") + ["", ""])[:3]
+            if not symref:
+                listed.append((refname, oid))
+        pairs, found = _run_pairs(listed)
+        problems += found
+        return pairs
 
     def refs_under(self, prefix: str) -> list[tuple[str, str | None]]:
         """(ref name, the object id it points at; None for a symbolic ref) of every ref under prefix."""
@@ -1150,6 +1167,27 @@ class Store:
             return str(index.write_tree(repo))
         except (OSError, pygit2.GitError) as exc:
             raise StorageError(f"cannot put {rel} in the run's tree: {exc}") from exc
+
+
+def _run_pairs(refs: Iterable[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(run name, commit id) of each (ref name, id) under refs/experiments/ whose name a run can have; the
+    others named in the problems."""
+    from gitexp.names import readable
+
+    prefix = fmt.REF_PREFIX
+    pairs: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for refname, oid in refs:
+        if refname.startswith(prefix):
+            name = refname[len(prefix) :]
+            if not readable(name):
+                problems.append(
+                    f"skipped {refname!a}: not a run name (A-Z a-z 0-9 . _ -, no '/'); "
+                    f"rename it with git update-ref refs/experiments/NEW {refname!a} && git update-ref -d {refname!a}"
+                )
+                continue
+            pairs.append((name, oid))
+    return pairs, problems
 
 
 # One entry of a tree object as git writes it: its mode in octal, a space, its name, NUL, its 20-byte id.

@@ -56,7 +56,11 @@ def fingerprint(common_dir: Path) -> tuple[str, int] | None:
             if entry.is_dir(follow_symlinks=False):
                 stack.append(Path(entry.path))
                 continue
-            est = entry.stat(follow_symlinks=False)
+            try:
+                est = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # removed since listed (git pack-refs at work): like no other state
+                parts.append(f"f {entry.path} - {os.urandom(8).hex()}")
+                continue
             parts.append(f"f {entry.path} {est.st_ino} {est.st_size} {est.st_mtime_ns} {est.st_ctime_ns}")
             newest = max(newest, est.st_mtime_ns, est.st_ctime_ns)
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest(), newest
