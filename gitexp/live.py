@@ -56,8 +56,6 @@ class LiveState:
         return fmt.to_json(self.__dict__).encode()
 
 
-
-
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()

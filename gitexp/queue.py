@@ -34,8 +34,8 @@ from gitexp import format as fmt
 from gitexp.environment import hostname
 from gitexp.errors import GitexpError
 from gitexp.model import RunSummary, Snapshot
-from gitexp.signals import signals_deferred
 from gitexp.recorder import ClaimLost, Notify, Recording, RunRequest, RunResult, record_run
+from gitexp.signals import signals_deferred
 from gitexp.store import Store
 from gitexp.sweep import Plan
 from gitexp.workspace import pid_alive

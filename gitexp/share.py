@@ -234,9 +234,11 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
         needs = Needs(store)
         totals = None
         if data:
-            listed = store.run_refs_from_git([]) if packing is not None else None  # (`list` names odd refs)
-            if listed is None and packing is not None:
-                packing.wait()  # (git could not list them: libgit2 does, once they are packed)
+            listed = None
+            if packing is not None:
+                listed = store.run_refs_from_git([])  # (odd refs are `list`'s to name)
+                if listed is None:
+                    packing.wait()  # (git could not list them: libgit2 does, once they are packed)
             totals = needs.totals(listed)
         if totals is not None:
             fetched = set(runs) | {r.removeprefix(fmt.REF_PREFIX) for r in report.refs if r.startswith(fmt.REF_PREFIX)}

@@ -48,12 +48,12 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None, durable: bool
         raise
 
 
-# -- the current-run pointer ----------------------------------------------------
-
-
 def live_dir(common_dir: Path) -> Path:
     """Where the live files of runs in progress are (see gitexp/live.py)."""
     return common_dir / "gitexp" / "live"
+
+
+# -- the current-run pointer ----------------------------------------------------
 
 
 class Pointer(NamedTuple):

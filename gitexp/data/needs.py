@@ -104,12 +104,12 @@ class Needs:
             self._changed = True
         return need
 
-    def every(self, problems: list[str] | None = None, pairs: Iterable[tuple[str, str]] | None = None) -> dict[str, Need]:
-        """Run name -> needs, for every run ref (read once per Needs, unless given as pairs of (name, commit);
-        problems get the unreadable records)."""
+    def every(self, problems: list[str] | None = None, refs: Iterable[tuple[str, str]] | None = None) -> dict[str, Need]:
+        """Run name -> needs, for every run ref (read once per Needs, unless given as refs: (name, commit)
+        pairs); problems get the unreadable records."""
         if self._every is None:
-            refs = self.store.run_refs() if pairs is None else pairs
-            self._every = {name: self.of(name, commit, self._problems) for name, commit in refs}
+            listed = self.store.run_refs() if refs is None else refs
+            self._every = {name: self.of(name, commit, self._problems) for name, commit in listed}
         if problems is not None:
             problems += [p for p in self._problems if p not in problems]
         return self._every
