@@ -16,6 +16,9 @@ a progress bar, only its last state; colour codes and backspaces removed):
   `Test set: Average loss: 0.1, Accuracy: 9800/10000 (98%)` as `test_loss`, `test_accuracy` (percent);
 - boosting: XGBoost `[0]\ttrain-rmse:0.3`, LightGBM `[10]\tvalid_0's l2: 0.5` (as `valid_0-l2`);
 - tqdm bars (Lightning's too): the postfix `loss=0.3` (never `v_num`, the counter or the rate);
+- Keras progress lines (`4/6 ━━━━ 0s 2ms/step - loss: 0.7`, Keras 2's `4/6 [===>..]`): only the
+  epoch's own line (`6/6`) counts; one before it holds running averages of the epoch so far, and
+  is skipped whether it is redrawn on a terminal or printed as a line of its own (a pipe, a log);
 - any other line: every `name=number` and `name: number` pair (Keras `- loss: 0.3`).
 
 Steps: `epoch`, `step`, `iter`, `iteration`, `global_step` give the step instead
@@ -71,6 +74,7 @@ _BOOST = re.compile(r"^\[(\d+)\]\t(.*)$")
 _BOOST_FIELD = re.compile(rf"^(.+?)(?:'s (.+?))?:\s*({_NUMBER})$")
 _BAR = re.compile(r"(\d+)/(\d+) \[[\d:<?]+(?:, ([^\]]*))?\]")
 _BAR_EPOCH = re.compile(r"(?i)^epoch\s+(\d+)")
+_KERAS_BAR = re.compile(r"^(\d+)/(?:(\d+) (?:━|\[[=>.]*\])|Unknown \d)")
 _TABLE_ROW = re.compile(rf"^([A-Za-z_][\w@./-]*)\s+({_NUMBER})$")
 _METRIC_WORD = re.compile(
     r"(?i)loss|acc|f1|ppl|perplexity|err|mse|mae|auc|score|precision|recall|bleu|rouge|reward|return"
@@ -197,6 +201,10 @@ class Recognisers:
             mnist = self._mnist(s)
             if mnist is not None:
                 return mnist
+        if first.isdigit():
+            keras = _KERAS_BAR.match(s)
+            if keras and (keras.group(2) is None or int(keras.group(1)) < int(keras.group(2))):
+                return None, {}  # within the epoch: its running averages
         if "/" in s and " [" in s:
             bar = _BAR.search(s)
             if bar:

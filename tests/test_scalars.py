@@ -80,6 +80,23 @@ def test_a_bar_reset_on_the_same_line_keeps_each_epochs_last_state(tmp_path: Pat
     assert points_of([line + b"\n"], tmp_path) == [(4, {"loss": 0.5}), (8, {"loss": 1.5})]
 
 
+def test_keras_lines_within_an_epoch_are_skipped_when_printed_as_lines_of_their_own(tmp_path: Path) -> None:
+    keras3 = (
+        "Epoch 2/3\n"
+        "\x1b[1m4/6\x1b[0m \x1b[32m━━━━━━━━━━━━━\x1b[0m\x1b[37m━━━━━━━\x1b[0m \x1b[1m0s\x1b[0m 61ms/step - accuracy: 0.5000 - loss: 0.70\n"
+        "\x1b[1m6/6\x1b[0m \x1b[32m━━━━━━━━━━━━━━━━━━━━\x1b[0m \x1b[1m0s\x1b[0m 62ms/step - accuracy: 0.5417 - loss: 0.68"
+        " - val_accuracy: 0.6250 - val_loss: 0.64\n"
+    ).encode()
+    keras2 = b"Epoch 3/3\n 4/60 [===>..........................] - ETA: 0s - loss: 0.69\n" \
+             b"60/60 [==============================] - 0s 2ms/step - loss: 0.61\n"
+    unknown = b"      7/Unknown 1s 50ms/step - loss: 0.9\n9/9 \x1b[32m\xe2\x94\x81\x1b[0m 1s 50ms/step - loss: 0.5\n"
+    assert points_of([keras3, keras2, unknown], tmp_path) == [
+        (2, {"accuracy": 0.5417, "loss": 0.68, "val_accuracy": 0.625, "val_loss": 0.64}),
+        (3, {"loss": 0.61}),
+        (3, {"loss": 0.5}),
+    ]
+
+
 def test_lines_redrawn_by_moving_the_cursor_up_count_in_their_final_state(tmp_path: Path) -> None:
     frames = [b"\x1b[2KEpoch 0/1 \x1b[35m--\x1b[0m %d/8 loss: 0.%d\r\n   \x1b[3mval: 0.%d\x1b[0m\r\x1b[2K\x1b[1A" % (i, i, i) for i in range(1, 9)]
     final = b"\x1b[2KEpoch 0/1 8/8 loss: 0.9\r\n   \x1b[3mval: 0.8\x1b[0m\r\n"
