@@ -65,10 +65,39 @@ def git(cwd: Path, *args: str, check: bool = True, env: dict[str, str] | None = 
     return proc.stdout
 
 
+def _port_slice() -> Iterator[int]:
+    """Ports for this test process alone: below the kernel's ephemeral range (never handed out by bind(0) or a
+    connect), one slice of 1,000 per xdist worker, started at a place the pid chooses (two pytest sessions)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    worker = int("0" + "".join(c for c in os.environ.get("PYTEST_XDIST_WORKER", "") if c.isdigit()))
+    first = low - 1000 * (12 - worker % 12)
+    offset = os.getpid() % 1000
+    while True:
+        for n in range(1000):
+            yield first + (offset + n) % 1000
+
+
+_PORTS = _port_slice()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, that no other test process will choose before its user binds it.
+
+    bind(0) would hand out an ephemeral port, which another worker's bind(0) could get too between
+    this check and the daemon's own bind: its daemon or its client would then take ours.
+    """
+    for _ in range(1000):
+        port = next(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: by our own earlier daemon, or by something else on the machine
+            return port
+    raise AssertionError("no free port in this test process's slice")
 
 
 @contextlib.contextmanager
@@ -77,20 +106,27 @@ def git_daemon(base: Path, receive_pack: bool = False) -> Iterator[str]:
 
     Ready once it accepts connections (waited for, never assumed); stopped at the end of the block.
     """
-    port = free_port()
-    args = ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", "--export-all", f"--base-path={base}"]
-    if receive_pack:
-        args.append("--enable=receive-pack")
-    daemon = subprocess.Popen([*args, str(base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+    for _attempt in range(5):
+        port = free_port()
+        args = ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", "--export-all", f"--base-path={base}"]
+        if receive_pack:
+            args.append("--enable=receive-pack")
+        daemon = subprocess.Popen([*args, str(base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60
-        while True:
+        while daemon.poll() is None:  # exited: it could not bind (taken meanwhile); another port
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert daemon.poll() is None and time.monotonic() < deadline, "git daemon did not start"
+                if time.monotonic() > deadline:
+                    daemon.kill()
+                    raise AssertionError("git daemon did not start") from None
                 time.sleep(0.05)
+        if daemon.poll() is None:
+            break
+    else:
+        raise AssertionError("git daemon did not start on any of 5 ports")
+    try:
         yield f"git://127.0.0.1:{port}"
     finally:
         daemon.terminate()
