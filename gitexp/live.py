@@ -32,6 +32,7 @@ from gitexp.model import RunSummary
 from gitexp.workspace import atomic_write, live_dir, pid_alive
 
 HEARTBEAT_SECONDS = 2.0
+_CLAIM = ".finalizing"  # <name>.json.<pid>.finalizing: the live file of a crashed run that process pid finalizes
 TAIL_LINES = 500  # of the lines logged since the last beat, how many are read for the latest values
 
 
@@ -75,11 +76,28 @@ def write(common_dir: Path, state: LiveState) -> None:
 
 
 def read(common_dir: Path, name: str) -> LiveState | None:
+    return _read_file(live_dir(common_dir) / f"{name}.json")
+
+
+def _read_file(path: Path) -> LiveState | None:
     try:
-        data = json.loads((live_dir(common_dir) / f"{name}.json").read_text(encoding="utf-8"))
-        return LiveState(**data)
+        return LiveState(**json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def awaited_scratches(common_dir: Path) -> set[str]:
+    """The scratch dirs still to be read: of live runs, and of crashed runs a process is finalizing now.
+
+    Listed twice: a live file renamed to its claim (or back) between listing and reading is found once.
+    """
+    directory = live_dir(common_dir)
+    return {
+        state.scratch
+        for _ in range(2)
+        for path in [*directory.glob("*.json"), *directory.glob(f"*.json.*{_CLAIM}")]
+        if (state := _read_file(path)) is not None
+    }
 
 
 def running_in(common_dir: Path, workdir: Path) -> list[LiveState]:
@@ -239,13 +257,18 @@ def finalize_crashed(common_dir: Path, finish: Callable[[LiveState], None]) -> l
     directory = live_dir(common_dir)
     if not directory.is_dir():
         return handled
+    for claim in directory.glob(f"*.json.*{_CLAIM}"):  # its finalizer was killed: the live file is put back
+        live_name, _, owner = claim.name[: -len(_CLAIM)].rpartition(".")
+        if owner.isdigit() and not pid_alive(int(owner), hostname()):
+            with contextlib.suppress(OSError):  # another process put it back first
+                os.rename(claim, directory / live_name)
     for path in sorted(directory.glob("*.json")):
         state = read(common_dir, path.stem)
         if state is None or state.host != hostname() or alive(state):
             continue
         if state.command_pid and alive(replace(state, pid=state.command_pid)):
             continue  # its command still runs (and logs): finalize it once that ended too
-        claim = path.with_name(f"{path.name}.{os.getpid()}.finalizing")
+        claim = path.with_name(f"{path.name}.{os.getpid()}{_CLAIM}")
         try:
             os.rename(path, claim)  # atomic: of two gitexp processes finalizing at once, one gets it
         except FileNotFoundError:

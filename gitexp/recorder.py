@@ -36,7 +36,6 @@ from gitexp.workspace import (
     ParamsInUse,
     Pointer,
     checkout_in_progress,
-    live_dir,
     pid_alive,
     read_pointer,
     write_pointer,
@@ -741,8 +740,7 @@ def _scratch_root(store: Store) -> Path:
     """.git/gitexp/tmp, cleared of what runs whose gitexp died left behind."""
     path = store.state_dir / "tmp"
     path.mkdir(parents=True, exist_ok=True)
-    common = store.git_common_dir()
-    awaited = {s.scratch for p in live_dir(common).glob("*.json") if (s := live_mod.read(common, p.stem))}
+    awaited = live_mod.awaited_scratches(store.git_common_dir())
     for old in path.glob("run-*-*"):
         pid = old.name.split("-")[1]
         if pid.isdigit() and not pid_alive(int(pid), hostname()) and str(old) not in awaited:
@@ -1009,4 +1007,6 @@ def finalize_crashed(store: Store, notify: Notify) -> list[str]:
         return live_mod.finalize_crashed(store.git_common_dir(), finish)
     except GitexpError as exc:
         notify(f"a crashed run could not be finalized: {exc.message}")
-        return []
+    except OSError as exc:  # what it left could not be read: it stays for the next run to try; this one goes on
+        notify(f"a crashed run could not be finalized: {exc}")
+    return []

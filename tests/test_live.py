@@ -105,6 +105,37 @@ def test_a_sigkilled_recorder_shows_crashed_with_partial_metrics_and_logs(ws: Wo
     assert listed(ws)["doomed"]["status"] == "crashed"
 
 
+def test_a_crashed_runs_leftovers_are_kept_while_another_process_finalizes_it_and_a_killed_finalizer_lets_go(
+    ws: Workspace,
+) -> None:
+    ws.write("slow.py", SLOW)
+    ws.commit_all()
+    ws.freeze()
+    proc = start(ws, "-n", "doomed", "--", PY, "slow.py", "600")
+    wait_for(lambda: "doomed" in ws.runs() and listed(ws)["doomed"]["metrics"].get("loss", 1) < 0.5)  # type: ignore[attr-defined]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    live_file = ws.root / ".git/gitexp/live/doomed.json"
+    scratch = Path(json.loads(live_file.read_text())["scratch"])
+    # Another gitexp process is finalizing it right now: it took the live file as its claim.
+    finalizer = subprocess.Popen([PY, "-c", "import time; time.sleep(600)"])
+    try:
+        claim = live_file.with_name(f"doomed.json.{finalizer.pid}.finalizing")
+        live_file.rename(claim)
+        ws.run("-n", "beside", "--", "true")  # clears the scratch dirs of dead runs: not one being finalized
+        assert (scratch / "stdout.log").is_file() and claim.is_file()
+        assert ws.record("doomed", "run.json")["status"] == "running"  # type: ignore[index]  # the claim's holder's to do
+    finally:
+        finalizer.kill()
+        finalizer.wait()
+    result = ws.run("-n", "after", "--", "true")  # the finalizer died: its claim is free, the run is finalized
+    assert "run doomed: its recorder died; recorded as crashed" in result.err
+    assert ws.record("doomed", "run.json")["status"] == "crashed"  # type: ignore[index]
+    assert "step 1" in ws.git("show", "refs/experiments/doomed:.gitexp/stdout.log")
+    assert list((ws.root / ".git/gitexp/live").iterdir()) == []
+    assert list((ws.root / ".git/gitexp/tmp").iterdir()) == []
+
+
 def test_a_command_that_outlives_its_killed_recorder_is_finalized_once_it_ended(ws: Workspace, tmp_path: Path) -> None:
     from gitexp import live
 
