@@ -231,38 +231,44 @@ def pull(store: Store, remote: str, runs: list[str], data_remote: str | None, pr
     # refs listed by git itself meanwhile: see Store.run_refs_from_git) and their data travels.
     packing = store.start_packing_refs()
     try:
-        needs = Needs(store)
-        totals = None
         if data:
             listed = None
             if packing is not None:
                 listed = store.run_refs_from_git([])  # (odd refs are `list`'s to name)
                 if listed is None:
                     packing.wait()  # (git could not list them: libgit2 does, once they are packed)
-            totals = needs.totals(listed)
-        if totals is not None:
-            fetched = set(runs) | {r.removeprefix(fmt.REF_PREFIX) for r in report.refs if r.startswith(fmt.REF_PREFIX)}
-            uses_lfs = store.info_attributes_use_lfs()
-            _lfs_transfer(store, remote, sorted(n for n in fetched if uses_lfs or n in totals.lfs), report, sending=False)
-        target = _data_remote(store, data_remote, remote) if data else None
-        if totals is not None:
-            digests = _wanted(needs, runs, report) if runs else _every_wanted(totals, report, ("", "queued", "running", "saved"))
-            if target is None:
-                _no_data_remote(digests, report)
-            else:
-                report.data_remote = target.url
-                cache = Cache(cache_root(store.git_common_dir()))
-                progress.start("pulling data", 0)
-                try:
-                    report.data = target.pull(cache, digests, progress.advance)
-                finally:
-                    progress.done()
-                    cache.release()  # the pulled objects' pins: the fetched runs point at them
-            _keep(needs)
+            _pull_data(store, remote, runs, data_remote, progress, report, listed)
     finally:
         if packing is not None:
             packing.wait()
     return report
+
+
+def _pull_data(
+    store: Store, remote: str, runs: list[str], data_remote: str | None, progress: Progress, report: ShareReport,
+    refs: list[tuple[str, str]] | None,
+) -> None:
+    """The Git LFS objects and the data of the runs a pull fetched (runs: those named, else all).
+    refs: every run ref, when the caller listed them (see Needs.totals)."""
+    needs = Needs(store)
+    totals = needs.totals(refs)
+    fetched = set(runs) | {r.removeprefix(fmt.REF_PREFIX) for r in report.refs if r.startswith(fmt.REF_PREFIX)}
+    uses_lfs = store.info_attributes_use_lfs()
+    _lfs_transfer(store, remote, sorted(n for n in fetched if uses_lfs or n in totals.lfs), report, sending=False)
+    target = _data_remote(store, data_remote, remote)
+    digests = _wanted(needs, runs, report) if runs else _every_wanted(totals, report, ("", "queued", "running", "saved"))
+    if target is None:
+        _no_data_remote(digests, report)
+    else:
+        report.data_remote = target.url
+        cache = Cache(cache_root(store.git_common_dir()))
+        progress.start("pulling data", 0)
+        try:
+            report.data = target.pull(cache, digests, progress.advance)
+        finally:
+            progress.done()
+            cache.release()  # the pulled objects' pins: the fetched runs point at them
+    _keep(needs)
 
 
 def _lfs_transfer(store: Store, remote: str, runs: list[str], report: ShareReport, sending: bool) -> None:
